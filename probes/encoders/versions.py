@@ -1,0 +1,49 @@
+"""The published InternViT versions, as data (architecture.md's table)."""
+from __future__ import annotations
+
+import difflib
+
+from probes.encoders.config import InternViTConfig
+from probes.errors import EncoderSourceError
+
+_300M = InternViTConfig(
+    hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+    image_size=448, qkv_bias=True, qk_normalization=False, norm_type="layer_norm",
+    initializer_factor=1.0)
+_6B = InternViTConfig(
+    hidden_size=3200, intermediate_size=12800, num_hidden_layers=48, num_attention_heads=25,
+    image_size=448, qkv_bias=False, qk_normalization=True, norm_type="rms_norm",
+    initializer_factor=0.1)
+
+VERSIONS: dict[str, InternViTConfig] = {
+    "InternViT-300M-448px": _300M,
+    "InternViT-300M-448px-V2_5": _300M,
+    "InternViT-6B-224px": _6B.replace(image_size=224),
+    # 48 blocks are stored; the published probes use the first 45 (classification configs say so).
+    "InternViT-6B-448px-V1-0": _6B,
+    "InternViT-6B-448px-V1-2": _6B.replace(num_hidden_layers=45),
+    "InternViT-6B-448px-V1-5": _6B.replace(num_hidden_layers=45),
+    "InternViT-6B-448px-V2_5": _6B.replace(num_hidden_layers=45),
+}
+
+
+def _normalise(name: str) -> str:
+    return name.lower().replace(".", "-").replace("_", "-")
+
+
+_BY_NORMALISED = {_normalise(n): n for n in VERSIONS}
+
+
+def find_version(name: str) -> str | None:
+    """The canonical version name for `name` (case, '.', '_' and '-' ignored), or None."""
+    return _BY_NORMALISED.get(_normalise(name))
+
+
+def resolve_version(name: str) -> str:
+    """The canonical version name; an unknown name is an error that suggests the closest ones."""
+    found = find_version(name)
+    if found is None:
+        close = difflib.get_close_matches(name, list(VERSIONS), n=2, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(close)}?" if close else f"; known: {', '.join(VERSIONS)}"
+        raise EncoderSourceError(f"unknown InternViT version {name!r}{hint}")
+    return found

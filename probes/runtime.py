@@ -1,0 +1,44 @@
+"""Device, dtype and precision choices shared by every command."""
+from __future__ import annotations
+
+import contextlib
+from typing import ContextManager, Optional, Union
+
+import torch
+
+from probes.errors import ConfigError
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
+    """A torch device; asking for CUDA on a machine without it is a clear error."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} was requested but this machine has no CUDA GPU; use --device cpu")
+    return resolved
+
+
+def resolve_dtype(dtype: Union[str, torch.dtype, None], device: torch.device, trainable: bool) -> torch.dtype:
+    """Storage dtype of encoder weights: bf16 for a frozen encoder on GPU, else float32 by default."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None:
+        return torch.bfloat16 if (device.type == "cuda" and not trainable) else torch.float32
+    if dtype not in _DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; use one of {', '.join(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+def autocast_for(device: torch.device, enabled: Optional[bool] = None) -> ContextManager:
+    """bf16 autocast on GPU (the protocol's mixed precision); a no-op on CPU, where bf16 is slower."""
+    use = device.type == "cuda" if enabled is None else enabled
+    if not use:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
