@@ -31,12 +31,10 @@ def _normalise(name: str) -> str:
     return name.lower().replace(".", "-").replace("_", "-")
 
 
-_BY_NORMALISED = {_normalise(n): n for n in VERSIONS}
-
-
 def find_version(name: str) -> str | None:
     """The canonical version name for `name` (case, '.', '_' and '-' ignored), or None."""
-    return _BY_NORMALISED.get(_normalise(name))
+    wanted = _normalise(name)
+    return next((known for known in VERSIONS if _normalise(known) == wanted), None)
 
 
 def resolve_version(name: str) -> str:

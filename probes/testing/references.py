@@ -84,3 +84,17 @@ def hf_state_from_timm(model, cfg: InternViTConfig) -> StateDict:
                 out[b + f"{name}.{leaf}"] = src[a + f"{name}.{leaf}"]
         out[b + "ls1"], out[b + "ls2"] = src[a + "ls1.gamma"], src[a + "ls2.gamma"]
     return {k: v.detach().clone() for k, v in out.items()}
+
+
+def timm_state_from_hf(state: StateDict, cfg: InternViTConfig) -> StateDict:
+    """InternViT HF names -> timm's `vit_intern300m` names (the inverse of `hf_state_from_timm`)."""
+    out = {"cls_token": state["embeddings.class_embedding"], "pos_embed": state["embeddings.position_embedding"],
+           "patch_embed.proj.weight": state["embeddings.patch_embedding.weight"],
+           "patch_embed.proj.bias": state["embeddings.patch_embedding.bias"]}
+    for i in range(cfg.num_hidden_layers):
+        a, b = f"encoder.layers.{i}.", f"blocks.{i}."
+        for name in ("norm1", "norm2", "attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"):
+            for leaf in ("weight", "bias"):
+                out[b + f"{name}.{leaf}"] = state[a + f"{name}.{leaf}"]
+        out[b + "ls1.gamma"], out[b + "ls2.gamma"] = state[a + "ls1"], state[a + "ls2"]
+    return out
