@@ -13,6 +13,7 @@ from probes.errors import ProbeError
 # `func`. Modules must import cheaply (heavy stacks such as mmseg are imported inside `func`).
 COMMAND_MODULES = (
     "probes.encoders.commands",
+    "probes.report.commands",
 )
 
 

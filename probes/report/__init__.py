@@ -1,0 +1,1 @@
+"""Tables (published beside measured, deltas), version comparisons and plots from result CSVs."""

@@ -1,0 +1,37 @@
+"""`probes report RESULTS_DIR`: tables, comparisons and plots from result CSVs."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `report` subcommand."""
+    parser = sub.add_parser("report", help="tables (Table 14/15 layouts, published beside measured) and plots")
+    parser.add_argument("results", type=Path, help="folder searched recursively for result CSVs")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: RESULTS/report)")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="folder with the published tables (default: the suite's results/reference)")
+    parser.add_argument("--format", default="md,csv", help="comma list of md, csv, tex (md and csv always)")
+    parser.add_argument("--compare", nargs="+", default=None, metavar="ENCODER",
+                        help="encoders to compare side by side, the first being the baseline (default: all)")
+    parser.set_defaults(func=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Build the report and print the headline table."""
+    from probes.report.build import build_report
+
+    formats = {f.strip() for f in args.format.split(",") if f.strip()}
+    unknown = formats - {"md", "csv", "tex"}
+    if unknown:
+        from probes.errors import ConfigError
+
+        raise ConfigError(f"--format {','.join(sorted(unknown))} is not one of md, csv, tex")
+    out = args.out or args.results / "report"
+    report = build_report(args.results, out, reference_dir=args.reference, formats=formats, compare=args.compare)
+    print(report.headline)
+    print(f"report: {report.index}")
+    print(f"tables: {', '.join(str(p) for p in report.tables if p.suffix == '.md')}")
+    print(f"plots:  {', '.join(str(p) for p in report.plots if p.suffix == '.png')}")
+    return 0

@@ -1,0 +1,53 @@
+"""The published numbers shipped in `results/reference/`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from probes.encoders.versions import VERSIONS
+from probes.errors import DatasetError
+
+DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference"
+TABLE14 = "internvl2_5_table14_classification.csv"
+TABLE15 = "internvl2_5_table15_segmentation.csv"
+
+
+def load_published(reference_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(Table 14 rows, Table 15 rows) in long format, each naming its source table."""
+    folder = Path(reference_dir) if reference_dir is not None else DEFAULT_REFERENCE
+    tables = []
+    for name in (TABLE14, TABLE15):
+        path = folder / name
+        if not path.is_file():
+            raise DatasetError(f"published table {path} is missing; pass --reference DIR holding {name}")
+        tables.append(pd.read_csv(path))
+    return tables[0], tables[1]
+
+
+def published_table14(rows: pd.DataFrame) -> pd.DataFrame:
+    """The published Table 14 in the report's own layout (rows: version x probe)."""
+    from probes.report.tables import DELTA, PROBE_NAMES
+    from probes.results import TEST_SETS
+
+    out = []
+    for (version, size), group in rows.groupby(["encoder_version", "image_size"], sort=False):
+        cells = group.set_index(["probe", "test_set"])["top1"]
+        label = version if size == VERSIONS[version].image_size else f"{version} @{size}"
+        for probe in ("linear", "attention_pooling"):
+            row = {"encoder": label, "probe": PROBE_NAMES[probe]}
+            row.update({s: cells.get((probe, s)) for s in (*TEST_SETS, "avg")})
+            row[DELTA] = cells.get(("delta", "avg")) if probe == "attention_pooling" else float("nan")
+            row["source"] = group["source"].iloc[0]
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def published_table15(rows: pd.DataFrame) -> pd.DataFrame:
+    """The published Table 15 averages in the report's layout (per-dataset cells were not released)."""
+    names = {"linear": "avg linear", "head": "avg head", "full": "avg full", "delta1": "Δ1", "delta2": "Δ2"}
+    wide = rows.pivot_table(index="encoder_version", columns="mode", values="mIoU", sort=False)
+    wide = wide.rename(columns=names).reindex(columns=list(names.values())).reset_index()
+    wide = wide.rename(columns={"encoder_version": "encoder"})
+    wide["source"] = rows["source"].iloc[0]
+    return wide
