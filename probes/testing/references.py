@@ -68,33 +68,26 @@ def timm_reference(cfg: InternViTConfig, seed: int = 0):
     return randomize_(model, seed).eval()
 
 
+def _timm_names(cfg: InternViTConfig) -> list[tuple[str, str]]:
+    """(timm name, InternViT HF name) for every tensor of the 300M-style encoder."""
+    pairs = [("cls_token", "embeddings.class_embedding"), ("pos_embed", "embeddings.position_embedding"),
+             ("patch_embed.proj.weight", "embeddings.patch_embedding.weight"),
+             ("patch_embed.proj.bias", "embeddings.patch_embedding.bias")]
+    for i in range(cfg.num_hidden_layers):
+        a, b = f"blocks.{i}.", f"encoder.layers.{i}."
+        pairs += [(a + f"{name}.{leaf}", b + f"{name}.{leaf}")
+                  for name in ("norm1", "norm2", "attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
+                  for leaf in ("weight", "bias")]
+        pairs += [(a + "ls1.gamma", b + "ls1"), (a + "ls2.gamma", b + "ls2")]
+    return pairs
+
+
 def hf_state_from_timm(model, cfg: InternViTConfig) -> StateDict:
     """timm's names (`cls_token`, `blocks.{i}`, `ls1.gamma`) -> InternViT HF names."""
     src = model.state_dict()
-    out = {
-        "embeddings.class_embedding": src["cls_token"],
-        "embeddings.position_embedding": src["pos_embed"],
-        "embeddings.patch_embedding.weight": src["patch_embed.proj.weight"],
-        "embeddings.patch_embedding.bias": src["patch_embed.proj.bias"],
-    }
-    for i in range(cfg.num_hidden_layers):
-        a, b = f"blocks.{i}.", f"encoder.layers.{i}."
-        for name in ("norm1", "norm2", "attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"):
-            for leaf in ("weight", "bias"):
-                out[b + f"{name}.{leaf}"] = src[a + f"{name}.{leaf}"]
-        out[b + "ls1"], out[b + "ls2"] = src[a + "ls1.gamma"], src[a + "ls2.gamma"]
-    return {k: v.detach().clone() for k, v in out.items()}
+    return {hf: src[theirs].detach().clone() for theirs, hf in _timm_names(cfg)}
 
 
 def timm_state_from_hf(state: StateDict, cfg: InternViTConfig) -> StateDict:
     """InternViT HF names -> timm's `vit_intern300m` names (the inverse of `hf_state_from_timm`)."""
-    out = {"cls_token": state["embeddings.class_embedding"], "pos_embed": state["embeddings.position_embedding"],
-           "patch_embed.proj.weight": state["embeddings.patch_embedding.weight"],
-           "patch_embed.proj.bias": state["embeddings.patch_embedding.bias"]}
-    for i in range(cfg.num_hidden_layers):
-        a, b = f"encoder.layers.{i}.", f"blocks.{i}."
-        for name in ("norm1", "norm2", "attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"):
-            for leaf in ("weight", "bias"):
-                out[b + f"{name}.{leaf}"] = state[a + f"{name}.{leaf}"]
-        out[b + "ls1.gamma"], out[b + "ls2.gamma"] = state[a + "ls1"], state[a + "ls2"]
-    return out
+    return {theirs: state[hf] for theirs, hf in _timm_names(cfg)}
