@@ -13,6 +13,8 @@ from probes.errors import ProbeError
 # `func`. Modules must import cheaply (heavy stacks such as mmseg are imported inside `func`).
 COMMAND_MODULES = (
     "probes.encoders.commands",
+    "probes.classification.commands",
+    "probes.segmentation.commands",
     "probes.report.commands",
 )
 

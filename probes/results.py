@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import os
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -29,22 +30,32 @@ def append_rows(path: Path, rows: Iterable[Mapping[str, object]], columns: Seque
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    existing: list[dict[str, str]] = []
-    header = list(columns)
-    if path.is_file():
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            existing = list(reader)
-            header += [c for c in (reader.fieldnames or []) if c not in header]
     rows = list(rows)
-    header += [c for row in rows for c in row if c not in header]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(existing)
-        writer.writerows(rows)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # several runs may share one --out folder
+        existing: list[dict[str, str]] = []
+        header = list(columns)
+        if path.is_file():
+            with path.open(newline="") as handle:
+                reader = csv.DictReader(handle)
+                existing = list(reader)
+                header += [c for c in (reader.fieldnames or []) if c not in header]
+        header += [c for row in rows for c in row if c not in header]
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(existing)
+            writer.writerows(rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
     return path
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """All rows of a result CSV (empty if it does not exist yet)."""
+    if not Path(path).is_file():
+        return []
+    with Path(path).open(newline="") as handle:
+        return list(csv.DictReader(handle))

@@ -1,0 +1,5 @@
+# InternViT-6B-448px-V1-5 (45 blocks) at 448px.
+_base_ = ['./_base_/probe_recipe.py']
+
+encoder = dict(version='InternViT-6B-448px-V1-5')
+image_size = 448

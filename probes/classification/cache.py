@@ -1,0 +1,206 @@
+"""Feature cache: frozen features written once to memory-mapped ``.npy`` files, then read by many heads.
+
+Per split a folder holds ``pooled.npy`` (class ⊕ mean-patch, float32, for linear heads),
+``tokens.npy`` (all tokens as bf16 bit patterns in int16, for attention pooling), ``valid.npy``
+(1 where the image was decoded) and ``meta.json`` (written last: its presence marks a finished store).
+Features are computed with the evaluation transform: a cached run has no augmentation
+(``protocol=cached`` in its rows).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from timm.data.mixup import mixup_target
+from torch import nn
+
+from probes.classification.datasets import ImageSet
+from probes.classification.distributed import DistInfo, barrier
+from probes.classification.heads import linear_input
+from probes.classification.live import LiveSource, per_rank_batch
+from probes.classification.training import progress
+from probes.errors import ConfigError, DatasetError
+
+log = logging.getLogger(__name__)
+Features = Dict[str, torch.Tensor]
+
+
+class FeatureStore:
+    """The cached features of one split, memory-mapped."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.pooled: Optional[np.ndarray] = None
+        self.tokens: Optional[np.ndarray] = None
+        self.valid: Optional[np.ndarray] = None
+        self.num_prefix_tokens = 0
+
+    def finished_meta(self) -> Optional[Dict[str, Any]]:
+        """The meta of a finished store, or None."""
+        path = self.folder / "meta.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def open(self, mode: str = "r") -> "FeatureStore":
+        """Map the arrays (``r`` to read, ``r+`` for another rank to fill its rows)."""
+        for name in ("pooled", "tokens", "valid"):
+            path = self.folder / f"{name}.npy"
+            setattr(self, name, np.load(path, mmap_mode=mode) if path.is_file() else None)
+        return self
+
+    def create(self, n: int, pooled_dim: Optional[int], token_shape: Optional[Tuple[int, int]]) -> None:
+        """Allocate the arrays on disk (main rank); an old store in the folder is replaced."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "meta.json").unlink(missing_ok=True)
+        fmt = np.lib.format
+        if pooled_dim is not None:
+            fmt.open_memmap(self.folder / "pooled.npy", "w+", np.float32, (n, pooled_dim)).flush()
+        else:
+            (self.folder / "pooled.npy").unlink(missing_ok=True)
+        if token_shape is not None:
+            fmt.open_memmap(self.folder / "tokens.npy", "w+", np.int16, (n, *token_shape)).flush()
+        else:
+            (self.folder / "tokens.npy").unlink(missing_ok=True)
+        fmt.open_memmap(self.folder / "valid.npy", "w+", np.uint8, (n,)).flush()
+
+    def write(self, indices: np.ndarray, feats: Mapping[str, torch.Tensor]) -> None:
+        """Store one batch of features at the rows of its images."""
+        if self.pooled is not None:
+            self.pooled[indices] = feats["pooled"].float().cpu().numpy()
+        if self.tokens is not None:
+            # numpy has no bfloat16: keep the 16-bit patterns and view them back as bf16 on read.
+            self.tokens[indices] = feats["tokens"].to(torch.bfloat16).cpu().view(torch.int16).numpy()
+        self.valid[indices] = 1
+
+    def flush(self) -> None:
+        """Write dirty pages to disk."""
+        for arr in (self.pooled, self.tokens, self.valid):
+            if arr is not None:
+                arr.flush()
+
+    def read(self, indices: np.ndarray, need_pooled: bool, need_tokens: bool,
+             device: torch.device) -> Features:
+        """The heads' inputs for the given rows (pooled rebuilt from tokens when not stored)."""
+        feats: Features = {}
+        tokens = None
+        if need_tokens or (need_pooled and self.pooled is None):
+            tokens = torch.from_numpy(np.ascontiguousarray(self.tokens[indices])).view(torch.bfloat16)
+            # bf16 matmuls are slow on CPU; GPUs take bf16 as is under autocast.
+            tokens = tokens.to(device) if device.type == "cuda" else tokens.float()
+        if need_pooled:
+            if self.pooled is not None:
+                feats["pooled"] = torch.from_numpy(np.ascontiguousarray(self.pooled[indices])).to(device)
+            else:
+                feats["pooled"] = linear_input(tokens, self.num_prefix_tokens).float().to(device)
+        if need_tokens:
+            feats["tokens"] = tokens.to(device)
+        return feats
+
+    def valid_rows(self) -> np.ndarray:
+        """Rows whose image was decoded."""
+        return np.flatnonzero(np.asarray(self.valid))
+
+
+def store_meta(encoder: nn.Module, image_set: ImageSet, cfg: Mapping[str, Any],
+               kinds: Sequence[str]) -> Dict[str, Any]:
+    """What a store must match to be reused: encoder, resolution, the exact file list, the kinds."""
+    import hashlib
+
+    files = hashlib.sha256("\n".join(map(str, image_set.files)).encode()).hexdigest()[:16]
+    return {"encoder_version": encoder.version, "encoder_source": str(getattr(encoder, "source", "")),
+            "num_layers": int(encoder.num_layers), "image_size": cfg["image_size"],
+            "interpolation": cfg["interpolation"], "mean": list(encoder.data_config["mean"]),
+            "std": list(encoder.data_config["std"]), "n": len(image_set), "files_sha": files,
+            "kinds": sorted(kinds), "num_prefix_tokens": int(encoder.num_prefix_tokens)}
+
+
+def build_store(folder: Path, image_set: ImageSet, live: LiveSource, cfg: Mapping[str, Any],
+                dist: DistInfo, kinds: Sequence[str]) -> FeatureStore:
+    """Reuse a finished store with the same meta, else compute the features (sharded over ranks)."""
+    meta = store_meta(live.encoder, image_set, cfg, kinds)
+    store = FeatureStore(folder)
+    store.num_prefix_tokens = meta["num_prefix_tokens"]
+    if store.finished_meta() == meta:
+        log.info("feature cache: reusing %s (%d images)", folder, len(image_set))
+        return store.open("r")
+    # One dummy image tells the feature shapes before any rank writes.
+    size = cfg["image_size"]
+    probe = live.encoder.forward_features
+    with torch.inference_mode(), live.autocast():
+        dummy = probe(torch.zeros(1, 3, size, size, device=dist.device,
+                                  dtype=next(live.encoder.parameters()).dtype))
+    pooled_dim = linear_input(dummy, live.encoder.num_prefix_tokens).shape[1] if "pooled" in kinds else None
+    token_shape = tuple(dummy.shape[1:]) if "tokens" in kinds else None
+    if dist.is_main:
+        store.create(len(image_set), pooled_dim, token_shape)
+    barrier(dist)
+    store.open("r+")
+    need_pooled, need_tokens = live.need_pooled, live.need_tokens
+    live.need_pooled, live.need_tokens = "pooled" in kinds, "tokens" in kinds
+    try:
+        for feats, indices in progress(live.eval_batches(image_set), None, f"cache {image_set.name}",
+                                       cfg["runtime"]["progress"] and dist.is_main):
+            store.write(indices.numpy(), feats)
+    finally:
+        live.need_pooled, live.need_tokens = need_pooled, need_tokens
+    store.flush()
+    barrier(dist)
+    if dist.is_main:
+        tmp = folder / "meta.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, folder / "meta.json")
+    barrier(dist)
+    return store.open("r")
+
+
+class CachedSource:
+    """Train and eval batches read from feature stores: no backbone, no augmentation."""
+
+    def __init__(self, stores: Mapping[str, FeatureStore], train: ImageSet, cfg: Mapping[str, Any],
+                 dist: DistInfo, need_tokens: bool, need_pooled: bool) -> None:
+        self.stores, self.train, self.cfg, self.dist = stores, train, cfg, dist
+        self.need_tokens, self.need_pooled = need_tokens, need_pooled
+        ccfg = cfg["cache"]
+        self.batch = per_rank_batch(ccfg["batch_size"], dist.world, "cache.batch_size")
+        self.eval_batch = per_rank_batch(cfg["train"]["eval_batch_size"] or ccfg["batch_size"],
+                                         dist.world, "train.eval_batch_size")
+        self.train_rows = stores["train"].valid_rows()
+        self.iters_per_epoch = (len(self.train_rows) // dist.world) // self.batch
+        if self.iters_per_epoch == 0:
+            raise DatasetError(f"train at {train.root}: {len(self.train_rows)} cached images, fewer "
+                               f"than one batch of {self.batch} per process (lower cache.batch_size).")
+        self.targets = torch.as_tensor(train.targets)
+        self.n_skipped = {name: int(len(s.valid) - len(s.valid_rows())) for name, s in stores.items()}
+
+    def train_batches(self, epoch: int) -> Iterator[Tuple[Features, torch.Tensor]]:
+        """One shuffled epoch of stored train features with label-smoothed targets."""
+        gen = torch.Generator().manual_seed(int(self.cfg["train"]["seed"]) * 1_000_003 + epoch)
+        order = self.train_rows[torch.randperm(len(self.train_rows), generator=gen).numpy()]
+        mine = order[self.dist.rank::self.dist.world][: self.iters_per_epoch * self.batch]
+        store = self.stores["train"]
+        for start in range(0, len(mine), self.batch):
+            rows = np.sort(mine[start:start + self.batch])  # sorted rows read the memmap faster
+            feats = store.read(rows, self.need_pooled, self.need_tokens, self.dist.device)
+            targets = self.targets[rows].to(self.dist.device)
+            yield feats, mixup_target(targets, self.cfg["probe"]["num_classes"], 1.0,
+                                      self.cfg["train"]["smoothing"])
+
+    def eval_batches(self, image_set: ImageSet) -> Iterator[Tuple[Features, torch.Tensor]]:
+        """Stored features of an evaluation split, sharded over ranks."""
+        store = self.stores[image_set.name]
+        rows = store.valid_rows()[self.dist.rank::self.dist.world]
+        for start in range(0, len(rows), self.eval_batch):
+            chunk = rows[start:start + self.eval_batch]
+            yield (store.read(chunk, self.need_pooled, self.need_tokens, self.dist.device),
+                   torch.as_tensor(chunk))
+
+
+def check_store_kinds(kinds: Sequence[str], probes: Sequence[str]) -> None:
+    """Attention pooling needs stored tokens; linear needs pooled features or tokens."""
+    if "attention_pooling" in probes and "tokens" not in kinds:
+        raise ConfigError("cache.store lacks 'tokens', which attention-pooling heads read; add it "
+                          "or train only linear heads.")

@@ -1,0 +1,48 @@
+"""Tiny encoders and tiny data roots in the real ImageNet layouts, written once per test session."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+
+from probes.classification.config import load_config
+from probes.classification.synthetic import shared_a_r_classes, write_imagenet_root
+from probes.testing.checkpoints import write_tiny_hf_encoder
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A tiny random InternViT (300M style: hidden 48, 4 blocks, 4 heads, 56px, patch 14)."""
+    return write_tiny_hf_encoder(tmp_path_factory.mktemp("enc") / "tiny300m", style="300m", seed=0)
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """Every set, four classes shared by IN-A and IN-R, with the file quirks of the real sets."""
+    root = tmp_path_factory.mktemp("imagenet")
+    write_imagenet_root(root, shared_a_r_classes(4), train_per_class=4)
+    return root
+
+
+@pytest.fixture
+def tiny_cfg(tiny_encoder, data_root, tmp_path):
+    """A factory: the tiny demo config on the session data, results under this test's tmp_path."""
+    def make(**overrides: Any) -> Dict[str, Any]:
+        pairs = [("encoder.source", str(tiny_encoder)), ("data.root", str(data_root)),
+                 ("runtime.out", str(tmp_path / "out"))]
+        pairs += [(k.replace("__", "."), v) for k, v in overrides.items()]
+        return load_config("tiny_demo", pairs)
+    return make
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny tensors gain nothing from a second thread, and on a shared 2-core machine an OpenMP
+    barrier waiting for a descheduled thread can make a small op 100x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,210 @@
+"""End to end on a tiny InternViT and tiny data: rows, one backbone pass, resume, cache, bad input."""
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from probes.classification import runner
+from probes.classification.datasets import TEST_SETS
+from probes.classification.results import COLUMNS, RESULTS_FILE, read_rows
+from probes.classification.sweep import SweepTrainer
+from probes.encoders.internvit import InternViT
+from probes.errors import DatasetError
+
+
+@pytest.fixture
+def count_backbone(monkeypatch):
+    """Count the frozen encoder's forward passes (each call is one batch through the backbone)."""
+    calls = {"n": 0, "images": 0}
+    real = InternViT.forward_features
+
+    def counting(self, x, *a, **k):
+        calls["n"] += 1
+        calls["images"] += x.shape[0]
+        return real(self, x, *a, **k)
+
+    monkeypatch.setattr(InternViT, "forward_features", counting)
+    return calls
+
+
+def test_rows_cover_every_head_ema_and_test_set(tiny_cfg):
+    cfg = tiny_cfg()
+    rows = runner.run_classify(cfg)
+    # 2 probes x 2 lrs x (raw, EMA) x 6 sets
+    assert len(rows) == 2 * 2 * 2 * 6
+    assert {r["test_set"] for r in rows} == set(TEST_SETS)
+    assert {r["probe"] for r in rows} == {"linear", "attention_pooling"}
+    by_set = {r["test_set"]: r["n_images"] for r in rows}
+    assert by_set == {"IN-1K": 4, "IN-ReaL": 3, "IN-V2": 4, "IN-A": 4, "IN-R": 4, "IN-Sketch": 4}
+    assert all(r["protocol"] == "modified" and "epochs=2" in r["protocol_notes"] for r in rows)
+    assert all(r["subset"] is True for r in rows)  # tiny sets: allow_subset is written into every row
+    for probe in ("linear", "attention_pooling"):
+        chosen = {(r["lr"], r["ema"]) for r in rows if r["probe"] == probe and r["selected"]}
+        assert len(chosen) == 1  # one head per probe type, picked on the held-out split
+        best = max(r["heldout_top1"] for r in rows if r["probe"] == probe)
+        assert all(r["heldout_top1"] == best for r in rows if r["probe"] == probe and r["selected"])
+    written = read_rows(Path(cfg["runtime"]["out"]))
+    assert len(written) == len(rows)
+    with (Path(cfg["runtime"]["out"]) / RESULTS_FILE).open() as fh:
+        header = next(csv.reader(fh))
+    assert set(COLUMNS) <= set(header)
+    runner.run_classify(cfg)  # a second run appends
+    assert len(read_rows(Path(cfg["runtime"]["out"]))) == 2 * len(rows)
+
+
+def test_one_backbone_pass_feeds_all_heads(tiny_cfg, count_backbone):
+    runner.run_classify(tiny_cfg(probe__lrs=[0.1]))
+    one_head_pair = dict(count_backbone)
+    count_backbone.update(n=0, images=0)
+    runner.run_classify(tiny_cfg(probe__lrs=[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0]))
+    assert count_backbone == one_head_pair  # 16 heads cost the backbone exactly what 2 did
+    count_backbone.update(n=0, images=0)
+    runner.run_classify(tiny_cfg(probe__lrs=[0.1], probe__probes=["linear"]))
+    assert count_backbone == one_head_pair
+    # 15 train images, batch 8, drop_last: 1 step x 2 epochs; eval: held-out + 5 image sets (val
+    # serves IN-1K and IN-ReaL) in one batch each.
+    assert one_head_pair["n"] == 2 + 1 + 5
+
+
+def test_resume_after_a_kill_ends_with_the_same_numbers(tiny_cfg, tmp_path, monkeypatch):
+    common = dict(train__epochs=3, train__batch_size=4, probe__lrs=[0.1, 1.0])
+    reference = runner.run_classify(tiny_cfg(runtime__out=str(tmp_path / "ref"), **common))
+    ref_state = torch.load(tmp_path / "ref" / "checkpoints" / "custom_56px_live.pth", weights_only=False)
+
+    real_step = SweepTrainer.step
+    calls = {"n": 0}
+
+    def dying_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 5:  # 3 steps per epoch: killed in the middle of epoch 2
+            raise KeyboardInterrupt
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(SweepTrainer, "step", dying_step)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_classify(tiny_cfg(runtime__out=str(out), **common))
+    assert not (out / RESULTS_FILE).exists()
+    saved = torch.load(out / "checkpoints" / "custom_56px_live.pth", weights_only=False)
+    assert saved["epoch"] == 1
+    resumed_steps = {"n": 0}
+
+    def counting_step(self, *a, **k):
+        resumed_steps["n"] += 1
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(SweepTrainer, "step", counting_step)
+    resumed = runner.run_classify(tiny_cfg(runtime__out=str(out), runtime__resume=True, **common))
+    assert resumed_steps["n"] == 6  # epochs 2 and 3 only: it continued, it did not start over
+    final = torch.load(out / "checkpoints" / "custom_56px_live.pth", weights_only=False)
+    for part in ("bank", "ema"):
+        for key, value in ref_state["trainer"][part].items():
+            torch.testing.assert_close(final["trainer"][part][key], value, rtol=0, atol=0)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "date"} for r in rows]  # noqa: E731
+    assert strip(resumed) == strip(reference)
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tiny_cfg):
+    from probes.errors import CheckpointError
+
+    runner.run_classify(tiny_cfg())
+    with pytest.raises(CheckpointError, match="other settings"):
+        runner.run_classify(tiny_cfg(runtime__resume=True, train__smoothing=0.2))
+
+
+def test_cached_run_rows_baselines_and_reuse(tiny_cfg, tmp_path, count_backbone):
+    cfg = tiny_cfg(cache__dir=str(tmp_path / "cache"))
+    rows = runner.run_classify(cfg)
+    assert count_backbone["n"] > 0
+    assert all(r["protocol"] == "cached" and "no augmentation" in r["protocol_notes"] for r in rows)
+    assert {r["probe"] for r in rows} == {"linear", "attention_pooling", "knn", "logreg"}
+    assert len([r for r in rows if r["probe"] == "knn"]) == 6
+    store = next((tmp_path / "cache").iterdir())
+    tokens = store / "train" / "tokens.npy"
+    import numpy as np
+    arr = np.load(tokens, mmap_mode="r")
+    assert arr.dtype == np.int16 and arr.shape[1:] == (17, 48)  # bf16 bit patterns, all tokens
+    assert np.load(store / "train" / "pooled.npy", mmap_mode="r").shape[1] == 96
+
+    count_backbone.update(n=0, images=0)
+    again = runner.run_classify(cfg)
+    assert count_backbone["n"] == 0  # heads trained and scored without the backbone
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "date"} for r in rs]  # noqa: E731
+    assert strip(again) == strip(rows)
+
+
+def test_cached_heads_and_baselines_learn_the_tiny_classes(tiny_cfg, tmp_path):
+    cfg = tiny_cfg(cache__dir=str(tmp_path / "cache"), cache__epochs=40, cache__batch_size=4,
+                   probe__lrs=[1.0], probe__probes=["linear"], cache__store=["pooled"])
+    rows = runner.run_classify(cfg)
+    best = {r["probe"]: r["heldout_top1"] for r in rows if r["selected"]}
+    # 4 classes out of 1000 outputs: chance is far below these.
+    assert best["linear"] >= 50 and best["knn"] >= 50 and best["logreg"] >= 50
+    in1k = [r["top1"] for r in rows if r["probe"] == "logreg" and r["test_set"] == "IN-1K"]
+    assert in1k[0] >= 50
+
+
+def test_cached_attention_pooling_needs_tokens(tiny_cfg, tmp_path):
+    from probes.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="tokens"):
+        runner.run_classify(tiny_cfg(cache__dir=str(tmp_path / "c"), cache__store=["pooled"]))
+
+
+def test_partial_data_without_allow_subset_is_an_error(tiny_cfg):
+    with pytest.raises(DatasetError, match=r"train at .* partial: 19 images in 4 classes instead of 1281167"):
+        runner.run_classify(tiny_cfg(data__allow_subset=False))
+
+
+def test_corrupt_test_image_stops_or_is_skipped_and_counted(tiny_cfg, data_root, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(data_root, root)
+    bad = next((root / "sketch").iterdir()) / "broken.JPEG"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match="broken.JPEG"):
+        runner.run_classify(tiny_cfg(data__root=str(root), probe__lrs=[0.1]))
+    rows = runner.run_classify(tiny_cfg(data__root=str(root), probe__lrs=[0.1], data__on_corrupt="skip"))
+    sketch = [r for r in rows if r["test_set"] == "IN-Sketch"]
+    assert all(r["n_skipped"] == 1 and r["n_images"] == 4 for r in sketch)
+    assert all(r["n_skipped"] == 0 for r in rows if r["test_set"] != "IN-Sketch")
+
+
+def test_missing_test_set_is_skipped(tiny_cfg, data_root, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(data_root, root, ignore=shutil.ignore_patterns("imagenet-r"))
+    rows = runner.run_classify(tiny_cfg(data__root=str(root), probe__lrs=[0.1]))
+    assert {r["test_set"] for r in rows} == set(TEST_SETS) - {"IN-R"}
+
+
+def test_cache_of_a_train_subset_says_so(tiny_cfg, tmp_path):
+    rows = runner.run_classify(tiny_cfg(cache__dir=str(tmp_path / "cache"), cache__train_per_class=2,
+                                        probe__lrs=[0.1], cache__knn=False, cache__logreg=False))
+    assert all("cache.train_per_class=2" in r["protocol_notes"] for r in rows)
+    store = next((tmp_path / "cache").iterdir()) / "train"
+    import numpy as np
+    assert np.load(store / "valid.npy").sum() == 4 * 2  # 4 classes x 2 images
+
+
+def test_published_protocol_is_named_only_when_the_recipe_is_kept():
+    from probes.classification.config import load_config
+
+    cfg = load_config("internvit_6b_224px")
+    assert runner.protocol_of(cfg, cached=False)[0] == "published"
+    cfg["train"]["epochs"] = 3
+    protocol, notes = runner.protocol_of(cfg, cached=False)
+    assert protocol == "modified" and "epochs=3" in notes
+    assert runner.protocol_of(cfg, cached=True)[0] == "cached"
+    cfg["runtime"]["protocol_label"] = "demo"
+    protocol, notes = runner.protocol_of(cfg, cached=False)
+    assert protocol == "demo" and notes.startswith("demo run (modified recipe otherwise)")
+
+
+def test_any_timm_model_without_class_token_can_be_probed(tiny_cfg):
+    rows = runner.run_classify(tiny_cfg(encoder__source="timm:resnet18", probe__lrs=[0.1],
+                                        data__test_sets=["IN-A"]))
+    assert {r["encoder_version"] for r in rows} == {"timm:resnet18"}
+    assert {r["probe"] for r in rows} == {"linear", "attention_pooling"}
