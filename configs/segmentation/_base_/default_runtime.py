@@ -1,0 +1,16 @@
+# Runtime shared by every segmentation config (mmengine Runner keys).
+default_scope = 'mmseg'
+env_cfg = dict(
+    cudnn_benchmark=True,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),
+)
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+log_processor = dict(by_epoch=False)
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = dict(seed=0)
+# Lean checkpoints in frozen modes + bit-identical resume (probes/segmentation/hooks.py).
+custom_hooks = [dict(type='ProbeCheckpointHook')]

@@ -1,0 +1,18 @@
+# Sharded full tuning for the 6B encoders (mmengine FlexibleRunner + FSDP). Full tuning keeps fp32 weights,
+# gradients and two AdamW moments for 6.3B parameters (~100 GB): more than one GPU holds, so parameters,
+# gradients and optimizer state are sharded over all ranks. Launch with torchrun / srun and
+# `--launcher pytorch|slurm` (see README). Checkpoints are gathered on rank 0 ("full"), so --resume and the
+# result row work as in unsharded runs.
+runner_type = 'FlexibleRunner'
+strategy = dict(
+    type='FSDPStrategy',
+    model_wrapper=dict(
+        # One FSDP unit per ~100M parameters: each 6B block (~123M) becomes its own shard unit.
+        auto_wrap_policy=dict(type='torch.distributed.fsdp.wrap.size_based_auto_wrap_policy',
+                              min_num_params=int(1e8)),
+        # Keep the original parameter names: the layer-decay constructor groups parameters by name.
+        use_orig_params=True),
+    state_dict_cfg='full',
+)
+# Pair with a config whose backbone has grad_checkpointing=True (all 6B full-tuning configs do): block
+# recomputation is what makes the activations of 45-48 blocks fit.

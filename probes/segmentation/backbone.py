@@ -1,0 +1,108 @@
+"""mmseg backbone wrapping any `probes.load_encoder` source; returns chosen blocks as NCHW maps."""
+from __future__ import annotations
+
+import contextlib
+from typing import Optional, Sequence, Union
+
+import torch
+from mmengine.model import BaseModule
+from mmseg.registry import MODELS
+from torch import nn
+
+from probes.errors import ConfigError
+from probes.segmentation.encoder_info import RANDOM_PREFIX
+
+
+def _build_encoder(source: str, *, num_layers: Optional[int], drop_path_rate: Optional[float], trainable: bool,
+                   **kwargs) -> nn.Module:
+    """`load_encoder(source)`, or for `random:VERSION` the architecture with random weights."""
+    if source is None:
+        raise ConfigError("model.backbone.source is not set; pass --encoder SRC")
+    if str(source).startswith(RANDOM_PREFIX):
+        # For shape-only uses (parameter counts on the meta device, step benchmarks): never a result row.
+        from probes.encoders import VERSIONS, InternViT
+        from probes.encoders.versions import resolve_version
+
+        version = resolve_version(str(source)[len(RANDOM_PREFIX):])
+        encoder = InternViT(VERSIONS[version], num_layers=num_layers, drop_path_rate=drop_path_rate)
+        encoder.version, encoder.source = version, "random init"
+        if kwargs.get("dtype"):
+            from probes.runtime import resolve_dtype
+
+            encoder = encoder.to(resolve_dtype(kwargs["dtype"], torch.device("cpu"), trainable))
+        return encoder.requires_grad_(trainable).train(trainable)
+    from probes import load_encoder
+
+    return load_encoder(source, num_layers=num_layers, drop_path_rate=drop_path_rate, trainable=trainable, **kwargs)
+
+
+@MODELS.register_module()
+class ProbeEncoder(BaseModule):
+    """A frozen (no grad, bf16 on GPU) or trainable (drop path, checkpointing) vision encoder.
+
+    `out_indices` are block indices (negatives count from the last block); blocks after the last one
+    needed are dropped, so linear probing at block 44 of 48 never runs blocks 45..47.
+    """
+
+    def __init__(self, source: str, out_indices: Union[int, Sequence[int]] = (-1,), trainable: bool = False,
+                 drop_path_rate: float = 0.0, grad_checkpointing: bool = False, num_layers: Optional[int] = None,
+                 weights: Optional[str] = None, version: Optional[str] = None, bf16_on_gpu: bool = True,
+                 dtype: Optional[str] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.trainable = trainable
+        self.bf16_on_gpu = bf16_on_gpu
+        self.encoder = _build_encoder(source, version=version, weights=weights, num_layers=num_layers,
+                                      dtype=dtype, drop_path_rate=drop_path_rate if trainable else None,
+                                      trainable=trainable)
+        indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
+        depth = self.encoder.num_layers
+        self.out_indices = [i if i >= 0 else depth + i for i in indices]
+        self.encoder.prune_intermediate_layers(self.out_indices)
+        if grad_checkpointing:
+            self.encoder.set_grad_checkpointing(True)
+        if not trainable:
+            self.encoder.requires_grad_(False)
+            self.encoder.eval()
+
+    @property
+    def embed_dim(self) -> int:
+        """Channels of every returned map."""
+        return int(self.encoder.embed_dim)
+
+    def init_weights(self) -> None:
+        """Keep the loaded encoder weights: mmengine's init pass must not re-initialise them."""
+
+    def train(self, mode: bool = True) -> "ProbeEncoder":
+        """Frozen encoders stay in eval mode (no dropout / drop path) whatever the runner asks."""
+        super().train(mode)
+        if not self.trainable:
+            self.encoder.eval()
+        return self
+
+    def _autocast(self, x: torch.Tensor) -> contextlib.AbstractContextManager:
+        # The recipe computes the backbone in bf16 and the heads in fp32; bf16 is ~4x slower on CPU.
+        if self.bf16_on_gpu and x.is_cuda:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) -> one (B, C, H/p, W/p) float32 map per out index."""
+        # Frozen: no_grad rather than inference_mode, because the maps feed trainable heads whose backward
+        # must save them; no_grad still keeps none of the encoder's own activations.
+        grad = contextlib.nullcontext() if self.trainable else torch.no_grad()
+        weight_dtype = next(self.encoder.parameters()).dtype
+        if not (self.bf16_on_gpu and x.is_cuda) and x.dtype != weight_dtype:
+            x = x.to(weight_dtype)   # e.g. a bf16-stored encoder run without autocast
+        with grad, self._autocast(x):
+            maps = self.encoder.forward_intermediates(x, self.out_indices, intermediates_only=True)
+        return [m.float() for m in maps]
+
+    def frozen_state_prefixes(self) -> tuple[str, ...]:
+        """Relative state-dict prefixes that checkpoints may omit (the frozen encoder)."""
+        return () if self.trainable else ("encoder.",)
+
+
+def count_trainable(module: nn.Module) -> int:
+    """Number of parameters that receive gradients."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,72 @@
+"""Layer-wise lr decay (BEiT ids) as an mmengine optimizer-wrapper constructor."""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Optional
+
+from mmengine.optim import DefaultOptimWrapperConstructor
+from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+# Encoder parameter names (relative to the backbone's `encoder.`): InternViT and timm layouts.
+_EMBEDDING = re.compile(r"^(embeddings\.|model\.(patch_embed|cls_token|pos_embed|reg_token|mask_token)\b)")
+_BLOCK = re.compile(r"^(encoder\.layers|model\.blocks)\.(\d+)\.")
+_NO_DECAY_NAMES = re.compile(r"(position_embedding|class_embedding|pos_embed|cls_token|reg_token)$")
+_BACKBONE_PREFIX = "backbone.encoder."
+
+
+def layer_id(name: str, num_layers: int) -> int:
+    """BEiT layer id of a model parameter: embeddings 0, block i -> i + 1, anything else num_layers + 1."""
+    if not name.startswith(_BACKBONE_PREFIX):
+        return num_layers + 1
+    rest = name[len(_BACKBONE_PREFIX):]
+    if _EMBEDDING.match(rest):
+        return 0
+    block = _BLOCK.match(rest)
+    if block:
+        return int(block.group(2)) + 1
+    return num_layers + 1
+
+
+def skips_weight_decay(name: str, ndim: int) -> bool:
+    """1-D params (norms), biases, position embedding and class token get no weight decay."""
+    return ndim == 1 or name.endswith(".bias") or bool(_NO_DECAY_NAMES.search(name))
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+    """Param groups by (layer id, decay/no-decay); lr scale = rate ** (num_layers + 1 - id).
+
+    paramwise_cfg: `num_layers` (blocks of the backbone in use; required when rate != 1) and
+    `layer_decay_rate` (1.0 = no decay, as in linear probing and head tuning). Frozen parameters are left
+    out of the optimizer altogether.
+    """
+
+    def add_params(self, params: list[dict], module: nn.Module, prefix: str = "", is_dcn_module: Optional[int] = None) -> None:
+        """Fill `params` with one group per (layer id, weight-decay flag)."""
+        rate = float(self.paramwise_cfg.get("layer_decay_rate", 1.0))
+        num_layers = self.paramwise_cfg.get("num_layers")
+        if num_layers is None:
+            if rate != 1.0:
+                raise ValueError("paramwise_cfg.num_layers is required with layer_decay_rate != 1")
+            num_layers = 0
+        weight_decay = self.base_wd or 0.0
+        groups: dict[tuple[int, bool], dict] = {}
+        for name, param in module.named_parameters(prefix=prefix.rstrip(".")):
+            if not param.requires_grad:
+                continue
+            lid = layer_id(name, num_layers)
+            no_decay = skips_weight_decay(name, param.ndim)
+            key = (lid, no_decay)
+            if key not in groups:
+                scale = rate ** (num_layers + 1 - lid)
+                groups[key] = {"params": [], "param_names": [], "layer_id": lid, "lr_scale": scale,
+                               "lr": self.base_lr * scale, "weight_decay": 0.0 if no_decay else weight_decay}
+            groups[key]["params"].append(param)
+            groups[key]["param_names"].append(name)
+        for key in sorted(groups):
+            params.append(groups[key])
+        log.debug("layer decay %.3f over %d blocks: %d param groups", rate, num_layers, len(groups))

@@ -1,0 +1,204 @@
+"""Model pieces: backbone freezing, pyramid neck, linear head, layer-wise lr decay, 6B parameter counts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from probes.segmentation.mm_compat import import_mmseg
+
+import_mmseg()
+
+from mmengine.registry import init_default_scope  # noqa: E402
+
+init_default_scope("mmseg")   # what the Runner does for configs with default_scope = 'mmseg'
+
+from mmengine.config import Config  # noqa: E402
+from mmseg.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS  # noqa: E402
+from mmseg.structures import SegDataSample  # noqa: E402
+from mmengine.structures import PixelData  # noqa: E402
+
+from probes.segmentation import settings  # noqa: E402
+from probes.segmentation.backbone import count_trainable  # noqa: E402
+from probes.segmentation.encoder_info import EncoderInfo  # noqa: E402
+from probes.segmentation.layer_decay import layer_id  # noqa: E402
+from probes.segmentation.neck import ViTPyramidNeck  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "segmentation"
+
+
+def _model_cfg(mode: str, source: str, info: EncoderInfo, dataset: str = "ade20k", **backbone) -> Config:
+    cfg = Config.fromfile(str(CONFIGS / f"{dataset}_{mode}.py"))
+    cfg.model.backbone.source = source
+    cfg.model.backbone.update(backbone)
+    settings.fill_encoder_shape(cfg, mode, info)
+    for head in ("decode_head", "auxiliary_head"):
+        if head in cfg.model:
+            cfg.model[head].norm_cfg = dict(type="BN", requires_grad=True)   # SyncBN needs a process group
+    return cfg
+
+
+def _tiny_model(mode: str, tiny_encoder: Path, channels: int = 16):
+    cfg = _model_cfg(mode, str(tiny_encoder), EncoderInfo(48, 4, "custom"))
+    cfg.model.data_preprocessor.size = (56, 56)
+    if mode != "linear":
+        cfg.model.decode_head.channels = channels
+        cfg.model.auxiliary_head.channels = channels
+    return MODELS.build(cfg.model), cfg
+
+
+def _batch(n: int = 2, size: int = 56) -> tuple[torch.Tensor, list]:
+    torch.manual_seed(0)
+    samples = []
+    for _ in range(n):
+        sample = SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, 150, (1, size, size))))
+        sample.set_metainfo({"img_shape": (size, size), "pad_shape": (size, size), "ori_shape": (size, size)})
+        samples.append(sample)
+    return torch.randn(n, 3, size, size), samples
+
+
+@pytest.mark.parametrize("mode", ["linear", "head"])
+def test_frozen_modes_keep_gradients_off_the_backbone(mode: str, tiny_encoder: Path) -> None:
+    model, _ = _tiny_model(mode, tiny_encoder)
+    model.train()
+    assert not model.backbone.encoder.training   # frozen encoder stays in eval mode (no drop path)
+    images, samples = _batch()
+    losses = model.loss(images, samples)
+    sum(v for k, v in losses.items() if "loss" in k).backward()
+    assert all(p.grad is None and not p.requires_grad for p in model.backbone.parameters())
+    head_grads = [p.grad for p in model.decode_head.parameters() if p.requires_grad]
+    assert head_grads and all(g is not None for g in head_grads)
+
+
+def test_full_mode_trains_the_backbone_with_drop_path(tiny_encoder: Path) -> None:
+    model, cfg = _tiny_model("full", tiny_encoder)
+    assert cfg.model.backbone.drop_path_rate == 0.4
+    model.train()
+    images, samples = _batch()
+    sum(v for k, v in model.loss(images, samples).items() if "loss" in k).backward()
+    grads = [p.grad for p in model.backbone.parameters()]
+    assert grads and all(g is not None for g in grads)
+    assert any("drop_path" in n and type(m).__name__ == "DropPath" for n, m in model.backbone.named_modules())
+
+
+def test_backbone_returns_chosen_blocks_and_prunes_the_rest(tiny_encoder: Path) -> None:
+    backbone = MODELS.build(dict(type="ProbeEncoder", source=str(tiny_encoder), out_indices=[-3]))
+    assert backbone.out_indices == [1] and backbone.encoder.num_layers == 2
+    images = torch.randn(2, 3, 56, 70)
+    maps = backbone(images)
+    assert [tuple(m.shape) for m in maps] == [(2, 48, 4, 5)] and maps[0].dtype == torch.float32
+    # Same values as the full encoder's block-1 output: pruning changed nothing before that block.
+    from probes import load_encoder
+
+    with torch.no_grad():
+        reference = load_encoder(str(tiny_encoder)).forward_intermediates(images, [1], intermediates_only=True)
+    torch.testing.assert_close(maps[0], reference[0])
+
+
+def test_pyramid_neck_strides() -> None:
+    neck = ViTPyramidNeck(embed_dim=8)
+    maps = [torch.randn(1, 8, 6, 4) for _ in range(4)]
+    shapes = [tuple(o.shape) for o in neck(maps)]
+    assert shapes == [(1, 8, 24, 16), (1, 8, 12, 8), (1, 8, 6, 4), (1, 8, 3, 2)]
+    kinds = [type(m).__name__ for m in neck.up4]
+    assert kinds == ["ConvTranspose2d", "_ChannelsLastLayerNorm", "GELU", "ConvTranspose2d"]
+    assert torch.equal(neck(maps)[2], maps[2])
+
+
+def test_linear_head_is_batchnorm_plus_1x1_conv(tiny_encoder: Path) -> None:
+    model, _ = _tiny_model("linear", tiny_encoder)
+    head = model.decode_head
+    assert isinstance(head.bn, torch.nn.BatchNorm2d) and head.bn.num_features == 48
+    assert head.conv_seg.kernel_size == (1, 1) and head.conv_seg.out_channels == 150
+    assert count_trainable(model) == 2 * 48 + 48 * 150 + 150
+    model.eval()
+    images, samples = _batch(1)
+    out = model.predict(images, samples)[0].seg_logits.data
+    assert out.shape == (150, 56, 56)   # logits upsampled to the image
+
+
+def test_layer_decay_groups_on_tiny_model(tiny_encoder: Path) -> None:
+    model, cfg = _tiny_model("full", tiny_encoder)
+    optim_cfg = cfg.optim_wrapper.copy()
+    assert optim_cfg.paramwise_cfg.num_layers == 4 and optim_cfg.paramwise_cfg.layer_decay_rate == 0.95
+    constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+        type=optim_cfg.pop("constructor"), optim_wrapper_cfg=optim_cfg, paramwise_cfg=optim_cfg.pop("paramwise_cfg")))
+    groups = constructor(model).optimizer.param_groups
+    by_name = {n: g for g in groups for n in g["param_names"]}
+    assert len(by_name) == sum(1 for p in model.parameters() if p.requires_grad)   # every trainable param, once
+    expect = {  # name: (layer id, weight decay)
+        "backbone.encoder.embeddings.class_embedding": (0, 0.0),
+        "backbone.encoder.embeddings.position_embedding": (0, 0.0),
+        "backbone.encoder.embeddings.patch_embedding.weight": (0, 0.05),
+        "backbone.encoder.embeddings.patch_embedding.bias": (0, 0.0),
+        "backbone.encoder.encoder.layers.0.attn.qkv.weight": (1, 0.05),
+        "backbone.encoder.encoder.layers.3.mlp.fc2.weight": (4, 0.05),
+        "backbone.encoder.encoder.layers.3.norm1.weight": (4, 0.0),
+        "backbone.encoder.encoder.layers.2.ls1": (3, 0.0),
+        "neck.up2.weight": (5, 0.05),
+        "decode_head.conv_seg.bias": (5, 0.0),
+    }
+    for name, (lid, wd) in expect.items():
+        group = by_name[name]
+        assert group["layer_id"] == lid == layer_id(name, 4), name
+        assert group["weight_decay"] == wd, name
+        assert group["lr"] == pytest.approx(4e-5 * 0.95 ** (5 - lid)), name
+    assert by_name["decode_head.conv_seg.weight"]["lr"] == pytest.approx(4e-5)
+
+
+def test_frozen_parameters_are_not_in_the_optimizer(tiny_encoder: Path) -> None:
+    model, cfg = _tiny_model("head", tiny_encoder)
+    optim_cfg = cfg.optim_wrapper.copy()
+    constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+        type=optim_cfg.pop("constructor"), optim_wrapper_cfg=optim_cfg, paramwise_cfg=optim_cfg.pop("paramwise_cfg")))
+    groups = constructor(model).optimizer.param_groups
+    names = [n for g in groups for n in g["param_names"]]
+    assert names and not any(n.startswith("backbone.") for n in names)
+    assert {g["lr"] for g in groups} == {4e-5}
+
+
+def test_layer_ids_for_timm_names() -> None:
+    assert layer_id("backbone.encoder.model.cls_token", 12) == 0
+    assert layer_id("backbone.encoder.model.pos_embed", 12) == 0
+    assert layer_id("backbone.encoder.model.blocks.11.attn.qkv.weight", 12) == 12
+    assert layer_id("backbone.encoder.model.norm.weight", 12) == 13
+
+
+@pytest.mark.parametrize("mode, low, high", [
+    ("linear", 0.45e6, 0.55e6),   # protocols.md: ~0.5M
+    ("head", 0.35e9, 0.45e9),     # ~0.4B
+    ("full", 6.25e9, 6.40e9),     # 6.3B
+])
+def test_trainable_parameters_on_the_real_6b_shape(mode: str, low: float, high: float) -> None:
+    version = "InternViT-6B-224px"
+    cfg = _model_cfg(mode, f"random:{version}", EncoderInfo(3200, 48, version))
+    released = Config.fromfile(str(CONFIGS / version / f"ade20k_{mode}.py"))
+    cfg.model.backbone.update(num_layers=48, out_indices=released.model.backbone.out_indices)
+    with torch.device("meta"):
+        model = MODELS.build(cfg.model)
+    count = count_trainable(model)
+    assert low <= count <= high, f"{mode}: {count:,}"
+    if mode == "linear":   # BN(3200) + 1x1 conv 3200 -> 150, exactly
+        assert count == 2 * 3200 + 3200 * 150 + 150
+
+
+def test_bf16_stored_frozen_encoder_still_returns_float32_maps(tiny_encoder: Path) -> None:
+    # On GPU `probes segment` stores a frozen encoder in bf16; without autocast (CPU) inputs follow it.
+    backbone = MODELS.build(dict(type="ProbeEncoder", source=str(tiny_encoder), out_indices=[0, 3],
+                                 dtype="bfloat16"))
+    assert next(backbone.encoder.parameters()).dtype == torch.bfloat16
+    maps = backbone(torch.randn(1, 3, 56, 56))
+    assert [m.dtype for m in maps] == [torch.float32] * 2 and all(torch.isfinite(m).all() for m in maps)
+
+
+def test_protocol_word_and_notes():
+    from probes.segmentation.datasets import dataset_spec
+    from probes.segmentation.settings import protocol_of
+
+    ade = dataset_spec("ade20k")
+    assert protocol_of(ade, "InternViT-6B-224px", 80000, 504, 16, {})["protocol"] == "published"
+    changed = protocol_of(ade, "InternViT-6B-224px", 100, 504, 16, {})
+    assert changed["protocol"] == "modified" and "iters 100 (recipe 80000)" in changed["protocol_notes"]
+    demo = protocol_of(ade, None, 100, 56, 2, {}, label="demo")
+    assert demo["protocol"] == "demo" and demo["protocol_notes"].startswith("demo run (modified recipe otherwise)")

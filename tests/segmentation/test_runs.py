@@ -1,0 +1,67 @@
+"""`probes segment` end to end on tiny data: the six (dataset x mode) runs, the CSV row, lean checkpoints."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from probes import load_encoder
+from probes.segmentation.coco_stuff import prepare_coco_stuff
+from probes.segmentation.runner import SegmentOptions, run_segmentation
+
+from .conftest import TINY_OPTIONS
+
+
+def tiny_run(encoder: Path, dataset: str, data: Path, mode: str, out: Path, iters: int = 2, **extra) -> dict:
+    options = dict(TINY_OPTIONS)
+    if mode == "linear":   # no UPerHead / auxiliary head to shrink
+        options = {k: v for k, v in options.items() if "_head." not in k}
+    options.update(extra.pop("cfg_options", {}))
+    return run_segmentation(SegmentOptions(
+        encoder=str(encoder), dataset=dataset, data=data, mode=mode, iters=iters, batch_size=2, crop_size=56,
+        device="cpu", out=out, cfg_options=options, **extra))
+
+
+@pytest.mark.parametrize("dataset", ["ade20k", "coco-stuff"])
+@pytest.mark.parametrize("mode", ["linear", "head", "full"])
+def test_six_runs_append_one_row_each(dataset: str, mode: str, tiny_encoder: Path, ade20k: Path,
+                                      coco_stuff_raw: Path, tmp_path: Path) -> None:
+    data = ade20k if dataset == "ade20k" else coco_stuff_raw
+    if dataset == "coco-stuff":
+        prepare_coco_stuff(coco_stuff_raw, workers=1)
+    out = tmp_path / "out"
+    before = dict(load_encoder(str(tiny_encoder)).named_parameters())
+    row = tiny_run(tiny_encoder, dataset, data, mode, out)
+    rows = list(csv.DictReader(open(out / "segmentation.csv")))
+    assert len(rows) == 1
+    saved = rows[0]
+    assert saved["dataset"] == {"ade20k": "ADE20K", "coco-stuff": "COCO-Stuff"}[dataset]
+    assert saved["mode"] == mode and saved["encoder"] == str(tiny_encoder)
+    assert int(saved["n_images"]) == 2 and int(saved["iters"]) == 2 and int(saved["crop_size"]) == 56
+    assert 0.0 <= float(saved["mIoU"]) <= 100.0 and 0.0 <= float(saved["aAcc"]) <= 100.0
+    assert saved["protocol"] == "modified"
+    assert "iters 2 (recipe 80000)" in saved["protocol_notes"] and "crop 56 (recipe 504)" in saved["protocol_notes"]
+    assert "no released config" in saved["protocol_notes"] and saved["encoder_version"] == "custom"
+    assert int(saved["trainable_params"]) == row["trainable_params"] > 0
+    for key in ("encoder", "encoder_version", "date", "protocol", "trainable_params"):
+        assert saved[key], key
+    # Checkpoints: frozen modes hold no encoder weights; full tuning holds (changed) encoder weights.
+    ckpt = torch.load(next(out.glob("*/iter_2.pth")), map_location="cpu", weights_only=False)
+    encoder_keys = [k for k in ckpt["state_dict"] if k.startswith("backbone.encoder.")]
+    if mode == "full":
+        assert len(encoder_keys) == len(before)
+        assert any(not torch.equal(ckpt["state_dict"][f"backbone.encoder.{n}"], p) for n, p in before.items())
+    else:
+        assert encoder_keys == [] and ckpt["state_dict"]
+
+
+def test_rows_accumulate_in_one_csv(tiny_encoder: Path, ade20k: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    tiny_run(tiny_encoder, "ade20k", ade20k, "linear", out, iters=1)
+    tiny_run(tiny_encoder, "ade20k", ade20k, "linear", out, iters=1, cfg_options={"randomness.seed": 1})
+    rows = list(csv.DictReader(open(out / "segmentation.csv")))
+    assert len(rows) == 2 and not list(out.glob(".tmp_*"))
+    assert "cfg-options randomness.seed=1" in rows[1]["protocol_notes"]
+    assert "cfg-options" not in rows[0]["protocol_notes"]
