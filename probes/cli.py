@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "probes.classification.commands",
     "probes.segmentation.commands",
     "probes.report.commands",
+    "probes.demo.commands",
 )
 
 

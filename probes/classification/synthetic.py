@@ -8,12 +8,15 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
 from probes.classification import imagenet_info as info
+
+
+ImageFn = Callable[[int, np.random.Generator, tuple], Image.Image]
 
 
 def shared_a_r_classes(n: int) -> List[int]:
@@ -22,7 +25,7 @@ def shared_a_r_classes(n: int) -> List[int]:
     return shared[:n]
 
 
-def _image(cls: int, rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+def _noise_image(cls: int, rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     base = np.array([(cls * 67) % 256, (cls * 131) % 256, (cls * 29) % 256], dtype=np.float32)
     noise = rng.normal(0, 40, size=(size[1], size[0], 3))
     return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8), "RGB")
@@ -37,9 +40,14 @@ def write_imagenet_root(root: Path, classes: Sequence[int], train_per_class: int
                         val_per_class: int = 1, other_per_class: int = 1, size: tuple[int, int] = (40, 32),
                         val_layout: str = "wnid", v2_layout: str = "index", quirks: bool = True,
                         sets: Sequence[str] = ("train", "val", "real", "v2", "a", "r", "sketch"),
-                        seed: int = 0) -> Dict[str, object]:
-    """Write the data root; returns what was written (val file → class, ReaL lists, ...)."""
+                        seed: int = 0, image_fn: Optional[ImageFn] = None) -> Dict[str, object]:
+    """Write the data root; returns what was written (val file → class, ReaL lists, ...).
+
+    `image_fn(class_index, rng, (width, height))` draws one image; the default is a class-coloured
+    noise texture (the demo passes real digit photos instead).
+    """
     rng = np.random.default_rng(seed)
+    _image = image_fn or _noise_image
     wnids = info.imagenet_wnids()
     written: Dict[str, object] = {"classes": list(classes)}
     if "train" in sets:
@@ -105,10 +113,3 @@ def write_imagenet_root(root: Path, classes: Sequence[int], train_per_class: int
                 _save(_image(cls, rng, size), root / "sketch" / wnids[cls] / f"sketch_{j}.JPEG",
                       mode="L" if quirks else "RGB")
     return written
-
-
-def write_demo_encoder(folder: Path, style: str = "300m", seed: int = 0, **overrides) -> Path:
-    """A tiny random InternViT Hugging Face folder (see probes.testing.checkpoints)."""
-    from probes.testing.checkpoints import write_tiny_hf_encoder
-
-    return write_tiny_hf_encoder(folder, style=style, seed=seed, **overrides)

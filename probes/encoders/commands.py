@@ -1,10 +1,8 @@
-"""`probes inspect` (describe and time an encoder) and the interim `probes demo`."""
+"""`probes inspect`: describe an encoder and time one forward pass."""
 from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
-
 import torch
 
 from probes.runtime import autocast_for, resolve_device
@@ -20,10 +18,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     inspect.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     inspect.add_argument("--dtype", default=None, help="float32 | bfloat16 (default: bf16 on GPU)")
     inspect.set_defaults(func=run_inspect)
-
-    demo = sub.add_parser("demo", help="run the built-in default end to end (no download)")
-    demo.add_argument("--out", type=Path, default=Path("demo_out"), help="where to write the tiny encoders")
-    demo.set_defaults(func=run_demo)
 
 
 def describe(encoder: torch.nn.Module) -> str:
@@ -57,28 +51,3 @@ def run_inspect(args: argparse.Namespace) -> int:
           f"({args.batch_size / seconds:.1f} img/s on {device})")
     return 0
 
-
-def run_demo(args: argparse.Namespace) -> int:
-    """Write two tiny InternViT checkpoints in the real HF layout and run them on real photos."""
-    from sklearn.datasets import load_sample_images
-    from PIL import Image
-    from timm.data import create_transform
-
-    from probes import load_encoder
-    from probes.testing.checkpoints import write_tiny_hf_encoder
-
-    out = Path(args.out)
-    photos = [Image.fromarray(array) for array in load_sample_images().images]
-    for style in ("300m", "6b"):
-        folder = write_tiny_hf_encoder(out / f"tiny-internvit-{style}", style=style, seed=0)
-        encoder = load_encoder(folder)
-        print(describe(encoder))
-        transform = create_transform(**encoder.data_config, is_training=False)
-        batch = torch.stack([transform(p) for p in photos])
-        with torch.inference_mode():
-            tokens = encoder.forward_features(batch)
-            maps = encoder.forward_intermediates(batch, indices=2, intermediates_only=True)
-        print(f"  {len(photos)} photos {tuple(batch.shape)} -> tokens {tuple(tokens.shape)}, "
-              f"last-2 block maps {[tuple(m.shape) for m in maps]}")
-    print(f"tiny checkpoints written under {out.resolve()}")
-    return 0

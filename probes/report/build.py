@@ -15,8 +15,9 @@ from probes.report.render import to_markdown, write_atomically, write_table
 from probes.report.tables import (classification_vs_published, compare_versions, segmentation_vs_published,
                                   table14, table15)
 
-DEMO_NOTE = ("**These are demo numbers** (tiny random encoders on tiny generated data): they exercise the "
-             "pipeline and are not comparable to the published ones.")
+DEMO_NOTE = ("**These are demo numbers** (tiny encoders trained for seconds, probed briefly on tiny data made "
+             "from scikit-learn's bundled digits and photos): they exercise the real pipeline and are not "
+             "comparable to the published ones.")
 
 
 @dataclass

@@ -93,7 +93,8 @@ def load_results(results_dir: Path, exclude: Path | None = None) -> tuple[pd.Dat
 def encoder_label(row: dict) -> str:
     """How an encoder is named in tables: its version (or path), plus the input size if not native."""
     version = str(row.get("encoder_version") or "")
-    name = version if version and version != "custom" else str(row.get("encoder"))
+    # A user's own checkpoint is named by its folder (or file) name, not its whole path.
+    name = version if version and version != "custom" else Path(str(row.get("encoder"))).name
     size = row.get("image_size")
     native = VERSIONS[version].image_size if version in VERSIONS else None
     if size not in (None, "") and not pd.isna(size) and native is not None and int(size) != native:

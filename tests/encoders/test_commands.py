@@ -1,4 +1,4 @@
-"""`probes inspect` and the interim `probes demo` through the real console entry point."""
+"""`probes inspect` through the real console entry point."""
 from __future__ import annotations
 
 from probes.cli import main
@@ -11,11 +11,3 @@ def test_inspect_describes_and_times_a_forward(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "4 blocks, width 48, 4 heads, patch 14" in out
     assert "(2, 3, 42, 70) -> (2, 16, 48)" in out
-
-
-def test_demo_writes_real_hf_folders_and_runs_them(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
-    for style in ("300m", "6b"):
-        folder = tmp_path / f"tiny-internvit-{style}"
-        assert {p.name for p in folder.iterdir()} >= {"config.json", "model.safetensors", "preprocessor_config.json"}
-    assert "tokens (2, 17, 48)" in capsys.readouterr().out

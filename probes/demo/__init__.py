@@ -1,0 +1,1 @@
+"""The built-in default: tiny encoders and tiny data in the real layouts, through the real pipeline."""
