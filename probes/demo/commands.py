@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 
 
@@ -18,6 +19,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo and print where everything is, and the headline tables."""
     from probes.demo.run import run_demo
 
+    # The OpenMMLab stack's deprecation notices (dozens per run) would bury what the demo shows.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(mmseg|mmcv|mmengine)(\.|$)")
     start = time.perf_counter()
     report = run_demo(args.out, seg_iters=args.seg_iters)
     print(report.headline)

@@ -31,7 +31,8 @@ SEGMENT_OPTIONS = {
     "optim_wrapper.optimizer.lr": 1e-3,  # the recipe's 4e-5 is for 80k iterations, not a few dozen
     "train_dataloader.num_workers": 0, "train_dataloader.persistent_workers": False,
     "val_dataloader.num_workers": 0, "val_dataloader.persistent_workers": False,
-    "default_hooks.logger.interval": 10}
+    "default_hooks.logger.interval": 10,
+    "log_level": "ERROR"}  # mmengine's per-class tables and environment dump would bury the demo's own output
 
 
 def _digit_images(classes: list[int], seed: int) -> Callable:
