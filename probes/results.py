@@ -9,6 +9,7 @@ from typing import Iterable, Mapping, Sequence
 
 TEST_SETS = ("IN-1K", "IN-ReaL", "IN-V2", "IN-A", "IN-R", "IN-Sketch")
 PROBES = ("linear", "attention_pooling")
+BASELINES = ("knn", "logreg")  # scikit-learn baselines on cached pooled features
 DATASETS = ("ADE20K", "COCO-Stuff")
 MODES = ("linear", "head", "full")
 # `protocol` is one word: `published` (the published recipe, whole test sets), or what departed

@@ -12,7 +12,7 @@ from probes.report import plots
 from probes.report.measured import latest_segmentation, load_results, selected_heads
 from probes.report.published import load_published, published_table14, published_table15
 from probes.report.render import to_markdown, write_atomically, write_table
-from probes.report.tables import (classification_vs_published, compare_versions, segmentation_vs_published,
+from probes.report.tables import (baselines, classification_vs_published, compare_versions, segmentation_vs_published,
                                   table14, table15)
 
 DEMO_NOTE = ("**These are demo numbers** (tiny encoders trained for seconds, probed briefly on tiny data made "
@@ -63,6 +63,9 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
              "published_table14": published_table14(pub14), "published_table15": published_table15(pub15)}
     if not comparison.empty:
         named["version_comparison"] = comparison
+    baseline_table = baselines(selected)
+    if not baseline_table.empty:
+        named["baselines_cached_features"] = baseline_table
     for name, frame in named.items():
         report.tables += write_table(frame, tables_dir, name, set(formats))
     if not t14.empty:
@@ -86,6 +89,9 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
                  "Δ1 = head tuning − linear probing, Δ2 = full tuning − linear probing (averages over the two datasets).",
                  "", to_markdown(t15),
                  "## Measured beside published", "", to_markdown(vs_published), ]
+    if not baseline_table.empty:
+        sections += ["## kNN and logistic-regression baselines (cached features, top-1 %)", "",
+                     to_markdown(baseline_table)]
     if not comparison.empty:
         sections += [f"## Version comparison (differences against {chosen[0]})", "", to_markdown(comparison)]
     sections += ["## Published tables", "", to_markdown(named["published_table14"]),

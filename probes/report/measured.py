@@ -9,7 +9,7 @@ import pandas as pd
 
 from probes.encoders.versions import VERSIONS
 from probes.errors import DatasetError
-from probes.results import (CLASSIFICATION_COLUMNS, DATASETS, MODES, PROBES, SEGMENTATION_COLUMNS,
+from probes.results import (BASELINES, CLASSIFICATION_COLUMNS, DATASETS, MODES, PROBES, SEGMENTATION_COLUMNS,
                             STANDARD_PROTOCOL, TEST_SETS)
 
 _REQUIRED = {
@@ -17,7 +17,7 @@ _REQUIRED = {
     "segmentation": ("encoder", "encoder_version", "dataset", "mode", "mIoU", "protocol"),
 }
 _KNOWN = {"classification": set(CLASSIFICATION_COLUMNS), "segmentation": set(SEGMENTATION_COLUMNS)}
-_CHOICES = {"classification": {"probe": PROBES, "test_set": TEST_SETS},
+_CHOICES = {"classification": {"probe": PROBES + BASELINES, "test_set": TEST_SETS},
             "segmentation": {"dataset": DATASETS, "mode": MODES}}
 _NUMBERS = ("top1", "mIoU", "aAcc", "mAcc", "lr", "image_size", "epochs", "iters", "n_images", "heldout_top1")
 _TRUE = {"true", "1", "yes"}

@@ -10,7 +10,7 @@ from typing import Sequence
 import pandas as pd
 
 from probes.encoders.versions import VERSIONS
-from probes.results import DATASETS, MODES, PROBES, TEST_SETS
+from probes.results import BASELINES, DATASETS, MODES, PROBES, TEST_SETS
 
 PROBE_NAMES = {"linear": "linear", "attention_pooling": "attention pooling"}
 DELTA = "Δ"
@@ -32,6 +32,9 @@ def table14(selected: pd.DataFrame) -> pd.DataFrame:
     columns = ["encoder", "probe", *TEST_SETS, "avg", DELTA, "protocol"]
     if selected.empty:
         return pd.DataFrame(columns=columns)
+    selected = selected[selected["probe"].isin(PROBES)]  # kNN / logreg baselines have their own table
+    if selected.empty:
+        return pd.DataFrame(columns=columns)
     cells = selected.pivot_table(index=["label", "probe"], columns="test_set", values="top1", aggfunc="last")
     cells = cells.reindex(columns=list(TEST_SETS))
     cells["avg"] = cells[list(TEST_SETS)].mean(axis=1, skipna=False)
@@ -48,6 +51,22 @@ def table14(selected: pd.DataFrame) -> pd.DataFrame:
             row["protocol"] = protocols.get((label, probe), "")
             rows.append(row)
     return pd.DataFrame(rows, columns=columns)
+
+
+def baselines(selected: pd.DataFrame) -> pd.DataFrame:
+    """kNN and logistic-regression rows (cached pooled features), one per encoder and baseline."""
+    columns = ["encoder", "baseline", *TEST_SETS, "avg", "protocol"]
+    rows = selected[selected["probe"].isin(BASELINES)] if not selected.empty else selected
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    cells = rows.pivot_table(index=["label", "probe"], columns="test_set", values="top1", aggfunc="last")
+    cells = cells.reindex(columns=list(TEST_SETS))
+    cells["avg"] = cells[list(TEST_SETS)].mean(axis=1, skipna=False)
+    protocols = _protocols(rows, ["label", "probe"])
+    out = [{"encoder": label, "baseline": probe, **cells.loc[(label, probe)].to_dict(),
+            "protocol": protocols.get((label, probe), "")}
+           for label in _order(cells.index.get_level_values(0)) for probe in BASELINES if (label, probe) in cells.index]
+    return pd.DataFrame(out, columns=columns)
 
 
 def table15(segmentation: pd.DataFrame) -> pd.DataFrame:

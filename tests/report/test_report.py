@@ -154,3 +154,16 @@ def test_demo_rows_say_they_are_not_comparable(tmp_path):
     report = build_report(tmp_path / "r", tmp_path / "out")
     assert "not comparable to the published ones" in report.index.read_text()
     assert "not comparable" in report.headline
+
+
+def test_cached_baselines_get_their_own_table(results, tmp_path):
+    rows = []
+    for probe in ("knn", "logreg"):
+        rows += _cls_rows("/ckpt/224", V224, 224, probe, LINEAR, "", "true", protocol="cached")
+    _write(results / "cached" / "classification_results.csv", CLASSIFICATION_COLUMNS, rows)
+    build_report(results, tmp_path / "out")
+    table = _md_table(tmp_path / "out" / "tables" / "baselines_cached_features.csv")
+    assert list(table["baseline"]) == ["knn", "logreg"] and set(table["protocol"]) == {"cached"}
+    assert table["avg"].tolist() == [82.5, 82.5]
+    t14 = _md_table(tmp_path / "out" / "tables" / "table14_classification.csv")
+    assert set(t14["probe"]) == {"linear", "attention pooling"}
