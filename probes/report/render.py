@@ -29,6 +29,8 @@ def to_markdown(frame: pd.DataFrame, digits: int = 1) -> str:
              "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(frame[c]) else "---" for c in frame.columns) + "|"]
     for row in frame.itertuples(index=False):
         lines.append("| " + " | ".join(_cell(v, digits).replace("|", "\\|") for v in row) + " |")
+    if frame.empty:
+        lines.append("\n_(no results yet)_")
     return "\n".join(lines) + "\n"
 
 
