@@ -27,20 +27,23 @@ def _protocols(rows: pd.DataFrame, keys: list[str]) -> pd.Series:
     return rows.groupby(keys, sort=False)["flag"].agg(lambda flags: ", ".join(sorted({f for f in flags if f})))
 
 
+def _per_set(selected: pd.DataFrame, probes: Sequence[str]) -> tuple[pd.DataFrame, pd.Series]:
+    """(top-1 per (label, probe) x set with the average, protocol flags) for the given probes."""
+    rows = selected[selected["probe"].isin(probes)] if not selected.empty else selected
+    if rows.empty:
+        return pd.DataFrame(), pd.Series(dtype=str)
+    cells = rows.pivot_table(index=["label", "probe"], columns="test_set", values="top1", aggfunc="last")
+    cells = cells.reindex(columns=list(TEST_SETS))
+    cells["avg"] = cells[list(TEST_SETS)].mean(axis=1, skipna=False)
+    return cells, _protocols(rows, ["label", "probe"])
+
+
 def table14(selected: pd.DataFrame) -> pd.DataFrame:
     """Rows: encoder x probe; columns: the six sets, avg, Δ (attention pooling avg - linear avg)."""
     columns = ["encoder", "probe", *TEST_SETS, "avg", DELTA, "protocol"]
-    if selected.empty:
-        return pd.DataFrame(columns=columns)
-    selected = selected[selected["probe"].isin(PROBES)]  # kNN / logreg baselines have their own table
-    if selected.empty:
-        return pd.DataFrame(columns=columns)
-    cells = selected.pivot_table(index=["label", "probe"], columns="test_set", values="top1", aggfunc="last")
-    cells = cells.reindex(columns=list(TEST_SETS))
-    cells["avg"] = cells[list(TEST_SETS)].mean(axis=1, skipna=False)
-    protocols = _protocols(selected, ["label", "probe"])
+    cells, protocols = _per_set(selected, PROBES)  # kNN / logreg baselines have their own table
     rows = []
-    for label in _order(cells.index.get_level_values(0)):
+    for label in _order(cells.index.get_level_values(0)) if len(cells) else []:
         averages = {p: cells["avg"].get((label, p)) for p in PROBES}
         for probe in PROBES:
             if (label, probe) not in cells.index:
@@ -56,17 +59,12 @@ def table14(selected: pd.DataFrame) -> pd.DataFrame:
 def baselines(selected: pd.DataFrame) -> pd.DataFrame:
     """kNN and logistic-regression rows (cached pooled features), one per encoder and baseline."""
     columns = ["encoder", "baseline", *TEST_SETS, "avg", "protocol"]
-    rows = selected[selected["probe"].isin(BASELINES)] if not selected.empty else selected
-    if rows.empty:
-        return pd.DataFrame(columns=columns)
-    cells = rows.pivot_table(index=["label", "probe"], columns="test_set", values="top1", aggfunc="last")
-    cells = cells.reindex(columns=list(TEST_SETS))
-    cells["avg"] = cells[list(TEST_SETS)].mean(axis=1, skipna=False)
-    protocols = _protocols(rows, ["label", "probe"])
-    out = [{"encoder": label, "baseline": probe, **cells.loc[(label, probe)].to_dict(),
-            "protocol": protocols.get((label, probe), "")}
-           for label in _order(cells.index.get_level_values(0)) for probe in BASELINES if (label, probe) in cells.index]
-    return pd.DataFrame(out, columns=columns)
+    cells, protocols = _per_set(selected, BASELINES)
+    rows = [{"encoder": label, "baseline": probe, **cells.loc[(label, probe)].to_dict(),
+             "protocol": protocols.get((label, probe), "")}
+            for label in (_order(cells.index.get_level_values(0)) if len(cells) else [])
+            for probe in BASELINES if (label, probe) in cells.index]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def table15(segmentation: pd.DataFrame) -> pd.DataFrame:
