@@ -2,15 +2,9 @@
 # (1536 channels, pool scales 1/2/3/6, dropout 0.1) + auxiliary FCNHead on the x1 level (weight 0.4).
 # None-valued keys are filled by `probes segment` from the encoder (embed_dim, four evenly spaced
 # blocks ending at the last).
+_base_ = ['./encoder_decoder.py']
 norm_cfg = dict(type='SyncBN', requires_grad=True)
-data_preprocessor = dict(
-    type='SegDataPreProcessor',
-    mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True,
-    pad_val=0, seg_pad_val=255, size=(504, 504))
 model = dict(
-    type='EncoderDecoder',
-    data_preprocessor=data_preprocessor,
-    backbone=dict(type='ProbeEncoder', source=None, out_indices=None, trainable=False),
     neck=dict(type='ViTPyramidNeck', embed_dim=None),
     decode_head=dict(
         type='UPerHead', in_channels=None, in_index=[0, 1, 2, 3], pool_scales=(1, 2, 3, 6),
@@ -19,6 +13,4 @@ model = dict(
     auxiliary_head=dict(
         type='FCNHead', in_channels=None, in_index=2, channels=256, num_convs=1, concat_input=False,
         dropout_ratio=0.1, num_classes=150, norm_cfg=norm_cfg, align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
-    train_cfg=dict(),
-    test_cfg=dict(mode='slide', crop_size=(504, 504), stride=(322, 322)))
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)))
