@@ -3,25 +3,37 @@ from __future__ import annotations
 
 import csv
 import fcntl
-import os
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
+
+from probes.io import write_atomic
 
 TEST_SETS = ("IN-1K", "IN-ReaL", "IN-V2", "IN-A", "IN-R", "IN-Sketch")
 PROBES = ("linear", "attention_pooling")
 BASELINES = ("knn", "logreg")  # scikit-learn baselines on cached pooled features
 DATASETS = ("ADE20K", "COCO-Stuff")
 MODES = ("linear", "head", "full")
-# `protocol` is one word: `published` (the published recipe, whole test sets), or what departed
-# from it (`modified`, `cached`, `demo`); `protocol_notes` lists every change.
-STANDARD_PROTOCOL = "published"
 
+# `protocol` is one word: `published` (the published recipe, whole test sets), or what departed
+# from it (`modified`, `lr-grid`, `cached`, `demo`); `protocol_notes` lists every change.
+STANDARD_PROTOCOL = "published"
+MODIFIED_PROTOCOL = "modified"
+LR_GRID_PROTOCOL = "lr-grid"       # a head of the lr x EMA selection grid, not the published head
+CACHED_PROTOCOL = "cached"         # heads trained on cached features (no augmentation)
+# `head`: which head of a classification run a row scores.
+PUBLISHED_HEAD = "published"       # base lr 0.1 per 512 images, raw weights, final epoch
+GRID_HEAD = "grid"                 # any other (lr, EMA) of the sweep; one per probe is `selected`
+
+# Column order of the result CSVs. Every row names its run (`run_id`); `predictions` is the path of
+# the run's per-image side file relative to the CSV's folder ('' when none was kept).
 CLASSIFICATION_COLUMNS = (
-    "encoder", "encoder_version", "probe", "lr", "ema", "test_set", "n_images", "top1", "epochs",
-    "image_size", "protocol", "protocol_notes", "subset", "selected", "heldout_top1", "n_skipped", "date")
+    "run_id", "encoder", "encoder_version", "probe", "layer", "head", "lr", "ema", "test_set",
+    "n_images", "top1", "max_over_epochs_top1", "epochs", "image_size", "precision", "protocol",
+    "protocol_notes", "subset", "selected", "heldout_top1", "n_skipped", "predictions", "date")
 SEGMENTATION_COLUMNS = (
-    "encoder", "encoder_version", "dataset", "mode", "mIoU", "aAcc", "mAcc", "n_images", "iters",
-    "crop_size", "batch_size", "trainable_params", "protocol", "protocol_notes", "config", "date")
+    "run_id", "encoder", "encoder_version", "dataset", "mode", "mIoU", "best_mIoU", "best_iter",
+    "aAcc", "mAcc", "n_images", "iters", "crop_size", "batch_size", "trainable_params", "precision",
+    "protocol", "protocol_notes", "config", "predictions", "date")
 
 
 def append_rows(path: Path, rows: Iterable[Mapping[str, object]], columns: Sequence[str]) -> Path:
@@ -42,15 +54,14 @@ def append_rows(path: Path, rows: Iterable[Mapping[str, object]], columns: Seque
                 existing = list(reader)
                 header += [c for c in (reader.fieldnames or []) if c not in header]
         header += [c for row in rows for c in row if c not in header]
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with tmp.open("w", newline="") as handle:
+
+        def write(handle) -> None:
             writer = csv.DictWriter(handle, fieldnames=header)
             writer.writeheader()
             writer.writerows(existing)
             writer.writerows(rows)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+
+        write_atomic(path, write, newline="")
     return path
 
 
