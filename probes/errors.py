@@ -23,3 +23,7 @@ class DatasetError(ProbeError):
 
 class InputSizeError(ProbeError, ValueError):
     """An input tensor has a size the encoder cannot take (e.g. not a multiple of the patch size)."""
+
+
+class TrainingDivergedError(ProbeError):
+    """A loss or a feature became NaN or infinite during training; no result row is written."""

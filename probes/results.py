@@ -36,10 +36,12 @@ SEGMENTATION_COLUMNS = (
     "protocol", "protocol_notes", "config", "predictions", "date")
 
 
-def append_rows(path: Path, rows: Iterable[Mapping[str, object]], columns: Sequence[str]) -> Path:
+def append_rows(path: Path, rows: Iterable[Mapping[str, object]], columns: Sequence[str],
+                replace_run: str | None = None) -> Path:
     """Append rows to a CSV by rewriting it to a temporary file and renaming it over the old one.
 
-    A reader never sees a half-written file, and a kill at any point leaves the old file intact.
+    A reader never sees a half-written file, and a kill at any point leaves the old file intact. With
+    `replace_run`, the rows of that run id are dropped in the same write (`--overwrite`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +53,7 @@ def append_rows(path: Path, rows: Iterable[Mapping[str, object]], columns: Seque
         if path.is_file():
             with path.open(newline="") as handle:
                 reader = csv.DictReader(handle)
-                existing = list(reader)
+                existing = [r for r in reader if replace_run is None or r.get("run_id") != replace_run]
                 header += [c for c in (reader.fieldnames or []) if c not in header]
         header += [c for row in rows for c in row if c not in header]
 
@@ -71,3 +73,8 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return []
     with Path(path).open(newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def run_finished(path: Path, run_id: str) -> bool:
+    """Whether the CSV already holds rows of this run (rows are written only when a run ends)."""
+    return any(row.get("run_id") == run_id for row in read_rows(path))

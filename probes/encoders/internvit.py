@@ -228,3 +228,14 @@ class InternViT(nn.Module):
         self.encoder.layers = self.encoder.layers[: max_index + 1]
         self.config = self.config.replace(num_hidden_layers=self.num_layers)
         return take
+
+    def set_input_size(self, image_size: int) -> None:
+        """Resize the position table once to `image_size`'s patch grid (bicubic, float32), as the released
+        segmentation backbone does at load; the resized table is then the parameter (full tuning trains it)."""
+        embeddings = self.embeddings
+        grid = embeddings.grid(image_size, image_size)
+        with torch.no_grad():
+            table = embeddings.position(grid).to(embeddings.position_embedding.dtype)
+        embeddings.position_embedding = nn.Parameter(
+            table.detach().clone(), requires_grad=embeddings.position_embedding.requires_grad)
+        self.config = self.config.replace(image_size=image_size)

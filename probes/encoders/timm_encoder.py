@@ -59,6 +59,11 @@ class TimmEncoder(nn.Module):
         """Delegates to timm."""
         self.model.set_grad_checkpointing(enable)
 
+    def set_input_size(self, image_size: int) -> None:
+        """Resize the position table once to `image_size` (timm's own `set_input_size`, where it has one)."""
+        if hasattr(self.model, "set_input_size"):
+            self.model.set_input_size(img_size=image_size)
+
 
 def _weights_file(weights: Path) -> Path:
     if weights.is_dir():
@@ -98,3 +103,4 @@ def load_timm_encoder(name: str, weights: Optional[Union[str, Path]] = None, num
         log.info("timm:%s: using the first %d of %d blocks", name, num_layers, encoder.num_layers)
         encoder.prune_intermediate_layers([num_layers - 1])
     return encoder
+

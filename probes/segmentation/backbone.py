@@ -41,13 +41,14 @@ class ProbeEncoder(BaseModule):
     """A frozen (no grad, bf16 on GPU) or trainable (drop path, checkpointing) vision encoder.
 
     `out_indices` are block indices (negatives count from the last block); blocks after the last one
-    needed are dropped, so linear probing at block 44 of 48 never runs blocks 45..47.
+    needed are dropped, so linear probing at block 44 of 48 never runs blocks 45..47. `input_size`
+    (the crop) fixes the position table's grid at build time, as the released backbone does.
     """
 
     def __init__(self, source: str, out_indices: Union[int, Sequence[int]] = (-1,), trainable: bool = False,
                  drop_path_rate: float = 0.0, grad_checkpointing: bool = False, num_layers: Optional[int] = None,
                  weights: Optional[str] = None, version: Optional[str] = None, bf16_on_gpu: bool = True,
-                 dtype: Optional[str] = None,
+                 dtype: Optional[str] = None, input_size: Optional[int] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.trainable = trainable
@@ -59,6 +60,10 @@ class ProbeEncoder(BaseModule):
         depth = self.encoder.num_layers
         self.out_indices = [i if i >= 0 else depth + i for i in indices]
         self.encoder.prune_intermediate_layers(self.out_indices)
+        if input_size is not None:
+            # As released: the position table is resized once to the crop's grid, and that table is the
+            # parameter full tuning trains (not the native table resampled at every forward).
+            self.encoder.set_input_size(int(input_size))
         if grad_checkpointing:
             self.encoder.set_grad_checkpointing(True)
         if not trainable:

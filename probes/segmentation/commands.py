@@ -10,8 +10,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     seg = sub.add_parser("segment", help="linear probing / head tuning / full tuning on ADE20K or COCO-Stuff")
     seg.add_argument("--encoder", required=True, help="HF/chat folder, VERSION=PATH, or timm:<name>")
     seg.add_argument("--dataset", required=True, choices=("ade20k", "coco-stuff"))
-    seg.add_argument("--data", required=True, type=Path,
-                     help="ADEChallengeData2016/ or coco_stuff164k/ (or the folder holding it)")
+    seg.add_argument("--data", type=Path, default=None,
+                     help="ADEChallengeData2016/ or coco_stuff164k/ (or the folder holding it); required to train")
     seg.add_argument("--mode", required=True, choices=("linear", "head", "full"))
     seg.add_argument("--config", type=Path, default=None,
                      help="mmengine config (default: configs/segmentation/<VERSION>/<dataset>_<mode>.py)")
@@ -19,12 +19,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="override config keys, e.g. model.decode_head.channels=512 train_dataloader.num_workers=2")
     seg.add_argument("--iters", type=int, default=None, help="training iterations (recipe: 80000)")
     seg.add_argument("--batch-size", type=int, default=None, help="TOTAL batch over all processes (recipe: 16)")
-    seg.add_argument("--crop-size", type=int, default=None, help="train crop and test window, multiple of 14 (504)")
+    seg.add_argument("--crop-size", type=int, default=None,
+                     help="train crop and test window, a multiple of the patch size (recipe: 504 for patch 14)")
     seg.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default: cuda if available")
     seg.add_argument("--workers", type=int, default=None, help="data-loader workers per process")
     seg.add_argument("--out", type=Path, default=Path("runs/segmentation"),
                      help="results folder: segmentation.csv and one work dir per run")
     seg.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    seg.add_argument("--overwrite", action="store_true", help="run again a run already finished in --out, "
+                     "replacing its row")
+    seg.add_argument("--strategy", default="none", choices=("none", "fsdp", "deepspeed"),
+                     help="shard the model (fsdp: torch FSDP; deepspeed: ZeRO-1 bf16 as released)")
+    seg.add_argument("--print-config", nargs="?", const="py", choices=("py", "json"), default=None,
+                     help="print the fully resolved config (no weights or data read) and exit")
     seg.add_argument("--launcher", default="none", choices=("none", "pytorch", "slurm"),
                      help="pytorch under torchrun, slurm under srun")
     seg.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
@@ -37,31 +44,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     prep.set_defaults(func=run_prepare)
 
 
-def _parse_cfg_options(values: list[str] | None) -> dict:
-    if not values:
-        return {}
-    from mmengine.config import DictAction
-
-    from probes.errors import ConfigError
-
-    namespace = argparse.Namespace()
-    for value in values:
-        if "=" not in value:
-            raise ConfigError(f"--cfg-options {value!r} is not KEY=VALUE")
-    DictAction(option_strings=["--cfg-options"], dest="cfg_options")(None, namespace, values)
-    return namespace.cfg_options
-
-
 def run_segment(args: argparse.Namespace) -> int:
-    """Train + validate, print the result row."""
-    from probes.segmentation.runner import SegmentOptions, run_segmentation
+    """Train + validate, print the result row (or only the resolved config)."""
+    from probes.config_files import parse_cfg_options
+    from probes.segmentation.runner import SegmentOptions, print_config, run_segmentation
 
     opts = SegmentOptions(
         encoder=args.encoder, dataset=args.dataset, data=args.data, mode=args.mode, config=args.config,
-        cfg_options=_parse_cfg_options(args.cfg_options), iters=args.iters, batch_size=args.batch_size,
+        cfg_options=parse_cfg_options(args.cfg_options), iters=args.iters, batch_size=args.batch_size,
         crop_size=args.crop_size, device=args.device, workers=args.workers, out=args.out,
-        resume=args.resume, launcher=args.launcher)
+        resume=args.resume, overwrite=args.overwrite, launcher=args.launcher, strategy=args.strategy)
+    if args.print_config:
+        print(print_config(opts, args.print_config))
+        return 0
     row = run_segmentation(opts)
+    if not row:
+        print(f"run already finished in {args.out}: nothing to do")
+        return 0
     print(f"{row['encoder_version']} {row['dataset']} {row['mode']}: mIoU {row['mIoU']:.2f} "
           f"aAcc {row['aAcc']:.2f} ({row['n_images']} images, {row['iters']} iters) -> {args.out}")
     return 0

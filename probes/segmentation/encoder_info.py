@@ -21,6 +21,9 @@ class EncoderInfo:
     version: str
     # The published version whose architecture this is (picks the shipped config); None if none matches.
     config_version: str | None = None
+    patch_size: int = 14
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
 
 
 def describe_source(source: str) -> EncoderInfo:
@@ -36,7 +39,8 @@ def describe_source(source: str) -> EncoderInfo:
         # Building on the meta device costs no memory and reads no weights.
         with torch.device("meta"):
             enc = load_timm_encoder(text[len("timm:"):])
-        return EncoderInfo(enc.embed_dim, enc.num_layers, enc.version)
+        return EncoderInfo(enc.embed_dim, enc.num_layers, enc.version, patch_size=enc.patch_size,
+                           mean=tuple(enc.data_config["mean"]), std=tuple(enc.data_config["std"]))
     from probes.encoders.loader import resolve_checkpoint
 
     version = None

@@ -9,10 +9,9 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
-from probes.errors import ConfigError
+from probes.errors import TrainingDivergedError
 
 _RNG_KEY = "probes_rng"
-_ITERS_KEY = "probes_max_iters"
 
 
 def _frozen_prefixes(runner) -> tuple[str, ...]:
@@ -30,8 +29,6 @@ class ProbeCheckpointHook(Hook):
       is waste; `after_load_checkpoint` puts the live weights back so mmengine sees no missing keys.
     - Resume: mmengine replays the data iterator but not the model's random draws (dropout, drop path);
       saving torch's RNG makes a resumed run reach the numbers of an uninterrupted one.
-    - The LR schedule's end is stored in the checkpoint (dependencies.md #5): a resume with a different
-      iteration count is refused instead of silently keeping the old schedule.
     """
 
     priority = "VERY_LOW"
@@ -47,10 +44,9 @@ class ProbeCheckpointHook(Hook):
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         checkpoint["meta"][_RNG_KEY] = rng
-        checkpoint["meta"][_ITERS_KEY] = runner.max_iters
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Refill frozen weights from the live model; restore torch's RNG; check the iteration count."""
+        """Refill frozen weights from the live model; restore torch's RNG."""
         prefixes = _frozen_prefixes(runner)
         if prefixes:
             model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -58,15 +54,55 @@ class ProbeCheckpointHook(Hook):
             for key, value in model.state_dict().items():
                 if key.startswith(prefixes):
                     state.setdefault(key, value)
-        meta = checkpoint.get("meta", {})
-        planned = meta.get(_ITERS_KEY)
-        if planned is not None and planned != runner.max_iters:
-            raise ConfigError(
-                f"--resume: the checkpoint in {runner.work_dir} was planned for {planned} iterations but "
-                f"the config now says {runner.max_iters}; use --iters {planned} or a new --out folder")
-        rng = meta.get(_RNG_KEY)
+        rng = checkpoint.get("meta", {}).get(_RNG_KEY)
         if rng is not None:
             # Only torch's: numpy/python draws come from the data pipeline, which mmengine replays.
             torch.set_rng_state(rng["torch"])
             if "cuda" in rng and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+HISTORY_KEY = "probes_val_history"
+
+
+@HOOKS.register_module()
+class EvaluationHistoryHook(Hook):
+    """Keeps every validation's (iteration, mIoU, aAcc, mAcc) in the message hub, so checkpoints carry it.
+
+    The released runs evaluate every 1,000 iterations and keep the best checkpoint; the result row
+    reports the final evaluation and, beside it, the best one and its iteration.
+    """
+
+    priority = "LOW"
+
+    def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
+        """Append this evaluation to the history."""
+        if not metrics or "mIoU" not in metrics:
+            return
+        history = list(runner.message_hub.get_info(HISTORY_KEY, []))
+        history = [h for h in history if h["iter"] != runner.iter]  # a resumed run may evaluate again
+        history.append({"iter": int(runner.iter), **{k: float(metrics[k]) for k in ("mIoU", "aAcc", "mAcc")
+                                                     if k in metrics}})
+        runner.message_hub.update_info(HISTORY_KEY, history)
+
+
+def evaluation_history(runner) -> list[dict]:
+    """Every recorded validation of this run, oldest first."""
+    return sorted(runner.message_hub.get_info(HISTORY_KEY, []), key=lambda h: h["iter"])
+
+
+@HOOKS.register_module()
+class NonFiniteLossHook(Hook):
+    """Stops training at the first non-finite loss, naming the step, the loss term and the likely cause."""
+
+    priority = "VERY_HIGH"
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        """Raise TrainingDivergedError when any logged loss term is NaN or infinite."""
+        for name, value in (outputs or {}).items():
+            scalar = float(value.detach().float().mean()) if torch.is_tensor(value) else float(value)
+            if "loss" in name and not np.isfinite(scalar):
+                raise TrainingDivergedError(
+                    f"{name} is {scalar} at iteration {runner.iter + 1} of {runner.work_dir}: training "
+                    "diverged (likely an fp16 overflow or a bad checkpoint; try bf16 or fp32, or a lower lr); "
+                    "no result row was written")

@@ -14,7 +14,10 @@ log = logging.getLogger(__name__)
 # Encoder parameter names (relative to the backbone's `encoder.`): InternViT and timm layouts.
 _EMBEDDING = re.compile(r"^(embeddings\.|model\.(patch_embed|cls_token|pos_embed|reg_token|mask_token)\b)")
 _BLOCK = re.compile(r"^(encoder\.layers|model\.blocks)\.(\d+)\.")
-_NO_DECAY_NAMES = re.compile(r"(position_embedding|class_embedding|pos_embed|cls_token|reg_token)$")
+# The released constructor *means* to exempt these from weight decay, but compares full parameter
+# names ("backbone.pos_embed") with bare ones ("pos_embed"), so the published runs decayed them.
+# `paramwise_cfg.exempt_embeddings_from_decay=True` applies the intended exemption (a protocol change).
+_EMBEDDING_NAMES = re.compile(r"(position_embedding|class_embedding|pos_embed|cls_token|reg_token)$")
 _BACKBONE_PREFIX = "backbone.encoder."
 
 
@@ -31,17 +34,18 @@ def layer_id(name: str, num_layers: int) -> int:
     return num_layers + 1
 
 
-def skips_weight_decay(name: str, ndim: int) -> bool:
-    """1-D params (norms), biases, position embedding and class token get no weight decay."""
-    return ndim == 1 or name.endswith(".bias") or bool(_NO_DECAY_NAMES.search(name))
+def skips_weight_decay(name: str, ndim: int, exempt_embeddings: bool = False) -> bool:
+    """1-D params (norms, layer scales) and biases get no weight decay; embeddings only if exempted."""
+    return ndim == 1 or name.endswith(".bias") or (exempt_embeddings and bool(_EMBEDDING_NAMES.search(name)))
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """Param groups by (layer id, decay/no-decay); lr scale = rate ** (num_layers + 1 - id).
 
-    paramwise_cfg: `num_layers` (blocks of the backbone in use; required when rate != 1) and
-    `layer_decay_rate` (1.0 = no decay, as in linear probing and head tuning). Frozen parameters are left
+    paramwise_cfg: `num_layers` (blocks of the backbone in use; required when rate != 1),
+    `layer_decay_rate` (1.0 = no decay, as in linear probing and head tuning) and
+    `exempt_embeddings_from_decay` (default False, as the published runs). Frozen parameters are left
     out of the optimizer altogether.
     """
 
@@ -54,12 +58,13 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 raise ValueError("paramwise_cfg.num_layers is required with layer_decay_rate != 1")
             num_layers = 0
         weight_decay = self.base_wd or 0.0
+        exempt = bool(self.paramwise_cfg.get("exempt_embeddings_from_decay", False))
         groups: dict[tuple[int, bool], dict] = {}
         for name, param in module.named_parameters(prefix=prefix.rstrip(".")):
             if not param.requires_grad:
                 continue
             lid = layer_id(name, num_layers)
-            no_decay = skips_weight_decay(name, param.ndim)
+            no_decay = skips_weight_decay(name, param.ndim, exempt)
             key = (lid, no_decay)
             if key not in groups:
                 scale = rate ** (num_layers + 1 - lid)

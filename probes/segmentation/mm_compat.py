@@ -104,6 +104,9 @@ def import_mmseg() -> None:
     register_all_modules(init_default_scope=False)
     register_own_checkpoint_loader()
     register_cpu_ddp_wrapper()
+    from probes.batchnorm import register_global_bn
+
+    register_global_bn()
     # Why explicit imports: Config objects built from dicts ignore `custom_imports` (dependencies.md #4).
     from probes.segmentation import backbone, hooks, layer_decay, linear_head, neck  # noqa: F401
 

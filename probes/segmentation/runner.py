@@ -1,26 +1,28 @@
-"""`probes segment`: build the config, train and validate with mmengine's Runner, append one CSV row."""
+"""`probes segment`: plan the config, train and validate with mmengine's Runner, append one CSV row."""
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
+from probes.config_files import apply_options, config_dir, load_file
 from probes.errors import ConfigError, DatasetError
-from probes.results import SEGMENTATION_COLUMNS, append_rows
+from probes.protocol import ProtocolWords
+from probes.results import SEGMENTATION_COLUMNS, append_rows, run_finished
+from probes.run_identity import check_rerun, make_run_id
 from probes.segmentation import settings
-from probes.segmentation.datasets import check_dataset, dataset_spec, resolve_root
-from probes.segmentation.encoder_info import describe_source
+from probes.segmentation.datasets import DatasetSpec, check_dataset, dataset_spec, resolve_root
+from probes.segmentation.encoder_info import EncoderInfo, describe_source
 
 log = logging.getLogger(__name__)
 
-CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs" / "segmentation"
 RESULT_FILE = "segmentation.csv"
+STRATEGIES = ("none", "fsdp", "deepspeed")
 
 
 @dataclass
@@ -29,8 +31,8 @@ class SegmentOptions:
 
     encoder: str
     dataset: str
-    data: Path
     mode: str
+    data: Optional[Path] = None
     config: Optional[Path] = None
     cfg_options: dict = field(default_factory=dict)
     iters: Optional[int] = None
@@ -40,22 +42,35 @@ class SegmentOptions:
     workers: Optional[int] = None
     out: Path = Path("runs/segmentation")
     resume: bool = False
+    overwrite: bool = False
     launcher: str = "none"
+    strategy: str = "none"
     protocol_label: Optional[str] = None  # e.g. "demo": replaces the protocol word of the row
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """A resolved run: its mmengine config and the facts its result row states."""
+
+    cfg: Any
+    dataset: DatasetSpec
+    encoder: EncoderInfo
+    config_path: Path
+    total_batch: int
+    crop: int
+    iters: int
+    protocol: ProtocolWords
+    run_id: str
 
 
 def default_config(dataset: str, mode: str, version: Optional[str]) -> Path:
     """The version's own config when the suite ships one, else the generic dataset × mode config."""
-    own = CONFIG_ROOT / (version or "-") / f"{dataset}_{mode}.py"
-    generic = CONFIG_ROOT / f"{dataset}_{mode}.py"
-    path = own if own.is_file() else generic
+    root = config_dir("segmentation")
+    own = root / (version or "-") / f"{dataset}_{mode}.py"
+    path = own if own.is_file() else root / f"{dataset}_{mode}.py"
     if not path.is_file():
-        raise ConfigError(f"no segmentation config at {path} (configs/ ships with the source tree); pass --config")
+        raise ConfigError(f"no segmentation config at {path}; pass --config")
     return path
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip("/")).strip("_")[-80:] or "encoder"
 
 
 def _world_size(launcher: str) -> int:
@@ -66,46 +81,77 @@ def _world_size(launcher: str) -> int:
     return 1
 
 
-def build_config(opts: SegmentOptions) -> tuple[Any, dict]:
-    """The mmengine Config for a run and the facts its result row needs."""
-    from mmengine.config import Config
+def _add_strategy(cfg: Any, strategy: str) -> None:
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"--strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    if strategy == "none":
+        return
+    name = {"fsdp": "fsdp.py", "deepspeed": "deepspeed_zero.py"}[strategy]
+    shard = load_file(config_dir("segmentation") / "_base_" / "strategies" / name)
+    cfg.merge_from_dict(shard.to_dict())
 
+
+def plan_segmentation(opts: SegmentOptions, check_data: bool = True) -> SegmentPlan:
+    """The resolved config of a run (no weights are read; data folders are checked when `check_data`)."""
     if opts.mode not in settings.MODES:
         raise ConfigError(f"--mode {opts.mode!r} is not one of {', '.join(settings.MODES)}")
     spec = dataset_spec(opts.dataset)
-    if opts.crop_size is not None:
-        settings.check_crop(opts.crop_size)
-    root = resolve_root(spec, Path(opts.data))
-    counts = check_dataset(spec, root)
     info = describe_source(opts.encoder)
+    if opts.crop_size is not None:
+        settings.check_crop(opts.crop_size, info.patch_size)
+    root = None
+    if check_data:
+        if opts.data is None:
+            raise ConfigError("--data is required to train (only --print-config works without it)")
+        root = resolve_root(spec, Path(opts.data))
+        check_dataset(spec, root)
     path = Path(opts.config) if opts.config else default_config(spec.key, opts.mode, info.config_version)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    cfg = Config.fromfile(str(path))
+    cfg = load_file(path)
     cfg.model.backbone.source = opts.encoder
+    _add_strategy(cfg, opts.strategy)
     settings.set_data(cfg, spec, root, opts.workers)
-    if opts.crop_size is not None:
-        settings.set_crop(cfg, opts.crop_size)
+    crop = opts.crop_size or (settings.published_crop(info.patch_size)
+                              if info.patch_size != settings.RECIPE["patch"] else None)
+    if crop is not None:
+        settings.set_crop(cfg, crop, info.patch_size)
     if opts.iters is not None:
         settings.set_iters(cfg, opts.iters)
     if opts.batch_size is not None:
         cfg.train_dataloader.batch_size = opts.batch_size
-    if opts.cfg_options:
-        cfg.merge_from_dict(opts.cfg_options)
+    apply_options(cfg, opts.cfg_options, module_kwargs_open=True)
     settings.check_mode(cfg, opts.mode, path)
-    settings.fill_encoder_shape(cfg, opts.mode, info)
+    settings.fill_encoder(cfg, opts.mode, info)
     crop = cfg.model.test_cfg.crop_size[0]
-    settings.check_crop(crop)
+    settings.check_crop(crop, info.patch_size)
     total_batch = int(cfg.train_dataloader.batch_size)
     world = _world_size(opts.launcher)
     if total_batch % world:
         raise ConfigError(f"the total batch {total_batch} does not split over {world} processes; "
                           "change --batch-size")
+    iters = int(cfg.train_cfg.max_iters)
+    protocol = settings.protocol_of(cfg, iters, crop, total_batch, info.patch_size, opts.cfg_options,
+                                    opts.config, opts.protocol_label)
+    # The run's identity follows everything that shapes its numbers (resolved config, encoder weights).
+    shaping = {"config": settings.run_defining(cfg), "encoder": opts.encoder, "fingerprint": getattr(info, "fingerprint", ""), "world_batch": total_batch}
+    run_id = make_run_id(info.version if info.version != "custom" else Path(opts.encoder).name,
+                         [spec.key, opts.mode, f"{crop}px"], shaping)
     # Config batch sizes are totals (the recipe's 16); mmengine's loaders take per-process sizes.
     cfg.train_dataloader.batch_size = total_batch // world
-    facts = {"spec": spec, "root": root, "info": info, "config": path, "total_batch": total_batch,
-             "crop": crop, "iters": int(cfg.train_cfg.max_iters), "n_val": counts[spec.splits[1]]}
-    return cfg, facts
+    return SegmentPlan(cfg, spec, info, path, total_batch, crop, iters, protocol, run_id)
+
+
+def _walk_norms(node: Any, old: str, new: str) -> None:
+    if isinstance(node, dict):
+        norm = node.get("norm_cfg")
+        if isinstance(norm, dict) and norm.get("type") == old:
+            norm["type"] = new
+        for value in node.values():
+            _walk_norms(value, old, new)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _walk_norms(value, old, new)
 
 
 def _configure_device(cfg: Any, device: str, mode: str) -> None:
@@ -117,17 +163,18 @@ def _configure_device(cfg: Any, device: str, mode: str) -> None:
         # mmengine places the model on its module-level DEVICE (cuda when present): honour --device cpu.
         device_utils.DEVICE = "cpu"
         cfg.env_cfg.dist_cfg.backend = "gloo"
-        # SyncBN has no CPU kernel; mmengine reverts it only for non-distributed runs.
-        for head in ("decode_head", "auxiliary_head"):
-            norm = cfg.model.get(head, {}) and cfg.model[head].get("norm_cfg")
-            if norm and norm.get("type") == "SyncBN":
-                norm.type = "BN"
+        # torch's SyncBatchNorm refuses CPU tensors; GlobalSyncBN gives the same global statistics there.
+        _walk_norms(cfg.model, "SyncBN", "GlobalSyncBN")
         if cfg.get("launcher", "none") != "none" and not cfg.get("strategy"):
             cfg.model_wrapper_cfg = dict(type="CPUDistributedDataParallel", broadcast_buffers=False,
                                          find_unused_parameters=False)
-    elif mode != "full" and cfg.model.backbone.get("dtype") is None:
-        # A frozen encoder is stored in bf16 on GPU (half the memory); the recipe computes it in bf16.
-        cfg.model.backbone.dtype = "bfloat16"
+    else:
+        if cfg.get("allow_tf32", True):
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        if mode != "full" and cfg.model.backbone.get("dtype") is None:
+            # A frozen encoder is stored in bf16 on GPU (half the memory); the recipe computes it in bf16.
+            cfg.model.backbone.dtype = "bfloat16"
     cfg.optim_wrapper.type = optim_wrapper_type(cfg.optim_wrapper.get("type", "OptimWrapper"), device)
 
 
@@ -146,42 +193,62 @@ def _resume_point(work_dir: Path) -> Optional[str]:
 def _unwrap_dataset_error(exc: BaseException) -> Optional[str]:
     # A DatasetError raised in a DataLoader worker is re-raised with the worker traceback in its message;
     # keep only the original sentence.
-    text = str(exc)
-    lines = [line for line in text.splitlines() if line.startswith("probes.errors.DatasetError: ")]
+    lines = [line for line in str(exc).splitlines() if line.startswith("probes.errors.DatasetError: ")]
     return lines[-1].split(": ", 1)[1] if lines else None
 
 
-def _count_sharded_trainable(model: Any) -> int:
-    # With FSDP(use_orig_params=True) each rank's parameters are views of its shard (exact up to FSDP's
-    # padding of each flat parameter to a multiple of the world size).
+def _count_trainable(model: Any) -> int:
+    # With FSDP(use_orig_params=True) each rank's parameters are views of its shard: sum over ranks
+    # (exact up to FSDP's padding of each flat parameter to a multiple of the world size).
     import torch.distributed as dist
 
-    local = torch.tensor(sum(p.numel() for p in model.parameters() if p.requires_grad), dtype=torch.int64)
-    if dist.is_initialized():
-        local = local.to("cuda" if torch.cuda.is_available() else "cpu")
-        dist.all_reduce(local)
-    return int(local.item())
+    from probes.segmentation.backbone import count_trainable
+
+    local = count_trainable(model)
+    if dist.is_initialized() and getattr(model, "_is_sharded", False):
+        total = torch.tensor(local, dtype=torch.int64, device="cuda" if torch.cuda.is_available() else "cpu")
+        dist.all_reduce(total)
+        return int(total.item())
+    return local
+
+
+def _prepare_runtime(opts: SegmentOptions) -> str:
+    from probes.runtime import resolve_device
+    from probes.segmentation.datasets import register_transforms
+    from probes.segmentation.mm_compat import import_mmseg
+
+    device = resolve_device(opts.device).type
+    import_mmseg()
+    register_transforms()
+    return device
+
+
+def print_config(opts: SegmentOptions, fmt: str = "py") -> str:
+    """The fully resolved config of a run (blocks, widths, mean/std filled in), without weights or data."""
+    from probes.config_files import dump_config
+
+    device = _prepare_runtime(opts)
+    plan = plan_segmentation(opts, check_data=opts.data is not None)
+    plan.cfg.launcher = opts.launcher
+    _configure_device(plan.cfg, device, opts.mode)
+    plan.cfg.run_id = plan.run_id
+    plan.cfg.protocol = plan.protocol.as_row()
+    return dump_config(plan.cfg, fmt)
 
 
 def run_segmentation(opts: SegmentOptions) -> dict:
     """Train and validate one (encoder, dataset, mode); returns the row appended to `--out`."""
-    from probes.runtime import resolve_device
-
-    device = resolve_device(opts.device).type
-    from probes.segmentation.mm_compat import import_mmseg
-
-    import_mmseg()
-    from probes.segmentation.datasets import register_transforms
-
-    register_transforms()
-    cfg, facts = build_config(opts)
+    device = _prepare_runtime(opts)
+    plan = plan_segmentation(opts)
+    cfg = plan.cfg
     cfg.launcher = opts.launcher
     _configure_device(cfg, device, opts.mode)
-    work_dir = Path(opts.out) / f"{_slug(opts.encoder)}_{facts['spec'].key}_{opts.mode}"
+    results = Path(opts.out) / RESULT_FILE
+    if check_rerun(plan.run_id, run_finished(results, plan.run_id), opts.resume, opts.overwrite, str(results)):
+        log.info("run %s is already finished in %s: nothing to do", plan.run_id, results)
+        return {}
+    work_dir = Path(opts.out) / plan.run_id
     cfg.work_dir = str(work_dir)
-    # Validate once, by runner.val() after training (also when a resumed run had already finished),
-    # instead of the loop's own end-of-training validation.
-    cfg.train_cfg.val_begin = cfg.train_cfg.max_iters + 1
     if opts.resume:
         point = _resume_point(work_dir)
         if point is None:
@@ -194,35 +261,45 @@ def run_segmentation(opts: SegmentOptions) -> dict:
         init_cpu_process_group(opts.launcher)
     from mmengine.runner import FlexibleRunner, Runner
 
-    from probes.segmentation.backbone import count_trainable
+    from probes.segmentation.hooks import evaluation_history
 
     runner = (FlexibleRunner if cfg.get("strategy") else Runner).from_cfg(cfg)
-    # FlexibleRunner builds (and shards) the model inside train(): count there, summing shards over ranks.
-    trainable = count_trainable(runner.model) if isinstance(runner.model, torch.nn.Module) else None
     try:
         runner.train()
-        metrics = runner.val()
-        if trainable is None:
-            trainable = _count_sharded_trainable(runner.model)
+        history = evaluation_history(runner)
+        if not history or history[-1]["iter"] != runner.iter:
+            runner.val()  # e.g. a resumed run that had already trained to the end
+            history = evaluation_history(runner)
     except DatasetError as exc:
         message = _unwrap_dataset_error(exc)
         if message is None:
             raise
         raise DatasetError(message) from None
-    row = {
-        "encoder": opts.encoder, "encoder_version": facts["info"].version, "dataset": facts["spec"].name,
-        "mode": opts.mode, "mIoU": round(float(metrics["mIoU"]), 2), "aAcc": round(float(metrics["aAcc"]), 2),
-        "mAcc": round(float(metrics.get("mAcc", "nan")), 2),
-        "n_images": len(runner.val_dataloader.dataset), "iters": runner.iter, "crop_size": facts["crop"],
-        "batch_size": facts["total_batch"], "trainable_params": trainable,
-        **settings.protocol_of(facts["spec"], facts["info"].config_version, runner.iter, facts["crop"],
-                               facts["total_batch"], opts.cfg_options, opts.config, opts.protocol_label),
-        "config": str(facts["config"]), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    row = segmentation_row(opts, plan, history, _count_trainable(runner.model),
+                           n_images=len(runner.val_dataloader.dataset), iters=runner.iter,
+                           precision="bf16" if device == "cuda" else "fp32")
     from mmengine.dist import is_main_process
 
     if is_main_process():
-        append_rows(Path(opts.out) / RESULT_FILE, [row], SEGMENTATION_COLUMNS)
-        log.info("%s %s %s: mIoU %.2f aAcc %.2f on %d images", row["encoder_version"], row["dataset"],
-                 row["mode"], row["mIoU"], row["aAcc"], row["n_images"])
+        append_rows(results, [row], SEGMENTATION_COLUMNS, replace_run=plan.run_id if opts.overwrite else None)
+        log.info("%s %s %s: mIoU %.2f (best %.2f at %d) aAcc %.2f on %d images", row["encoder_version"],
+                 row["dataset"], row["mode"], row["mIoU"], row["best_mIoU"], row["best_iter"], row["aAcc"],
+                 row["n_images"])
     return row
+
+
+def segmentation_row(opts: SegmentOptions, plan: SegmentPlan, history: list[dict], trainable: int, *,
+                     n_images: int, iters: int, precision: str) -> dict:
+    """The result row: final evaluation as mIoU, the best one beside it."""
+    final = history[-1]
+    best = max(history, key=lambda h: h["mIoU"])
+    return {
+        "run_id": plan.run_id, "encoder": opts.encoder, "encoder_version": plan.encoder.version,
+        "dataset": plan.dataset.name, "mode": opts.mode, "mIoU": round(final["mIoU"], 2),
+        "best_mIoU": round(best["mIoU"], 2), "best_iter": best["iter"], "aAcc": round(final.get("aAcc", float("nan")), 2),
+        "mAcc": round(final.get("mAcc", float("nan")), 2), "n_images": n_images,
+        "iters": iters, "crop_size": plan.crop, "batch_size": plan.total_batch,
+        "trainable_params": trainable, "precision": precision, **plan.protocol.as_row(),
+        "config": str(plan.config_path), "predictions": "",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }

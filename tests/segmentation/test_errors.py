@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from probes.cli import main
+from probes.config_files import config_dir
 
 
 def segment(capsys: pytest.CaptureFixture, encoder: Path, data: Path, out: Path, *extra: str,
@@ -17,8 +18,10 @@ def segment(capsys: pytest.CaptureFixture, encoder: Path, data: Path, out: Path,
     code = main(["segment", "--encoder", str(encoder), "--dataset", dataset, "--data", str(data), "--mode", mode,
                  "--iters", "1", "--batch-size", "2", "--crop-size", "56", "--device", "cpu", "--workers", "0",
                  "--out", str(out), *extra])
-    err = capsys.readouterr().err.strip().splitlines()
-    return code, (err[-1] if err else "")
+    err = [line for line in capsys.readouterr().err.strip().splitlines()
+           if line.startswith("probes ") or "Error" in line or "Traceback" in line]
+    assert len(err) == 1, err   # exactly one error line, no traceback
+    return code, err[0]
 
 
 def _assert_one_line_error(capsys, code: int, line: str, *needles: str) -> None:
@@ -57,19 +60,20 @@ def test_unconverted_coco_stuff_names_the_prepare_command(capsys, tiny_encoder: 
     _assert_one_line_error(capsys, code, line, f"probes prepare coco-stuff {coco_stuff_raw}")
 
 
-def test_crop_size_not_a_multiple_of_14(capsys, tiny_encoder: Path, ade20k: Path, tmp_path: Path) -> None:
+def test_crop_size_not_a_multiple_of_the_patch(capsys, tiny_encoder: Path, ade20k: Path, tmp_path: Path) -> None:
     code, line = segment(capsys, tiny_encoder, ade20k, tmp_path / "out", "--crop-size", "500")
-    _assert_one_line_error(capsys, code, line, "--crop-size 500 is not a positive multiple of the patch size 14")
+    _assert_one_line_error(capsys, code, line, "--crop-size 500 is not a positive multiple of the encoder's "
+                                               "patch size 14 (e.g. 504)")
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_cuda_asked_on_a_cpu_machine(capsys, tiny_encoder: Path, ade20k: Path, tmp_path: Path) -> None:
+def test_cuda_asked_on_a_cpu_machine(capsys, monkeypatch, tiny_encoder: Path, ade20k: Path, tmp_path: Path) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     code, line = segment(capsys, tiny_encoder, ade20k, tmp_path / "out", "--device", "cuda")
     _assert_one_line_error(capsys, code, line, "no CUDA GPU")
 
 
 def test_config_that_contradicts_the_mode(capsys, tiny_encoder: Path, ade20k: Path, tmp_path: Path) -> None:
-    config = Path(__file__).resolve().parents[2] / "configs" / "segmentation" / "ade20k_full.py"
+    config = config_dir("segmentation") / "ade20k_full.py"
     code, line = segment(capsys, tiny_encoder, ade20k, tmp_path / "out", "--config", str(config), mode="head")
     _assert_one_line_error(capsys, code, line, "ade20k_full.py trains the encoder", "--mode is head")
 

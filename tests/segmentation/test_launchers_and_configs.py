@@ -5,15 +5,13 @@ import csv
 from pathlib import Path
 
 import pytest
-from mmengine.config import Config
 
+from probes.config_files import config_dir
 from probes.encoders.versions import VERSIONS
 from probes.testing.launch import torchrun_probes
 from probes.segmentation import settings
-from probes.segmentation.encoder_info import EncoderInfo
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "segmentation"
-VERSION_CONFIGS = sorted(p for p in CONFIGS.glob("InternViT-*/*.py"))
+CONFIGS = config_dir("segmentation")
 
 
 @pytest.mark.slow
@@ -38,57 +36,16 @@ def test_every_version_has_six_configs() -> None:
             assert {f"{dataset}_{m}.py" for m in settings.MODES} <= names, version
 
 
-@pytest.mark.parametrize("path", VERSION_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_version_config_is_consistent(path: Path) -> None:
-    cfg = Config.fromfile(str(path))
-    version, (dataset, mode) = path.parent.name, path.stem.split("_")[:2]
-    arch = VERSIONS[version]
-    settings.check_mode(cfg, mode, path)
-    settings.fill_encoder_shape(cfg, mode, EncoderInfo(arch.hidden_size, arch.num_hidden_layers, version))
-    model = cfg.model
-    depth = model.backbone.num_layers
-    assert depth <= arch.num_hidden_layers and all(0 <= i < depth for i in model.backbone.out_indices)
-    assert len(model.backbone.out_indices) == (1 if mode == "linear" else 4)
-    assert model.backbone.out_indices[-1] == (44 if version == "InternViT-6B-224px" and mode == "linear" else depth - 1)
-    classes = 150 if dataset == "ade20k" else 171
-    assert model.decode_head.num_classes == classes
-    assert cfg.train_dataloader.batch_size == 16 and cfg.train_cfg.max_iters == 80000
-    assert cfg.optim_wrapper.optimizer.lr == 4e-5
-    assert cfg.optim_wrapper.optimizer.weight_decay == (0.0 if mode == "linear" else 0.05)
-    assert model.test_cfg.crop_size == (504, 504) and model.test_cfg.stride == (322, 322)
-    text = path.read_text()
-    released = version == "InternViT-6B-224px" and dataset == "ade20k"
-    if not path.stem.endswith("_fsdp"):   # the FSDP variants inherit the comment with the recipe
-        assert ("OUR CHOICE" in text) != released
-    if mode != "linear":
-        head = model.decode_head
-        assert head.type == "UPerHead" and head.channels == 1536 and tuple(head.pool_scales) == (1, 2, 3, 6)
-        assert head.dropout_ratio == 0.1 and model.auxiliary_head.loss_decode.loss_weight == 0.4
-    if mode == "full":
-        assert model.backbone.drop_path_rate == 0.4 and cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.95
-        assert cfg.optim_wrapper.paramwise_cfg.num_layers == depth
-
-
-def test_released_recipe_values() -> None:
-    cfg = Config.fromfile(str(CONFIGS / "InternViT-6B-224px" / "ade20k_head.py"))
-    assert cfg.model.backbone.out_indices == [11, 23, 35, 47]
-    warm, poly = cfg.param_scheduler
-    assert (warm.type, warm.start_factor, warm.end) == ("LinearLR", 1e-6, 1500)
-    assert (poly.type, poly.power, poly.eta_min, poly.begin, poly.end) == ("PolyLR", 1.0, 0.0, 1500, 80000)
-    assert tuple(cfg.optim_wrapper.optimizer.betas) == (0.9, 0.999)
-    crop = [t for t in cfg.train_dataloader.dataset.pipeline if t["type"] == "RandomCrop"][0]
-    assert crop["crop_size"] == (504, 504) and crop["cat_max_ratio"] == 0.75
-    resize = [t for t in cfg.train_dataloader.dataset.pipeline if t["type"] == "RandomResize"][0]
-    assert resize["scale"] == (2016, 504) and tuple(resize["ratio_range"]) == (0.5, 2.0)
-
-
 def test_fsdp_strategy_config_wraps_each_6b_block() -> None:
     import torch
     from mmengine.registry import FUNCTIONS
 
     from probes.encoders import InternViT
 
-    cfg = Config.fromfile(str(CONFIGS / "InternViT-6B-224px" / "ade20k_full_fsdp.py"))
+    from probes.segmentation.runner import SegmentOptions, plan_segmentation
+
+    cfg = plan_segmentation(SegmentOptions(encoder="InternViT-6B-224px", dataset="ade20k", mode="full",
+                                           strategy="fsdp"), check_data=False).cfg
     assert cfg.runner_type == "FlexibleRunner" and cfg.strategy.type == "FSDPStrategy"
     assert cfg.strategy.model_wrapper.use_orig_params and cfg.model.backbone.grad_checkpointing
     policy_cfg = dict(cfg.strategy.model_wrapper.auto_wrap_policy)

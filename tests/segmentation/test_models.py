@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from probes.config_files import config_dir
 from probes.segmentation.mm_compat import import_mmseg
 
 import_mmseg()
@@ -24,23 +25,24 @@ from probes.segmentation.backbone import count_trainable  # noqa: E402
 from probes.segmentation.encoder_info import EncoderInfo  # noqa: E402
 from probes.segmentation.layer_decay import layer_id  # noqa: E402
 from probes.segmentation.neck import ViTPyramidNeck  # noqa: E402
+from probes.batchnorm import GlobalBatchNorm  # noqa: E402
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "segmentation"
+CONFIGS = config_dir("segmentation")
 
 
 def _model_cfg(mode: str, source: str, info: EncoderInfo, dataset: str = "ade20k", **backbone) -> Config:
     cfg = Config.fromfile(str(CONFIGS / f"{dataset}_{mode}.py"))
     cfg.model.backbone.source = source
     cfg.model.backbone.update(backbone)
-    settings.fill_encoder_shape(cfg, mode, info)
+    settings.fill_encoder(cfg, mode, info)
     for head in ("decode_head", "auxiliary_head"):
         if head in cfg.model:
-            cfg.model[head].norm_cfg = dict(type="BN", requires_grad=True)   # SyncBN needs a process group
+            cfg.model[head].norm_cfg = dict(type="GlobalSyncBN", requires_grad=True)   # as on CPU
     return cfg
 
 
 def _tiny_model(mode: str, tiny_encoder: Path, channels: int = 16):
-    cfg = _model_cfg(mode, str(tiny_encoder), EncoderInfo(48, 4, "custom"))
+    cfg = _model_cfg(mode, str(tiny_encoder), EncoderInfo(48, 4, "custom"), input_size=56)
     cfg.model.data_preprocessor.size = (56, 56)
     if mode != "linear":
         cfg.model.decode_head.channels = channels
@@ -102,14 +104,31 @@ def test_pyramid_neck_strides() -> None:
     shapes = [tuple(o.shape) for o in neck(maps)]
     assert shapes == [(1, 8, 24, 16), (1, 8, 12, 8), (1, 8, 6, 4), (1, 8, 3, 2)]
     kinds = [type(m).__name__ for m in neck.up4]
-    assert kinds == ["ConvTranspose2d", "_ChannelsLastLayerNorm", "GELU", "ConvTranspose2d"]
+    assert kinds == ["ConvTranspose2d", "ChannelLayerNorm", "GELU", "ConvTranspose2d"]
     assert torch.equal(neck(maps)[2], maps[2])
+
+
+def test_pyramid_neck_matches_the_released_norm_and_init() -> None:
+    torch.manual_seed(0)
+    neck = ViTPyramidNeck(embed_dim=64)
+    norm = neck.up4[1]
+    assert norm.eps == 1e-6   # released: LayerNorm(embed_dim) with its default eps 1e-6, channels first
+    x = torch.randn(2, 64, 3, 5) * 7 + 3
+    expected = (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, unbiased=False, keepdim=True) + 1e-6)
+    torch.testing.assert_close(norm(x), expected, atol=1e-5, rtol=1e-5)
+    assert norm(x.to(torch.bfloat16)).dtype == torch.bfloat16   # computed in fp32, returned in bf16
+    for conv in (neck.up4[0], neck.up4[3], neck.up2):
+        fan_out = 2 * 2 * 64
+        assert abs(conv.weight.std().item() - (2.0 / fan_out) ** 0.5) < 0.05 * (2.0 / fan_out) ** 0.5
+        assert abs(conv.weight.mean().item()) < 0.01 and torch.count_nonzero(conv.bias) == 0
 
 
 def test_linear_head_is_batchnorm_plus_1x1_conv(tiny_encoder: Path) -> None:
     model, _ = _tiny_model("linear", tiny_encoder)
+    model.init_weights()   # what mmengine's Runner does before training
     head = model.decode_head
-    assert isinstance(head.bn, torch.nn.BatchNorm2d) and head.bn.num_features == 48
+    assert isinstance(head.bn, GlobalBatchNorm) and head.bn.num_features == 48 and head.bn.eps == 1e-5
+    assert abs(head.conv_seg.weight.std().item() - 0.01) < 0.002   # normal(0, 0.01), as released
     assert head.conv_seg.kernel_size == (1, 1) and head.conv_seg.out_channels == 150
     assert count_trainable(model) == 2 * 48 + 48 * 150 + 150
     model.eval()
@@ -127,9 +146,9 @@ def test_layer_decay_groups_on_tiny_model(tiny_encoder: Path) -> None:
     groups = constructor(model).optimizer.param_groups
     by_name = {n: g for g in groups for n in g["param_names"]}
     assert len(by_name) == sum(1 for p in model.parameters() if p.requires_grad)   # every trainable param, once
-    expect = {  # name: (layer id, weight decay)
-        "backbone.encoder.embeddings.class_embedding": (0, 0.0),
-        "backbone.encoder.embeddings.position_embedding": (0, 0.0),
+    expect = {  # name: (layer id, weight decay); released runs decay the class and position embeddings
+        "backbone.encoder.embeddings.class_embedding": (0, 0.05),
+        "backbone.encoder.embeddings.position_embedding": (0, 0.05),
         "backbone.encoder.embeddings.patch_embedding.weight": (0, 0.05),
         "backbone.encoder.embeddings.patch_embedding.bias": (0, 0.0),
         "backbone.encoder.encoder.layers.0.attn.qkv.weight": (1, 0.05),
@@ -145,6 +164,15 @@ def test_layer_decay_groups_on_tiny_model(tiny_encoder: Path) -> None:
         assert group["weight_decay"] == wd, name
         assert group["lr"] == pytest.approx(4e-5 * 0.95 ** (5 - lid)), name
     assert by_name["decode_head.conv_seg.weight"]["lr"] == pytest.approx(4e-5)
+    # The intended exemption, behind its config key (the result row names it when used).
+    optim_cfg = cfg.optim_wrapper.copy()
+    paramwise = dict(optim_cfg.pop("paramwise_cfg"), exempt_embeddings_from_decay=True)
+    constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+        type=optim_cfg.pop("constructor"), optim_wrapper_cfg=optim_cfg, paramwise_cfg=paramwise))
+    groups = constructor(model).optimizer.param_groups
+    exempt = {n: g["weight_decay"] for g in groups for n in g["param_names"]}
+    assert exempt["backbone.encoder.embeddings.position_embedding"] == 0.0
+    assert exempt["backbone.encoder.embeddings.patch_embedding.weight"] == 0.05
 
 
 def test_frozen_parameters_are_not_in_the_optimizer(tiny_encoder: Path) -> None:
@@ -166,9 +194,9 @@ def test_layer_ids_for_timm_names() -> None:
 
 
 @pytest.mark.parametrize("mode, low, high", [
-    ("linear", 0.45e6, 0.55e6),   # protocols.md: ~0.5M
-    ("head", 0.35e9, 0.45e9),     # ~0.4B
-    ("full", 6.25e9, 6.40e9),     # 6.3B
+    ("linear", 0.45e6, 0.55e6),   # BN + 1x1 conv: ~0.5M
+    ("head", 0.47e9, 0.49e9),     # neck + UPerHead (1536) ~0.44B + auxiliary FCNHead (1536 channels) 44.5M
+    ("full", 6.37e9, 6.40e9),     # + the encoder (5.9B, position table at the 36x36 grid of a 504 crop)
 ])
 def test_trainable_parameters_on_the_real_6b_shape(mode: str, low: float, high: float) -> None:
     version = "InternViT-6B-224px"
@@ -193,12 +221,19 @@ def test_bf16_stored_frozen_encoder_still_returns_float32_maps(tiny_encoder: Pat
 
 
 def test_protocol_word_and_notes():
-    from probes.segmentation.datasets import dataset_spec
     from probes.segmentation.settings import protocol_of
 
-    ade = dataset_spec("ade20k")
-    assert protocol_of(ade, "InternViT-6B-224px", 80000, 504, 16, {})["protocol"] == "published"
-    changed = protocol_of(ade, "InternViT-6B-224px", 100, 504, 16, {})
-    assert changed["protocol"] == "modified" and "iters 100 (recipe 80000)" in changed["protocol_notes"]
-    demo = protocol_of(ade, None, 100, 56, 2, {}, label="demo")
-    assert demo["protocol"] == "demo" and demo["protocol_notes"].startswith("demo run (modified recipe otherwise)")
+    released = Config.fromfile(str(CONFIGS / "InternViT-6B-224px" / "ade20k_head.py"))
+    word = protocol_of(released, 80000, 504, 16, 14, {})
+    assert word.protocol == "published" and word.notes.startswith("released recipe OpenGVLab/InternVL-MMDetSeg")
+    changed = protocol_of(released, 100, 504, 16, 14, {})
+    assert changed.protocol == "modified" and "iters 100 (recipe 80000)" in changed.notes
+    generic = Config.fromfile(str(CONFIGS / "ade20k_head.py"))
+    assert "no recipe was released" in protocol_of(generic, 80000, 504, 16, 14, {}).notes
+    patch16 = protocol_of(generic, 80000, 512, 16, 16, {})
+    assert patch16.protocol == "published" and "crop 512: the recipe's 504 at the nearest multiple of patch 16" \
+        in patch16.notes
+    demo = protocol_of(generic, 100, 56, 2, 14, {}, label="demo")
+    assert demo.protocol == "demo" and demo.notes.startswith("demo run (modified recipe otherwise)")
+    released.optim_wrapper.paramwise_cfg.exempt_embeddings_from_decay = True
+    assert protocol_of(released, 80000, 504, 16, 14, {}).protocol == "modified"

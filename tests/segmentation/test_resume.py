@@ -18,20 +18,27 @@ from mmengine.hooks import Hook  # noqa: E402
 from mmseg.registry import HOOKS  # noqa: E402
 
 
+class _Killed(Exception):
+    """Stands for the process being killed."""
+
+
 @HOOKS.register_module(force=True)
-class _StopAfterIter(Hook):
-    """Simulates an interruption: ends training after `at` iterations (a checkpoint was just saved)."""
+class _KillAfterIter(Hook):
+    """Simulates a kill right after iteration `at` (after the checkpoint hook saved it)."""
+
+    priority = "LOWEST"
 
     def __init__(self, at: int) -> None:
         self.at = at
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if runner.iter + 1 >= self.at:   # runner.iter counts completed iterations before this one
-            runner.train_loop.stop_training = True
+            raise _Killed()
 
 
 EVERY_2 = {"default_hooks.checkpoint.interval": 2, "default_hooks.checkpoint.max_keep_ckpts": 5}
-STOP_AT_2 = {"custom_hooks": [dict(type="ProbeCheckpointHook"), dict(type="_StopAfterIter", at=2)]}
+HOOKS_ = [dict(type="ProbeCheckpointHook"), dict(type="EvaluationHistoryHook"), dict(type="NonFiniteLossHook")]
+KILL_AT_2 = {"custom_hooks": HOOKS_ + [dict(type="_KillAfterIter", at=2)]}
 
 
 def _final_state(out: Path) -> dict:
@@ -43,23 +50,36 @@ def _final_state(out: Path) -> dict:
 def test_resume_equals_uninterrupted(mode: str, tiny_encoder: Path, ade20k: Path, tmp_path: Path) -> None:
     whole = tiny_run(tiny_encoder, "ade20k", ade20k, mode, tmp_path / "whole", iters=4, cfg_options=EVERY_2)
     cut = tmp_path / "cut"
-    first = tiny_run(tiny_encoder, "ade20k", ade20k, mode, cut, iters=4, cfg_options={**EVERY_2, **STOP_AT_2})
-    assert first["iters"] == 2   # the row says how far the interrupted run got
+    with pytest.raises(_Killed):
+        tiny_run(tiny_encoder, "ade20k", ade20k, mode, cut, iters=4, cfg_options={**EVERY_2, **KILL_AT_2})
+    assert not (cut / "segmentation.csv").exists()   # a killed run writes no row
+    # Hooks do not change a run's identity: the resumed run finds the killed run's checkpoint.
     resumed = tiny_run(tiny_encoder, "ade20k", ade20k, mode, cut, iters=4, cfg_options=EVERY_2, resume=True)
-    assert resumed["iters"] == 4
+    assert resumed["iters"] == 4 and resumed["run_id"] == whole["run_id"]
     assert (resumed["mIoU"], resumed["aAcc"]) == (whole["mIoU"], whole["aAcc"])
     a, b = _final_state(tmp_path / "whole"), _final_state(cut)
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     rows = list(csv.DictReader(open(cut / "segmentation.csv")))
-    assert [int(r["iters"]) for r in rows] == [2, 4]
+    assert [int(r["iters"]) for r in rows] == [4]
 
 
-def test_resume_with_a_different_iteration_count_is_refused(tiny_encoder: Path, ade20k: Path, tmp_path: Path) -> None:
-    tiny_run(tiny_encoder, "ade20k", ade20k, "linear", tmp_path, iters=2)
-    with pytest.raises(ConfigError, match="planned for 2 iterations"):
-        tiny_run(tiny_encoder, "ade20k", ade20k, "linear", tmp_path, iters=3, resume=True)
+def test_another_iteration_count_is_another_run(tiny_encoder: Path, ade20k: Path, tmp_path: Path) -> None:
+    two = tiny_run(tiny_encoder, "ade20k", ade20k, "linear", tmp_path, iters=2)
+    three = tiny_run(tiny_encoder, "ade20k", ade20k, "linear", tmp_path, iters=3, resume=True)
+    assert two["run_id"] != three["run_id"] and three["iters"] == 3
+    assert (tmp_path / two["run_id"]).is_dir() and (tmp_path / three["run_id"]).is_dir()
+
+
+def test_a_finished_run_is_refused_resumed_or_overwritten(tiny_encoder: Path, ade20k: Path, tmp_path: Path) -> None:
+    first = tiny_run(tiny_encoder, "ade20k", ade20k, "linear", tmp_path, iters=1)
+    with pytest.raises(ConfigError, match=f"run {first['run_id']} is already finished.*--overwrite"):
+        tiny_run(tiny_encoder, "ade20k", ade20k, "linear", tmp_path, iters=1)
+    assert tiny_run(tiny_encoder, "ade20k", ade20k, "linear", tmp_path, iters=1, resume=True) == {}
+    again = tiny_run(tiny_encoder, "ade20k", ade20k, "linear", tmp_path, iters=1, overwrite=True)
+    rows = list(csv.DictReader(open(tmp_path / "segmentation.csv")))
+    assert len(rows) == 1 and rows[0]["date"] == again["date"] and again["run_id"] == first["run_id"]
 
 
 def test_resume_without_checkpoint_starts_fresh(tiny_encoder: Path, ade20k: Path, tmp_path: Path) -> None:

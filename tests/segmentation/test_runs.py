@@ -43,7 +43,7 @@ def test_six_runs_append_one_row_each(dataset: str, mode: str, tiny_encoder: Pat
     assert 0.0 <= float(saved["mIoU"]) <= 100.0 and 0.0 <= float(saved["aAcc"]) <= 100.0
     assert saved["protocol"] == "modified"
     assert "iters 2 (recipe 80000)" in saved["protocol_notes"] and "crop 56 (recipe 504)" in saved["protocol_notes"]
-    assert "no released config" in saved["protocol_notes"] and saved["encoder_version"] == "custom"
+    assert "no recipe was released" in saved["protocol_notes"] and saved["encoder_version"] == "custom"
     assert int(saved["trainable_params"]) == row["trainable_params"] > 0
     for key in ("encoder", "encoder_version", "date", "protocol", "trainable_params"):
         assert saved[key], key

@@ -1,6 +1,4 @@
-# InternViT-300M-448px (1024 wide), ADE20K, full tuning.
-# The authors released no config for this encoder/dataset: OUR CHOICE, the ADE20K recipe
-# of protocols.md with four evenly spaced blocks ending at the last.
+# InternViT-300M-448px (1024 wide), ADE20K, full tuning: the 6B recipe (see ../ade20k_full.py).
 _base_ = ['../ade20k_full.py']
 model = dict(backbone=dict(num_layers=24, out_indices=[5, 11, 17, 23]), neck=dict(embed_dim=1024),
              decode_head=dict(in_channels=[1024] * 4), auxiliary_head=dict(in_channels=1024))

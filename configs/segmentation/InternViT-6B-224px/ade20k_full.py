@@ -1,7 +1,8 @@
 # InternViT-6B-224px (3200 wide), ADE20K, full tuning.
-# The released InternVL 1.0 configuration (protocols.md), expressed on our bases.
+# depth, out_indices and paramwise_cfg.num_layers as released (docs/recipes.md).
 _base_ = ['../ade20k_full.py']
+recipe_source = 'OpenGVLab/InternVL-MMDetSeg mmsegmentation/configs/intern_vit_6b/full_tuning/upernet_intern_vit_6b_504_80k_ade20k_bs16_lr4e-5.py'
 model = dict(backbone=dict(num_layers=48, out_indices=[11, 23, 35, 47], grad_checkpointing=True), neck=dict(embed_dim=3200),
              decode_head=dict(in_channels=[3200] * 4), auxiliary_head=dict(in_channels=3200))
 optim_wrapper = dict(paramwise_cfg=dict(num_layers=48))
-# 6.3B trainable parameters: shard with ./ade20k_full_fsdp.py (FlexibleRunner + FSDP).
+# 6.3B trainable parameters: shard it (`probes segment ... --strategy fsdp|deepspeed`).

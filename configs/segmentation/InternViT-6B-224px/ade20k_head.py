@@ -1,5 +1,7 @@
 # InternViT-6B-224px (3200 wide), ADE20K, head tuning.
-# The released InternVL 1.0 configuration (protocols.md), expressed on our bases.
+# depth, out_indices and paramwise_cfg.num_layers as released (docs/recipes.md).
 _base_ = ['../ade20k_head.py']
+recipe_source = 'OpenGVLab/InternVL-MMDetSeg mmsegmentation/configs/intern_vit_6b/head_tuning/upernet_intern_vit_6b_504_80k_ade20k_bs16_lr4e-5_frozen.py'
 model = dict(backbone=dict(num_layers=48, out_indices=[11, 23, 35, 47]), neck=dict(embed_dim=3200),
              decode_head=dict(in_channels=[3200] * 4), auxiliary_head=dict(in_channels=3200))
+optim_wrapper = dict(paramwise_cfg=dict(num_layers=48))

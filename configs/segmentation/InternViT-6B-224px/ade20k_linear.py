@@ -1,4 +1,6 @@
 # InternViT-6B-224px (3200 wide), ADE20K, linear probing.
-# The released InternVL 1.0 configuration (protocols.md), expressed on our bases.
+# depth, out_indices and paramwise_cfg.num_layers as released (docs/recipes.md).
 _base_ = ['../ade20k_linear.py']
+recipe_source = 'OpenGVLab/InternVL-MMDetSeg mmsegmentation/configs/intern_vit_6b/linear_probing/linear_intern_vit_6b_504_80k_ade20k_bs16_lr4e-5_frozen.py'
 model = dict(backbone=dict(num_layers=48, out_indices=[44]), decode_head=dict(in_channels=3200))
+optim_wrapper = dict(paramwise_cfg=dict(num_layers=48))

@@ -1,6 +1,7 @@
 # InternViT-6B-224px (3200 wide), COCO-Stuff-164K, head tuning.
-# The authors released no config for this encoder/dataset: OUR CHOICE, the ADE20K recipe
-# of protocols.md with four evenly spaced blocks ending at the last.
+# depth, out_indices and paramwise_cfg.num_layers as released (docs/recipes.md).
 _base_ = ['../coco-stuff_head.py']
+recipe_source = 'OpenGVLab/InternVL-MMDetSeg mmsegmentation/configs/intern_vit_6b/head_tuning/upernet_intern_vit_6b_504_80k_cocostuff164k_bs16_lr4e-5_frozen.py'
 model = dict(backbone=dict(num_layers=48, out_indices=[11, 23, 35, 47]), neck=dict(embed_dim=3200),
              decode_head=dict(in_channels=[3200] * 4), auxiliary_head=dict(in_channels=3200))
+optim_wrapper = dict(paramwise_cfg=dict(num_layers=48))

@@ -1,8 +1,8 @@
-# InternViT-6B-448px-V2_5 (3200 wide, first 45 blocks), COCO-Stuff-164K, full tuning.
-# The authors released no config for this encoder/dataset: OUR CHOICE, the ADE20K recipe
-# of protocols.md with four evenly spaced blocks ending at the last.
+# InternViT-6B-448px-V2_5 (3200 wide), COCO-Stuff-164K, full tuning.
+# depth, out_indices and paramwise_cfg.num_layers as released (docs/recipes.md).
 _base_ = ['../coco-stuff_full.py']
-model = dict(backbone=dict(num_layers=45, out_indices=[10, 21, 33, 44], grad_checkpointing=True), neck=dict(embed_dim=3200),
+recipe_source = 'OpenGVLab/InternVL-MMDetSeg mmsegmentation/configs/intern_vit_6b_448px_v2_5/full_tuning/upernet_intern_vit_6b_448px_v2_5_504_80k_cocostuff164k_bs16_lr4e-5.py'
+model = dict(backbone=dict(num_layers=45, out_indices=[11, 22, 33, 44], grad_checkpointing=True), neck=dict(embed_dim=3200),
              decode_head=dict(in_channels=[3200] * 4), auxiliary_head=dict(in_channels=3200))
 optim_wrapper = dict(paramwise_cfg=dict(num_layers=45))
-# 6.3B trainable parameters: shard with ./coco-stuff_full_fsdp.py (FlexibleRunner + FSDP).
+# 6.3B trainable parameters: shard it (`probes segment ... --strategy fsdp|deepspeed`).

@@ -1,5 +1,6 @@
-# InternViT-6B-448px-V2_5 (3200 wide, first 45 blocks), COCO-Stuff-164K, linear probing.
-# The authors released no config for this encoder/dataset: OUR CHOICE, the ADE20K recipe
-# of protocols.md with the last block.
+# InternViT-6B-448px-V2_5 (3200 wide), COCO-Stuff-164K, linear probing.
+# depth, out_indices and paramwise_cfg.num_layers as released (docs/recipes.md).
 _base_ = ['../coco-stuff_linear.py']
+recipe_source = 'OpenGVLab/InternVL-MMDetSeg mmsegmentation/configs/intern_vit_6b_448px_v2_5/linear_probing/linear_intern_vit_6b_448px_v2_5_504_80k_cocostuff164k_bs16_lr4e-5_frozen.py'
 model = dict(backbone=dict(num_layers=45, out_indices=[44]), decode_head=dict(in_channels=3200))
+optim_wrapper = dict(paramwise_cfg=dict(num_layers=45))

@@ -1,4 +1,4 @@
-# Runtime shared by every segmentation config (mmengine Runner keys).
+# Runtime shared by every segmentation config (mmengine Runner keys, plus the suite's own below).
 default_scope = 'mmseg'
 env_cfg = dict(
     cudnn_benchmark=True,
@@ -13,4 +13,9 @@ load_from = None
 resume = False
 randomness = dict(seed=0)
 # Lean checkpoints in frozen modes + bit-identical resume (probes/segmentation/hooks.py).
-custom_hooks = [dict(type='ProbeCheckpointHook')]
+custom_hooks = [dict(type='ProbeCheckpointHook'), dict(type='EvaluationHistoryHook'),
+                dict(type='NonFiniteLossHook')]
+# The released InternVL-MMDetSeg config this recipe transcribes (set by each 6B version's config).
+recipe_source = None
+# TF32 matmuls/convolutions on GPU, as the released runs (the heads compute in fp32).
+allow_tf32 = True

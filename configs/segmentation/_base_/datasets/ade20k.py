@@ -1,6 +1,8 @@
 # ADE20K (ADEChallengeData2016/): 150 classes, label 0 ("other") -> 255 via reduce_zero_label.
-# Released InternVL pipeline: random rescale of (2016, 504) x 0.5-2.0, crop 504 (cat_max_ratio 0.75),
-# flip, photometric distortion; test: short side 504, both sides rounded up to a multiple of 14.
+# Released pipeline (InternVL-MMDetSeg configs/_base_/datasets/ade20k_504x504.py): random rescale of
+# (2016, 504) x 0.5-2.0, crop 504 (cat_max_ratio 0.75),
+# flip, photometric distortion; test: short side exactly 504, both sides rounded up to a multiple of 14.
+# `size_divisor` 14 and the 504s are the patch-14 values: `probes segment` sets them from the encoder.
 # `train_dataloader.batch_size` is the TOTAL batch: `probes segment` divides it by the world size.
 dataset_type = 'ADE20KDataset'
 data_root = 'data/ADEChallengeData2016'
@@ -17,8 +19,9 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(2016, 504), keep_ratio=True),
-    # Patch size 14: every side must be a multiple of it (rounded up, image only; labels stay original).
+    # Released test resize (SETR_Resize, setr_multi_scale): short side exactly 504, NO cap on the long side.
+    dict(type='ResizeShortestEdge', scale=504, max_size=1 << 30),
+    # Every side a multiple of the patch size (rounded up, bilinear; image only: labels stay original).
     dict(type='ResizeToMultiple', size_divisor=14),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='CheckLabelRange', num_classes=150),

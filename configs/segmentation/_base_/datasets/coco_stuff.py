@@ -1,6 +1,6 @@
 # COCO-Stuff-164K (coco_stuff164k/): 171 classes from *_labelTrainIds.png (run `probes prepare coco-stuff ROOT`).
-# The authors released no COCO-Stuff config: our choice (protocols.md) is the ADE20K pipeline unchanged,
-# without zero reduction (255 is already the ignore value).
+# Released pipeline (InternVL-MMDetSeg configs/_base_/datasets/coco-stuff164k_504x504.py): the ADE20K
+# pipeline unchanged, without zero reduction (255 is already the ignore value).
 _base_ = ['./ade20k.py']
 dataset_type = 'COCOStuffDataset'
 data_root = 'data/coco_stuff164k'
@@ -17,7 +17,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(2016, 504), keep_ratio=True),
+    dict(type='ResizeShortestEdge', scale=504, max_size=1 << 30),
     dict(type='ResizeToMultiple', size_divisor=14),
     dict(type='LoadAnnotations'),
     dict(type='CheckLabelRange', num_classes=171),
