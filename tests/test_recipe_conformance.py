@@ -77,7 +77,6 @@ def _segmentation_cases() -> Iterator[tuple[str, str, str]]:
 
 @pytest.fixture(scope="module")
 def resolved_segmentation() -> dict[tuple[str, str, str], dict]:
-    pytest.importorskip("mmseg")
     from probes.segmentation.mm_compat import import_mmseg
     from probes.segmentation.runner import SegmentOptions, plan_segmentation
 

@@ -104,6 +104,7 @@ def import_mmseg() -> None:
     register_all_modules(init_default_scope=False)
     register_own_checkpoint_loader()
     register_cpu_ddp_wrapper()
+    register_fsdp_strategy()
     from probes.batchnorm import register_global_bn
 
     register_global_bn()
@@ -151,3 +152,26 @@ def register_cpu_ddp_wrapper() -> None:
             super().__init__(module=module, device_ids=None, **kwargs)
 
     MODEL_WRAPPERS.register_module(module=CPUDistributedDataParallel)
+
+
+def register_fsdp_strategy() -> None:
+    """Register `ProbeFSDPStrategy`: mmengine's FSDPStrategy with resume working on torch 2.x (idempotent)."""
+    # Why: mmengine 0.10.7 calls FSDP.optim_state_dict_to_load(state_dict, model, optimizer), the argument
+    # order of torch 1.x; torch 2.x takes (model, optim, optim_state_dict), so every FSDP resume fails.
+    from mmengine._strategy import FSDPStrategy
+    from mmengine.registry import STRATEGIES
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    if STRATEGIES.get("ProbeFSDPStrategy") is not None:
+        return
+
+    class ProbeFSDPStrategy(FSDPStrategy):
+        """FSDPStrategy whose optimizer-state loading uses torch 2.x's keyword arguments."""
+
+        def load_optim_state_dict(self, state_dict: dict) -> None:
+            """Load a (full or sharded) optimizer state saved by this strategy."""
+            optim_state = FullyShardedDataParallel.optim_state_dict_to_load(
+                model=self.model, optim=self.optim_wrapper.optimizer, optim_state_dict=state_dict)
+            self.optim_wrapper.load_state_dict(optim_state)
+
+    STRATEGIES.register_module(module=ProbeFSDPStrategy)

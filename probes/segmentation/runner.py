@@ -22,7 +22,7 @@ from probes.segmentation.encoder_info import EncoderInfo, describe_source
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "segmentation.csv"
-STRATEGIES = ("none", "fsdp", "deepspeed")
+STRATEGIES = ("none", "ddp", "fsdp", "deepspeed")
 
 
 @dataclass
@@ -86,7 +86,7 @@ def _add_strategy(cfg: Any, strategy: str) -> None:
         raise ConfigError(f"--strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
     if strategy == "none":
         return
-    name = {"fsdp": "fsdp.py", "deepspeed": "deepspeed_zero.py"}[strategy]
+    name = {"ddp": "ddp.py", "fsdp": "fsdp.py", "deepspeed": "deepspeed_zero.py"}[strategy]
     shard = load_file(config_dir("segmentation") / "_base_" / "strategies" / name)
     cfg.merge_from_dict(shard.to_dict())
 
@@ -165,9 +165,14 @@ def _configure_device(cfg: Any, device: str, mode: str) -> None:
         cfg.env_cfg.dist_cfg.backend = "gloo"
         # torch's SyncBatchNorm refuses CPU tensors; GlobalSyncBN gives the same global statistics there.
         _walk_norms(cfg.model, "SyncBN", "GlobalSyncBN")
+        cpu_ddp = dict(type="CPUDistributedDataParallel", broadcast_buffers=False, find_unused_parameters=False)
         if cfg.get("launcher", "none") != "none" and not cfg.get("strategy"):
-            cfg.model_wrapper_cfg = dict(type="CPUDistributedDataParallel", broadcast_buffers=False,
-                                         find_unused_parameters=False)
+            cfg.model_wrapper_cfg = cpu_ddp
+        if cfg.get("strategy", {}).get("type") == "DDPStrategy":
+            cfg.strategy.model_wrapper = cpu_ddp
+        if cfg.get("strategy", {}).get("type") == "ProbeFSDPStrategy":
+            # mmengine passes device_id=LOCAL_RANK, a CUDA index; FSDP takes a device: keep the shards on CPU.
+            cfg.strategy.model_wrapper.device_id = "cpu"
     else:
         if cfg.get("allow_tf32", True):
             torch.backends.cuda.matmul.allow_tf32 = True

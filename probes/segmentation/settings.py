@@ -17,7 +17,7 @@ MODES = ("linear", "head", "full")
 # not protocol changes and not part of a run's identity.
 _NO_EFFECT = re.compile(r"(num_workers|persistent_workers|pin_memory|^default_hooks|^custom_hooks|^log_|^visualizer"
                         r"|^vis_backends|^env_cfg|^train_cfg\.val_interval$|^work_dir$|^launcher$|^resume$"
-                        r"|^load_from$)")
+                        r"|^load_from$|^custom_imports$)")
 
 
 def run_defining(cfg: Any) -> dict:
@@ -72,12 +72,11 @@ def set_iters(cfg: Any, iters: int) -> None:
     """Shorten (or lengthen) the schedule keeping its shape: warm-up scales with the run."""
     if iters <= 0:
         raise ConfigError(f"--iters {iters} must be positive")
-    # At least 2 where possible: mmengine's LinearLR never applies its end factor, so a 1-step warm-up
-    # would leave the whole run at 1e-6 of the lr.
-    warmup = max(1, min(iters - 1, max(2, round(RECIPE["warmup"] * iters / RECIPE["iters"]))))
+    warmup = max(1, min(iters - 1, round(RECIPE["warmup"] * iters / RECIPE["iters"])))
     cfg.train_cfg.max_iters = iters
     warm, poly = cfg.param_scheduler
-    warm.end, poly.begin, poly.end = warmup, 0, iters
+    # mmengine's Linear/Poly schedulers reach their end value at step `end - 1` (schedule_80k.py).
+    warm.end, poly.begin, poly.end = warmup + 1, 0, iters + 1
     checkpoint = cfg.default_hooks.checkpoint
     checkpoint.interval = min(checkpoint.interval, iters)
 

@@ -46,7 +46,7 @@ def test_fsdp_strategy_config_wraps_each_6b_block() -> None:
 
     cfg = plan_segmentation(SegmentOptions(encoder="InternViT-6B-224px", dataset="ade20k", mode="full",
                                            strategy="fsdp"), check_data=False).cfg
-    assert cfg.runner_type == "FlexibleRunner" and cfg.strategy.type == "FSDPStrategy"
+    assert cfg.runner_type == "FlexibleRunner" and cfg.strategy.type == "ProbeFSDPStrategy"
     assert cfg.strategy.model_wrapper.use_orig_params and cfg.model.backbone.grad_checkpointing
     policy_cfg = dict(cfg.strategy.model_wrapper.auto_wrap_policy)
     policy = FUNCTIONS.get(policy_cfg.pop("type"))

@@ -14,31 +14,11 @@ from .test_runs import tiny_run
 
 import_mmseg()
 
-from mmengine.hooks import Hook  # noqa: E402
-from mmseg.registry import HOOKS  # noqa: E402
-
-
-class _Killed(Exception):
-    """Stands for the process being killed."""
-
-
-@HOOKS.register_module(force=True)
-class _KillAfterIter(Hook):
-    """Simulates a kill right after iteration `at` (after the checkpoint hook saved it)."""
-
-    priority = "LOWEST"
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        if runner.iter + 1 >= self.at:   # runner.iter counts completed iterations before this one
-            raise _Killed()
-
+from probes.testing.interrupt import SimulatedKill  # noqa: E402
 
 EVERY_2 = {"default_hooks.checkpoint.interval": 2, "default_hooks.checkpoint.max_keep_ckpts": 5}
 HOOKS_ = [dict(type="ProbeCheckpointHook"), dict(type="EvaluationHistoryHook"), dict(type="NonFiniteLossHook")]
-KILL_AT_2 = {"custom_hooks": HOOKS_ + [dict(type="_KillAfterIter", at=2)]}
+KILL_AT_2 = {"custom_hooks": HOOKS_ + [dict(type="KillAfterIterHook", at=2)]}
 
 
 def _final_state(out: Path) -> dict:
@@ -50,7 +30,7 @@ def _final_state(out: Path) -> dict:
 def test_resume_equals_uninterrupted(mode: str, tiny_encoder: Path, ade20k: Path, tmp_path: Path) -> None:
     whole = tiny_run(tiny_encoder, "ade20k", ade20k, mode, tmp_path / "whole", iters=4, cfg_options=EVERY_2)
     cut = tmp_path / "cut"
-    with pytest.raises(_Killed):
+    with pytest.raises(SimulatedKill):
         tiny_run(tiny_encoder, "ade20k", ade20k, mode, cut, iters=4, cfg_options={**EVERY_2, **KILL_AT_2})
     assert not (cut / "segmentation.csv").exists()   # a killed run writes no row
     # Hooks do not change a run's identity: the resumed run finds the killed run's checkpoint.

@@ -1,11 +1,12 @@
-# Sharded full tuning for the 6B encoders (mmengine FlexibleRunner + FSDP). Full tuning keeps fp32 weights,
+# `probes segment --strategy fsdp`: sharded training (mmengine FlexibleRunner + FSDP), for full tuning of the
+# 6B encoders. Full tuning keeps fp32 weights,
 # gradients and two AdamW moments for 6.3B parameters (~100 GB): more than one GPU holds, so parameters,
 # gradients and optimizer state are sharded over all ranks. Launch with torchrun / srun and
 # `--launcher pytorch|slurm` (see README). Checkpoints are gathered on rank 0 ("full"), so --resume and the
 # result row work as in unsharded runs.
 runner_type = 'FlexibleRunner'
 strategy = dict(
-    type='FSDPStrategy',
+    type='ProbeFSDPStrategy',   # mmengine's FSDPStrategy, resume fixed for torch 2.x (mm_compat.py)
     model_wrapper=dict(
         # One FSDP unit per ~100M parameters: each 6B block (~123M) becomes its own shard unit.
         auto_wrap_policy=dict(type='torch.distributed.fsdp.wrap.size_based_auto_wrap_policy',
