@@ -149,7 +149,9 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
         sections += ["## kNN and logistic-regression baselines (cached features, top-1 %)", "",
                      to_markdown(frames["baselines_cached_features"])]
     if not comparison.empty:
-        sections += [f"## Version comparison (differences against {names[0]})", "", to_markdown(comparison)]
+        sections += [f"## Version comparison (differences against {names[0]})", "",
+                     "The heads of Table 14 and the cells of Table 15; an encoder label stands for the run its "
+                     "table shows.", "", to_markdown(comparison)]
     sections += _skipped_section(results.skipped)
     sections += ["## Published Table 14", "", to_markdown(frames["published_table14"]), "## Plots", ""]
     sections += [f"![{p.stem}](plots/{p.name})" for p in report.plots if p.suffix == ".png"]

@@ -138,3 +138,16 @@ def test_each_table15_cell_is_the_latest_complete_run_and_older_runs_are_listed(
     assert (t15.loc[V224, "ADE20K linear"], t15.loc[V224, "ADE20K head"]) == (41.0, 50.0)
     others = _table(tmp_path / "out", "table15_other_runs")
     assert sorted(zip(others.encoder, others.run)) == [(f"{V224} (run 1)", "s1"), (f"{V224} (run 2)", "s4")]
+
+
+def test_a_run_id_written_by_two_invocations_is_split_by_date_not_merged(tmp_path):
+    # Both calls wrote the same run_id (e.g. a name made of version and size): the repeated cells tell them apart.
+    rows = _run("V2_5_448px_live", "2026-11-01T10:00:00Z")
+    rows += _run("V2_5_448px_live", "2026-11-02T10:00:00Z", scores=_plus(LINEAR, 5, FIRST_THREE),
+                 attn=_plus(ATTN, 5, FIRST_THREE))
+    write_csv(tmp_path / "r" / "classification_results.csv", CLASSIFICATION_COLUMNS, rows)
+    build_report(tmp_path / "r", tmp_path / "out")
+    shown = _table(tmp_path / "out", "table14_classification")
+    linear = shown[shown.probe == "linear"].iloc[0]
+    assert linear["encoder"] == f"{V25} (run 1)" and linear[list(TEST_SETS)].tolist() == list(LINEAR.values())
+    assert set(_table(tmp_path / "out", "table14_other_runs").encoder) == {f"{V25} (run 2)"}
