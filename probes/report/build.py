@@ -8,26 +8,61 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from probes.errors import ConfigError
+from probes.io import write_text_atomic
 from probes.report import plots
-from probes.report.measured import latest_segmentation, load_results, selected_heads
+from probes.report.measured import Skipped, load_results
 from probes.report.published import load_published, published_table14, published_table15
-from probes.report.render import to_markdown, write_atomically, write_table
-from probes.report.tables import (baselines, classification_vs_published, compare_versions, segmentation_vs_published,
-                                  table14, table15)
+from probes.report.render import to_markdown, write_table
+from probes.report.runs import head_cells, identify_classification_runs, identify_segmentation_runs
+from probes.report.tables import (PAIR_COLUMNS, baseline_runs, baselines, classification_runs,
+                                  classification_vs_published, compare_versions, comparison_names, known_names,
+                                  segmentation_runs, segmentation_vs_published, table14, table15,
+                                  table15_other_runs)
 
 DEMO_NOTE = ("**These are demo numbers** (tiny encoders trained for seconds, probed briefly on tiny data made "
              "from scikit-learn's bundled digits and photos): they exercise the real pipeline and are not "
              "comparable to the published ones.")
+# --segmentation-metric: which result column Table 15 shows, and how the report names it.
+SEGMENTATION_METRICS = {"final": ("mIoU", "final mIoU"), "best": ("best_mIoU", "best mIoU")}
+
+TABLE14_NOTE = (
+    "Each row is **one run's published head** (base lr 0.1 per 512 images, raw weights, final epoch: the head "
+    "comparable with the paper) for one probe; Δ = attention-pooling avg − linear avg of the same run. `head` says "
+    "which head a row shows: `selected` marks a run without a published head (older results, cached runs), whose "
+    "row shows the head selected on the held-out split of train instead; `single`, a run that trained one head "
+    "only. Rows of different runs are never combined: when runs share an encoder label, the latest complete run "
+    "(both probes on all six sets) is shown here and the others under *Other runs*; a run missing a set shows — "
+    "for it and no average.")
+SEGMENTATION_NOTES = {
+    "final": "Metric: **final evaluation** (`mIoU` after the last iteration; `--segmentation-metric best` shows the "
+             "best evaluation over training instead).",
+    "best": "Metric: **best evaluation over training** (`best_mIoU`): the best of the periodic evaluations on the "
+            "validation set, which is also the test set, so this is test-set selection; runs that did not record "
+            "it show —. (`--segmentation-metric final` shows the final evaluation.)",
+}
+TABLE15_NOTE = ("Each cell is one run: per encoder × dataset × mode, the latest run with a result (older runs are "
+                "listed under *Other runs*). Averages are over ADE20K and COCO-Stuff; Δ1 = head tuning − linear "
+                "probing, Δ2 = full tuning − linear probing, on the averages.")
+PAIRS_NOTE = (
+    "Only the rows Tables 14 and 15 show are compared. Classification: `measured` is the head Table 14 shows (see "
+    "`head`), `measured_selected` the head selected on the held-out split of train, `max_over_epochs`¹ the shown "
+    "head's best epoch. Segmentation: the metric named in `head`; per-dataset cells, averages and Δ1/Δ2, the "
+    "published averages and deltas as the paper printed them (two printed deltas differ by 0.1 from its rounded "
+    "cells), the measured ones computed from our own cells.\n\n"
+    "¹ `max_over_epochs`: the highest per-epoch top-1 on the test set itself, as the official training loop logs "
+    "it. That is **test-set selection** (an optimistic number), shown only to compare with logs of that loop.")
 
 
 @dataclass
 class Report:
-    """What was written, and the headline table for the terminal."""
+    """What was written, the headline table for the terminal, the skipped rows, and the tables themselves."""
 
     index: Path
     headline: str
     tables: list[Path] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    frames: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def _flag_note(frames: Sequence[pd.DataFrame]) -> str:
@@ -38,65 +73,88 @@ def _flag_note(frames: Sequence[pd.DataFrame]) -> str:
             f"({', '.join(flagged)}); compare them with published numbers with care.")
 
 
+def _rows(n: int, noun: str = "row") -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _skipped_section(skipped: Sequence[Skipped]) -> list[str]:
+    if not skipped:
+        return ["## Skipped rows", "", "None: every row of every result CSV was read.", ""]
+    return ["## Skipped rows", "",
+            f"{_rows(len(skipped))} skipped (not in any table; `probes report --strict` fails on them):", "",
+            *(f"- `{s}`" for s in skipped), ""]
+
+
+def skipped_summary(skipped: Sequence[Skipped]) -> str:
+    """The terminal's lines about skipped rows ('' when none)."""
+    if not skipped:
+        return ""
+    return "\n".join([f"skipped {_rows(len(skipped), 'malformed result row')} (not in the report):",
+                      *(f"  {s}" for s in skipped)])
+
+
 def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path] = None,
-                 formats: set[str] = frozenset({"md", "csv"}), compare: Optional[Sequence[str]] = None) -> Report:
+                 formats: set[str] = frozenset({"md", "csv"}), compare: Optional[Sequence[str]] = None,
+                 segmentation_metric: str = "final") -> Report:
     """Write every table (md/csv/tex), the plots and `report.md` into `out_dir`."""
+    if segmentation_metric not in SEGMENTATION_METRICS:
+        raise ConfigError(f"--segmentation-metric {segmentation_metric} is not one of final, best")
+    metric_column, metric_name = SEGMENTATION_METRICS[segmentation_metric]
     out_dir = Path(out_dir)
-    classification, segmentation = load_results(results_dir, exclude=out_dir)
+    results = load_results(results_dir, exclude=out_dir)
     pub14, pub15 = load_published(reference_dir)
-    selected = selected_heads(classification)
-    t14, t15 = table14(selected), table15(latest_segmentation(segmentation))
-    vs_published = pd.concat([
-        classification_vs_published(t14, selected, pub14).assign(task="classification"),
-        segmentation_vs_published(t15, pub15).assign(task="segmentation", probe="")], ignore_index=True)
-    vs_published = vs_published[["task", "encoder", "probe", "column", "published", "measured", "difference", "protocol"]]
-    encoders = list(dict.fromkeys([*t14["encoder"], *t15["encoder"]]))
-    chosen = list(compare) if compare else encoders
-    missing = [e for e in chosen if e not in encoders]
+
+    cells = head_cells(identify_classification_runs(results.classification))
+    runs14, runs_baselines = classification_runs(cells), baseline_runs(cells)
+    seg_runs = segmentation_runs(identify_segmentation_runs(results.segmentation), metric_column)
+    t14, t14_others, t15 = table14(runs14), table14(runs14, default=False), table15(seg_runs)
+    t15_others, published15 = table15_other_runs(seg_runs), published_table15(pub15)
+    pairs = [frame for frame in (classification_vs_published(runs14, cells, pub14),
+                                 segmentation_vs_published(t15, seg_runs, published15, metric_name)) if len(frame)]
+    vs_published = pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame(columns=PAIR_COLUMNS)
+
+    names = list(compare) if compare else comparison_names(runs14, t15)
+    known = known_names(runs14, t15)
+    missing = [n for n in names if n not in known]
     if missing:
-        raise ConfigError(f"--compare: no results for {', '.join(missing)} (have: {', '.join(encoders) or 'none'})")
-    comparison = compare_versions(t14, t15, chosen) if len(chosen) >= 2 else pd.DataFrame()
+        raise ConfigError(f"--compare: no results for {', '.join(missing)} (have: {', '.join(known) or 'none'})")
+    comparison = compare_versions(runs14, t15, names) if len(names) >= 2 else pd.DataFrame()
 
-    tables_dir, plots_dir = out_dir / "tables", out_dir / "plots"
-    report = Report(index=out_dir / "report.md", headline="")
-    named = {"table14_classification": t14, "table15_segmentation": t15, "measured_vs_published": vs_published,
-             "published_table14": published_table14(pub14), "published_table15": published_table15(pub15)}
-    if not comparison.empty:
-        named["version_comparison"] = comparison
-    baseline_table = baselines(selected)
-    if not baseline_table.empty:
-        named["baselines_cached_features"] = baseline_table
-    for name, frame in named.items():
-        report.tables += write_table(frame, tables_dir, name, set(formats))
-    if not t14.empty:
-        report.plots += plots.top1_by_version(t14, plots_dir) + plots.delta_by_version(t14, plots_dir)
-    if not t15.empty:
-        report.plots += plots.miou_by_version(t15, plots_dir)
-    if not vs_published.dropna(subset=["measured", "published"]).empty:
-        report.plots += plots.measured_vs_published(vs_published, plots_dir)
+    frames = {"table14_classification": t14, "table15_segmentation": t15, "measured_vs_published": vs_published,
+              "published_table14": published_table14(pub14), "published_table15": published15}
+    optional = {"table14_other_runs": t14_others, "table15_other_runs": t15_others,
+                "version_comparison": comparison, "baselines_cached_features": baselines(runs_baselines)}
+    frames.update({name: frame for name, frame in optional.items() if not frame.empty})
+    report = Report(index=out_dir / "report.md", headline="", skipped=list(results.skipped), frames=frames)
+    for name, frame in frames.items():
+        report.tables += write_table(frame, out_dir / "tables", name, set(formats))
+    report.plots = plots.save(plots.figures(t14, t15, vs_published, f"{metric_name} (%)"), out_dir / "plots")
 
-    protocols = set(classification.get("protocol", [])) | set(segmentation.get("protocol", []))
-    sections = ["# Probe report", ""]
-    if "demo" in protocols:
-        sections += [DEMO_NOTE, ""]
+    protocols = set(results.classification["protocol"]) | set(results.segmentation["protocol"])
+    demo = "demo" in protocols
+    sections = ["# Probe report", ""] + ([DEMO_NOTE, ""] if demo else [])
     note = _flag_note([t14, t15])
-    if note:
-        sections += [note, ""]
-    sections += ["## Classification (InternVL 2.5 Table 14 layout, top-1 %)", "",
-                 "Each row is the head selected on the held-out split of train; Δ = attention-pooling avg − linear avg.",
-                 "", to_markdown(t14),
-                 "## Segmentation (InternVL 2.5 Table 15 layout, mIoU %)", "",
-                 "Δ1 = head tuning − linear probing, Δ2 = full tuning − linear probing (averages over the two datasets).",
-                 "", to_markdown(t15),
-                 "## Measured beside published", "", to_markdown(vs_published), ]
-    if not baseline_table.empty:
+    sections += [note, ""] if note else []
+    sections += ["## Classification (InternVL 2.5 Table 14 layout, top-1 %)", "", TABLE14_NOTE, "", to_markdown(t14)]
+    if "table14_other_runs" in frames:
+        sections += ["### Other runs (Table 14 layout)", "", to_markdown(t14_others)]
+    sections += [f"## Segmentation (InternVL 2.5 Table 15 layout, {metric_name} %)", "",
+                 SEGMENTATION_NOTES[segmentation_metric], "", TABLE15_NOTE, "", "### Measured", "", to_markdown(t15),
+                 "### Published (InternVL 2.5 Table 15; averages and deltas as printed)", "",
+                 to_markdown(published15)]
+    if "table15_other_runs" in frames:
+        sections += ["### Other runs", "", to_markdown(t15_others)]
+    sections += ["## Measured beside published", "", PAIRS_NOTE, "", to_markdown(vs_published)]
+    if "baselines_cached_features" in frames:
         sections += ["## kNN and logistic-regression baselines (cached features, top-1 %)", "",
-                     to_markdown(baseline_table)]
+                     to_markdown(frames["baselines_cached_features"])]
     if not comparison.empty:
-        sections += [f"## Version comparison (differences against {chosen[0]})", "", to_markdown(comparison)]
-    sections += ["## Published tables", "", to_markdown(named["published_table14"]),
-                 to_markdown(named["published_table15"]), "## Plots", ""]
+        sections += [f"## Version comparison (differences against {names[0]})", "",
+                     "The heads of Table 14 and the cells of Table 15; an encoder label stands for the run its "
+                     "table shows.", "", to_markdown(comparison)]
+    sections += _skipped_section(results.skipped)
+    sections += ["## Published Table 14", "", to_markdown(frames["published_table14"]), "## Plots", ""]
     sections += [f"![{p.stem}](plots/{p.name})" for p in report.plots if p.suffix == ".png"]
-    write_atomically(report.index, "\n".join(sections) + "\n")
-    report.headline = "\n".join(s for s in (DEMO_NOTE if "demo" in protocols else "", to_markdown(t14), to_markdown(t15)) if s)
+    write_text_atomic(report.index, "\n".join(sections) + "\n")
+    report.headline = "\n".join(s for s in (DEMO_NOTE if demo else "", to_markdown(t14), to_markdown(t15)) if s)
     return report

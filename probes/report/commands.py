@@ -13,24 +13,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--reference", type=Path, default=None,
                         help="folder with the published tables (default: the suite's results/reference)")
     parser.add_argument("--format", default="md,csv", help="comma list of md, csv, tex (md and csv always)")
-    parser.add_argument("--compare", nargs="+", default=None, metavar="ENCODER",
-                        help="encoders to compare side by side, the first being the baseline (default: all)")
+    parser.add_argument("--compare", nargs="+", default=None, metavar="LABEL",
+                        help="runs or encoders to compare side by side, as labelled in the tables "
+                             "('NAME', 'NAME @448', 'NAME (run 2)'); the first is the baseline (default: all)")
+    parser.add_argument("--segmentation-metric", choices=("final", "best"), default="final",
+                        help="Table 15 shows the final evaluation (mIoU, default) or the best one over training "
+                             "(best_mIoU: selected on the validation set, which is the test set)")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with status 2 if any result row was malformed and skipped (the report is "
+                             "still written)")
     parser.set_defaults(func=run_report)
 
 
 def run_report(args: argparse.Namespace) -> int:
-    """Build the report and print the headline table."""
-    from probes.report.build import build_report
+    """Build the report and print the headline table (and any skipped rows)."""
+    from probes.errors import ConfigError
+    from probes.report.build import build_report, skipped_summary
+    from probes.report.measured import ResultFileError
 
     formats = {f.strip() for f in args.format.split(",") if f.strip()}
     unknown = formats - {"md", "csv", "tex"}
     if unknown:
-        from probes.errors import ConfigError
-
         raise ConfigError(f"--format {','.join(sorted(unknown))} is not one of md, csv, tex")
     out = args.out or args.results / "report"
-    report = build_report(args.results, out, reference_dir=args.reference, formats=formats, compare=args.compare)
+    report = build_report(args.results, out, reference_dir=args.reference, formats=formats, compare=args.compare,
+                          segmentation_metric=args.segmentation_metric)
+    if args.strict and report.skipped:
+        count = f"{len(report.skipped)} malformed result row{'' if len(report.skipped) == 1 else 's'}"
+        raise ResultFileError(f"{count} skipped (first: {report.skipped[0]}); {report.index} lists them all")
     print(report.headline)
+    if report.skipped:
+        print(skipped_summary(report.skipped))
     print(f"report: {report.index}")
     print(f"tables: {', '.join(str(p) for p in report.tables if p.suffix == '.md')}")
     print(f"plots:  {', '.join(str(p) for p in report.plots if p.suffix == '.png')}")

@@ -1,133 +1,154 @@
-"""Read every result CSV under a folder, checking each row, and pick the rows a report shows."""
+"""Read every result CSV under a folder; a malformed row is skipped and named by file and line.
+
+One bad row never blocks a report: it is left out, listed (`Results.skipped`) and counted, and
+`probes report --strict` turns any skip into an error. Columns a file lacks (older CSVs written
+before a column existed) read as empty.
+"""
 from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 
-from probes.encoders.versions import VERSIONS
 from probes.errors import DatasetError
 from probes.results import (BASELINES, CLASSIFICATION_COLUMNS, DATASETS, MODES, PROBES, SEGMENTATION_COLUMNS,
-                            STANDARD_PROTOCOL, TEST_SETS)
+                            TEST_SETS)
 
+CLASSIFICATION, SEGMENTATION = "classification", "segmentation"
 _REQUIRED = {
-    "classification": ("encoder", "encoder_version", "probe", "test_set", "top1", "image_size", "protocol"),
-    "segmentation": ("encoder", "encoder_version", "dataset", "mode", "mIoU", "protocol"),
+    CLASSIFICATION: ("encoder", "encoder_version", "probe", "test_set", "top1", "image_size", "protocol"),
+    SEGMENTATION: ("encoder", "encoder_version", "dataset", "mode", "mIoU", "protocol"),
 }
-_KNOWN = {"classification": set(CLASSIFICATION_COLUMNS), "segmentation": set(SEGMENTATION_COLUMNS)}
-_CHOICES = {"classification": {"probe": PROBES + BASELINES, "test_set": TEST_SETS},
-            "segmentation": {"dataset": DATASETS, "mode": MODES}}
-_NUMBERS = ("top1", "mIoU", "aAcc", "mAcc", "lr", "image_size", "epochs", "iters", "n_images", "heldout_top1")
-_TRUE = {"true", "1", "yes"}
+_COLUMNS = {CLASSIFICATION: CLASSIFICATION_COLUMNS, SEGMENTATION: SEGMENTATION_COLUMNS}
+_CHOICES = {CLASSIFICATION: {"probe": PROBES + BASELINES, "test_set": TEST_SETS},
+            SEGMENTATION: {"dataset": DATASETS, "mode": MODES}}
+NUMBERS = ("top1", "max_over_epochs_top1", "heldout_top1", "lr", "layer", "image_size", "epochs", "n_images",
+           "mIoU", "best_mIoU", "best_iter", "aAcc", "mAcc", "iters", "crop_size")
+# Where each row came from: the CSV and its line (1 = the header), for skip messages and run identity.
+SOURCE_COLUMNS = ("file", "line")
 
 
 class ResultFileError(DatasetError):
-    """A result CSV that cannot be read: named by file and line."""
+    """A results folder that cannot be read at all."""
 
 
-def _kind(path: Path, header: list[str]) -> str:
+@dataclass(frozen=True)
+class Skipped:
+    """A row (or, at line 1, a whole file) left out of the report, and why."""
+
+    path: Path
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+@dataclass
+class Results:
+    """Every readable result row, by kind, and what was skipped."""
+
+    classification: pd.DataFrame
+    segmentation: pd.DataFrame
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def _kind(header: list[str]) -> Optional[str]:
     if "test_set" in header:
-        return "classification"
+        return CLASSIFICATION
     if "mode" in header and "mIoU" in header:
-        return "segmentation"
-    raise ResultFileError(f"{path} line 1: not a probes result CSV (no test_set or mode/mIoU column)")
+        return SEGMENTATION
+    return None
 
 
-def _check_row(path: Path, line: int, row: dict, kind: str) -> dict:
+def _row_problem(row: dict, header: list[str], kind: str) -> Optional[str]:
+    """Why a row cannot be used, or None; numbers that read as NaN become empty."""
     if None in row or any(v is None for v in row.values()):
-        raise ResultFileError(f"{path} line {line}: wrong number of fields")
+        found = len(header) + len(row.get(None) or []) - sum(v is None for k, v in row.items() if k is not None)
+        return f"wrong number of fields ({found}, the header has {len(header)})"
     for column, allowed in _CHOICES[kind].items():
         if row[column] not in allowed:
-            raise ResultFileError(f"{path} line {line}: {column} {row[column]!r} is not one of {', '.join(allowed)}")
-    for column in _NUMBERS:
-        if row.get(column, "") not in ("", None):
-            try:
-                value = float(row[column])
-            except ValueError:
-                raise ResultFileError(f"{path} line {line}: {column} {row[column]!r} is not a number") from None
-            if math.isnan(value):
-                row[column] = ""
-    return row
+            return f"{column} {row[column]!r} is not one of {', '.join(allowed)}"
+    for column in NUMBERS:
+        value = row.get(column, "")
+        if value in ("", None):
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            return f"{column} {value!r} is not a number"
+        if math.isnan(number):
+            row[column] = ""
+    return None
 
 
-def read_result_file(path: Path) -> tuple[str, list[dict]]:
-    """(kind, rows) of one result CSV; unknown columns and malformed rows name the file and line."""
-    with Path(path).open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        kind = _kind(path, header)
-        unknown = [c for c in header if c not in _KNOWN[kind]]
-        if unknown:
-            raise ResultFileError(f"{path} line 1: unknown column(s) {', '.join(unknown)}")
-        missing = [c for c in _REQUIRED[kind] if c not in header]
-        if missing:
-            raise ResultFileError(f"{path} line 1: missing column(s) {', '.join(missing)}")
-        rows = [_check_row(path, reader.line_num, dict(row), kind) | {"file": str(path)} for row in reader]
-    return kind, rows
+def read_result_file(path: Path) -> tuple[Optional[str], list[dict], list[Skipped]]:
+    """(kind, usable rows, skipped) of one CSV; kind is None when the whole file is skipped."""
+    path = Path(path)
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            header = list(reader.fieldnames or [])
+            kind = _kind(header)
+            if kind is None:
+                return None, [], [Skipped(path, 1, "not a probes result CSV (no test_set or mode/mIoU column)")]
+            unknown = [c for c in header if c not in _COLUMNS[kind]]
+            missing = [c for c in _REQUIRED[kind] if c not in header]
+            if unknown or missing:
+                what = f"unknown column(s) {', '.join(unknown)}" if unknown else \
+                    f"missing column(s) {', '.join(missing)}"
+                return None, [], [Skipped(path, 1, f"{what} (whole file skipped)")]
+            rows, skipped = [], []
+            for row in reader:
+                row = dict(row)
+                problem = _row_problem(row, header, kind)
+                if problem:
+                    skipped.append(Skipped(path, reader.line_num, problem))
+                else:
+                    rows.append(row | {"file": str(path), "line": reader.line_num})
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        return None, [], [Skipped(path, 1, f"unreadable ({exc.__class__.__name__}: {exc}; whole file skipped)")]
+    return kind, rows, skipped
 
 
-def load_results(results_dir: Path, exclude: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(classification, segmentation) rows of every result CSV under a folder."""
+def _frame(rows: list[dict], columns: tuple[str, ...]) -> pd.DataFrame:
+    """Rows as a DataFrame with every schema column: numbers as floats, everything else as text ('' if absent)."""
+    frame = pd.DataFrame(rows, columns=[*columns, *SOURCE_COLUMNS])
+    for column in frame.columns:
+        if column == "line":
+            frame[column] = frame[column].astype(int)
+        elif column in NUMBERS:
+            frame[column] = pd.to_numeric(frame[column].replace("", None), errors="coerce").astype(float)
+        else:
+            frame[column] = pd.Series([("" if value is None or value != value else str(value))
+                                       for value in frame[column]], index=frame.index, dtype=str)
+    return frame
+
+
+def load_results(results_dir: Path, exclude: Path | None = None) -> Results:
+    """Every result row under a folder (recursively), except rows and files that cannot be used."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ResultFileError(f"results folder {results_dir} does not exist")
-    found: dict[str, list[dict]] = {"classification": [], "segmentation": []}
+    read = {}
     for path in sorted(results_dir.rglob("*.csv")):
         if exclude is not None and Path(exclude).resolve() in path.resolve().parents:
             continue
-        kind, rows = read_result_file(path)
-        found[kind].extend(rows)
-    frames = []
-    for kind, columns in (("classification", CLASSIFICATION_COLUMNS), ("segmentation", SEGMENTATION_COLUMNS)):
-        frame = pd.DataFrame(found[kind], columns=list(columns) + ["file"])
-        for column in set(_NUMBERS) & set(frame.columns):
-            frame[column] = pd.to_numeric(frame[column].replace("", None), errors="coerce")
-        frame["label"] = [encoder_label(r) for r in frame.to_dict("records")] if len(frame) else []
-        frame["flag"] = [protocol_flag(r) for r in frame.to_dict("records")] if len(frame) else []
-        frames.append(frame)
-    return frames[0], frames[1]
-
-
-def encoder_label(row: dict) -> str:
-    """How an encoder is named in tables: its version (or path), plus the input size if not native."""
-    version = str(row.get("encoder_version") or "")
-    # A user's own checkpoint is named by its folder (or file) name, not its whole path.
-    name = version if version and version != "custom" else Path(str(row.get("encoder"))).name
-    size = row.get("image_size")
-    native = VERSIONS[version].image_size if version in VERSIONS else None
-    if size not in (None, "") and not pd.isna(size) and native is not None and int(size) != native:
-        name += f" @{int(size)}"
-    return name
-
-
-def protocol_flag(row: dict) -> str:
-    """'' for a row produced by the published protocol on whole test sets, else what differed."""
-    subset = str(row.get("subset") or "").strip().lower() not in ("", "false", "0", "none", "no", "nan")
-    parts = [] if row.get("protocol") == STANDARD_PROTOCOL else [str(row.get("protocol"))]
-    return "+".join(parts + (["subset"] if subset else []))
-
-
-def selected_heads(classification: pd.DataFrame) -> pd.DataFrame:
-    """For each (encoder, probe), the rows of the head chosen on the held-out split of train.
-
-    A run with a single head needs no choice; with several and none marked, the cell stays missing.
-    """
-    if classification.empty:
-        return classification
-    flagged = classification["selected"].astype(str).str.strip().str.lower().isin(_TRUE)
-    keep = []
-    for _, group in classification.groupby(["label", "probe"], sort=False):
-        chosen = group[flagged.loc[group.index]]
-        if chosen.empty and group[["lr", "ema"]].drop_duplicates().shape[0] == 1:
-            chosen = group
-        keep.append(chosen.drop_duplicates(["test_set"], keep="last"))
-    return pd.concat(keep) if keep else classification.iloc[0:0]
-
-
-def latest_segmentation(segmentation: pd.DataFrame) -> pd.DataFrame:
-    """The most recent row for each (encoder, dataset, mode)."""
-    if segmentation.empty:
-        return segmentation
-    return segmentation.sort_values("date", kind="stable").drop_duplicates(["label", "dataset", "mode"], keep="last")
+        read[path.resolve()] = (path, *read_result_file(path))
+    # A run's per-image side files (the `predictions` column) are not result CSVs: leave them out.
+    side_files = {(Path(row["file"]).parent / row["predictions"]).resolve()
+                  for _, _, rows, _ in read.values() for row in rows if row.get("predictions")}
+    found: dict[str, list[dict]] = {CLASSIFICATION: [], SEGMENTATION: []}
+    skipped: list[Skipped] = []
+    for resolved, (path, kind, rows, problems) in read.items():
+        if resolved in side_files:
+            continue
+        skipped += problems
+        if kind is not None:
+            found[kind] += rows
+    return Results(_frame(found[CLASSIFICATION], CLASSIFICATION_COLUMNS),
+                   _frame(found[SEGMENTATION], SEGMENTATION_COLUMNS), skipped)

@@ -7,6 +7,8 @@ import pandas as pd
 
 from probes.encoders.versions import VERSIONS
 from probes.errors import DatasetError
+from probes.report.tables import DELTA, DELTA1, DELTA2, PROBE_NAMES, T15_CELLS, t15_column
+from probes.results import PROBES, TEST_SETS
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference"
 TABLE14 = "internvl2_5_table14_classification.csv"
@@ -27,14 +29,11 @@ def load_published(reference_dir: Path | None = None) -> tuple[pd.DataFrame, pd.
 
 def published_table14(rows: pd.DataFrame) -> pd.DataFrame:
     """The published Table 14 in the report's own layout (rows: version x probe)."""
-    from probes.report.tables import DELTA, PROBE_NAMES
-    from probes.results import TEST_SETS
-
     out = []
     for (version, size), group in rows.groupby(["encoder_version", "image_size"], sort=False):
         cells = group.set_index(["probe", "test_set"])["top1"]
         label = version if size == VERSIONS[version].image_size else f"{version} @{size}"
-        for probe in ("linear", "attention_pooling"):
+        for probe in PROBES:
             row = {"encoder": label, "probe": PROBE_NAMES[probe]}
             row.update({s: cells.get((probe, s)) for s in (*TEST_SETS, "avg")})
             row[DELTA] = cells.get(("delta", "avg")) if probe == "attention_pooling" else float("nan")
@@ -44,10 +43,12 @@ def published_table14(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def published_table15(rows: pd.DataFrame) -> pd.DataFrame:
-    """The published Table 15 averages in the report's layout (per-dataset cells were not released)."""
-    names = {"linear": "avg linear", "head": "avg head", "full": "avg full", "delta1": "Δ1", "delta2": "Δ2"}
-    wide = rows.pivot_table(index="encoder_version", columns="mode", values="mIoU", sort=False)
-    wide = wide.rename(columns=names).reindex(columns=list(names.values())).reset_index()
-    wide = wide.rename(columns={"encoder_version": "encoder"})
-    wide["source"] = rows["source"].iloc[0]
-    return wide
+    """The published Table 15 in the report's layout: every cell, with averages and deltas as printed."""
+    names = {("avg", "delta1"): DELTA1, ("avg", "delta2"): DELTA2}
+    out = []
+    for version, group in rows.groupby("encoder_version", sort=False):
+        cells = {names.get((d, m), t15_column(d, m)): value
+                 for d, m, value in zip(group["dataset"], group["mode"], group["mIoU"])}
+        out.append({"encoder": version, **{c: cells.get(c, float("nan")) for c in T15_CELLS},
+                    "source": group["source"].iloc[0]})
+    return pd.DataFrame(out, columns=["encoder", *T15_CELLS, "source"])

@@ -8,7 +8,7 @@ import pytest
 
 from probes.cli import main
 from probes.report.build import build_report
-from probes.report.measured import ResultFileError, load_results
+from probes.report.measured import load_results
 from probes.results import CLASSIFICATION_COLUMNS, SEGMENTATION_COLUMNS, TEST_SETS
 
 V224, V25 = "InternViT-6B-224px", "InternViT-6B-448px-V2_5"
@@ -17,13 +17,25 @@ LINEAR = dict(zip(TEST_SETS, [80.0, 81.0, 82.0, 83.0, 84.0, 85.0]))
 ATTN = dict(zip(TEST_SETS, [86.0, 87.0, 88.0, 89.0, 90.0, 91.0]))
 
 
-def _cls_rows(encoder, version, size, probe, scores, lr, selected, ema="false", protocol="published"):
+def cls_rows(encoder, version, size, probe, scores, lr=0.1, selected="true", ema="false", protocol="published",
+             date="2026-11-25", max_over=None, **extra):
+    """One classification row per test set, in the result CSV's own column names."""
     return [dict(encoder=encoder, encoder_version=version, probe=probe, lr=lr, ema=ema, test_set=s, n_images=10,
                  top1=v, epochs=10, image_size=size, protocol=protocol, protocol_notes="", subset="false",
-                 selected=selected, heldout_top1=50.0, n_skipped=0, date="2026-11-25") for s, v in scores.items()]
+                 selected=selected, heldout_top1=50.0, n_skipped=0, date=date,
+                 **({"max_over_epochs_top1": max_over[s]} if max_over else {}), **extra)
+            for s, v in scores.items()]
 
 
-def _write(path, columns, rows):
+def seg_row(version, dataset, mode, miou, date="2026-11-25", encoder=None, **extra):
+    """One segmentation row (one run)."""
+    return dict(encoder=encoder or f"/ckpt/{version}", encoder_version=version, dataset=dataset, mode=mode,
+                mIoU=miou, aAcc=80, mAcc=50, n_images=5, iters=80000, crop_size=504, batch_size=16,
+                trainable_params=1, protocol="published", protocol_notes="", config="x.py", date=date, **extra)
+
+
+def write_csv(path, columns, rows):
+    """A result CSV as the runners write it: a header, then one line per row."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
@@ -36,24 +48,21 @@ def _write(path, columns, rows):
 def results(tmp_path):
     rows = []
     # Two lrs per probe; the held-out split selected lr 0.1 (whose test scores are LOWER than lr 0.2's).
-    rows += _cls_rows("/ckpt/224", V224, 224, "linear", LINEAR, 0.1, "true")
-    rows += _cls_rows("/ckpt/224", V224, 224, "linear", {s: v + 5 for s, v in LINEAR.items()}, 0.2, "false")
-    rows += _cls_rows("/ckpt/224", V224, 224, "attention_pooling", ATTN, 0.1, "true")
-    rows += _cls_rows("/ckpt/224", V224, 224, "attention_pooling", {s: v + 5 for s, v in ATTN.items()}, 0.2, "false")
+    rows += cls_rows("/ckpt/224", V224, 224, "linear", LINEAR, 0.1, "true")
+    rows += cls_rows("/ckpt/224", V224, 224, "linear", {s: v + 5 for s, v in LINEAR.items()}, 0.2, "false")
+    rows += cls_rows("/ckpt/224", V224, 224, "attention_pooling", ATTN, 0.1, "true")
+    rows += cls_rows("/ckpt/224", V224, 224, "attention_pooling", {s: v + 5 for s, v in ATTN.items()}, 0.2, "false")
     # The same encoder probed at 448, IN-Sketch missing for its linear probe, cached protocol.
     partial = {s: v for s, v in LINEAR.items() if s != "IN-Sketch"}
-    rows += _cls_rows("/ckpt/224", V224, 448, "linear", partial, 0.1, "true", protocol="cached")
-    _write(tmp_path / "cls" / "classification_results.csv", CLASSIFICATION_COLUMNS, rows)
+    rows += cls_rows("/ckpt/224", V224, 448, "linear", partial, 0.1, "true", protocol="cached")
+    write_csv(tmp_path / "cls" / "classification_results.csv", CLASSIFICATION_COLUMNS, rows)
     seg = []
     for version, base in ((V224, 40.0), (V25, 30.0)):
         for d, dataset in enumerate(("ADE20K", "COCO-Stuff")):
             for m, mode in enumerate(("linear", "head", "full")):
-                seg.append(dict(encoder=f"/ckpt/{version}", encoder_version=version, dataset=dataset, mode=mode,
-                                mIoU=base + 10 * m + 2 * d, aAcc=80, mAcc=50, n_images=5, iters=80000,
-                                crop_size=504, batch_size=16, trainable_params=1, protocol="published",
-                                protocol_notes="", config="x.py", date="2026-11-25"))
+                seg.append(seg_row(version, dataset, mode, base + 10 * m + 2 * d))
     seg = [r for r in seg if not (r["encoder_version"] == V25 and r["dataset"] == "COCO-Stuff" and r["mode"] == "full")]
-    _write(tmp_path / "seg" / "segmentation.csv", SEGMENTATION_COLUMNS, seg)
+    write_csv(tmp_path / "seg" / "segmentation.csv", SEGMENTATION_COLUMNS, seg)
     return tmp_path
 
 
@@ -129,28 +138,20 @@ def test_report_from_reference_csvs_alone_reproduces_the_published_layout(tmp_pa
     assert (row["IN-A"], row["avg"], row["Δ"]) == (86.0, 85.1, 7.2)
 
 
-def test_unknown_column_is_reported_by_file_and_line(tmp_path):
-    _write(tmp_path / "r.csv", [*CLASSIFICATION_COLUMNS, "colour"], [])
-    with pytest.raises(ResultFileError, match=r"r\.csv line 1: unknown column\(s\) colour"):
-        load_results(tmp_path)
-
-
-def test_malformed_row_is_reported_by_file_and_line(tmp_path):
-    rows = _cls_rows("e", V224, 224, "linear", LINEAR, 0.1, "true")
-    rows[2]["top1"] = "eighty"
-    _write(tmp_path / "r.csv", CLASSIFICATION_COLUMNS, rows)
-    with pytest.raises(ResultFileError, match=r"r\.csv line 4: top1 'eighty' is not a number"):
-        load_results(tmp_path)
-    rows[2]["top1"] = 80
-    rows[4]["test_set"] = "IN-9K"
-    _write(tmp_path / "r.csv", CLASSIFICATION_COLUMNS, rows)
-    with pytest.raises(ResultFileError, match=r"r\.csv line 6: test_set 'IN-9K' is not one of"):
-        load_results(tmp_path)
+def test_old_csv_without_the_new_columns_still_loads(tmp_path):
+    old_columns = ("encoder", "encoder_version", "probe", "lr", "ema", "test_set", "n_images", "top1", "epochs",
+                   "image_size", "protocol", "protocol_notes", "subset", "selected", "heldout_top1", "n_skipped",
+                   "date")
+    rows = cls_rows("/ckpt/224", V224, 224, "linear", LINEAR)
+    write_csv(tmp_path / "r" / "classification_results.csv", old_columns, rows)
+    loaded = load_results(tmp_path / "r")
+    assert not loaded.skipped and len(loaded.classification) == 6
+    assert set(loaded.classification["run_id"].fillna("")) == {""}  # missing columns read as empty
 
 
 def test_demo_rows_say_they_are_not_comparable(tmp_path):
-    rows = _cls_rows("demo-a", "custom", 56, "linear", LINEAR, 0.1, "true", protocol="demo")
-    _write(tmp_path / "r" / "c.csv", CLASSIFICATION_COLUMNS, rows)
+    rows = cls_rows("demo-a", "custom", 56, "linear", LINEAR, 0.1, "true", protocol="demo")
+    write_csv(tmp_path / "r" / "c.csv", CLASSIFICATION_COLUMNS, rows)
     report = build_report(tmp_path / "r", tmp_path / "out")
     assert "not comparable to the published ones" in report.index.read_text()
     assert "not comparable" in report.headline
@@ -159,8 +160,8 @@ def test_demo_rows_say_they_are_not_comparable(tmp_path):
 def test_cached_baselines_get_their_own_table(results, tmp_path):
     rows = []
     for probe in ("knn", "logreg"):
-        rows += _cls_rows("/ckpt/224", V224, 224, probe, LINEAR, "", "true", protocol="cached")
-    _write(results / "cached" / "classification_results.csv", CLASSIFICATION_COLUMNS, rows)
+        rows += cls_rows("/ckpt/224", V224, 224, probe, LINEAR, "", "true", protocol="cached")
+    write_csv(results / "cached" / "classification_results.csv", CLASSIFICATION_COLUMNS, rows)
     build_report(results, tmp_path / "out")
     table = _md_table(tmp_path / "out" / "tables" / "baselines_cached_features.csv")
     assert list(table["baseline"]) == ["knn", "logreg"] and set(table["protocol"]) == {"cached"}

@@ -1,0 +1,79 @@
+"""Plots stay readable with many encoders: legends off the axes, missing cells marked, size grows."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pytest
+
+from probes.report import plots
+from probes.report.build import build_report
+from probes.results import CLASSIFICATION_COLUMNS, DATASETS, MODES, SEGMENTATION_COLUMNS
+
+from .test_report import ATTN, LINEAR, V224, cls_rows, seg_row, write_csv
+
+
+def _results(folder, n_encoders):
+    """n encoders with both probes and all six segmentation cells; encoder 0 is a published version (for the
+    scatter), encoder 3 lacks attention pooling and IN-A, encoder 4 scores 0.0 on IN-1K (a zero, not a gap)."""
+    cls, seg = [], []
+    for i in range(n_encoders):
+        name = V224 if i == 0 else f"timm:vit_model_{i}"
+        linear = {s: v - i for s, v in LINEAR.items() if not (i == 3 and s == "IN-A")}
+        if i == 4:
+            linear["IN-1K"] = 0.0
+        common = dict(run_id=f"run{i}", date="2026-11-01", head="published")
+        cls += cls_rows(name, name, 224, "linear", linear, **common)
+        if i != 3:
+            cls += cls_rows(name, name, 224, "attention_pooling", ATTN, **common)
+        seg += [seg_row(name, d, m, 30.0 + i + 5 * k, encoder=name, run_id=f"seg{i}{d}{m}")
+                for k, (d, m) in enumerate((d, m) for d in DATASETS for m in MODES)]
+    write_csv(folder / "classification_results.csv", CLASSIFICATION_COLUMNS, cls)
+    write_csv(folder / "segmentation.csv", SEGMENTATION_COLUMNS, seg)
+    return folder
+
+
+def _figures(folder, n_encoders):
+    """Build (and write) the whole report, then re-open its figures from the report's own tables."""
+    report = build_report(_results(folder / "results", n_encoders), folder / "report")
+    assert len(report.plots) == 2 * 4  # every plot written, as PNG and SVG
+    return plots.figures(report.frames["table14_classification"], report.frames["table15_segmentation"],
+                         report.frames["measured_vs_published"])
+
+
+@pytest.fixture(scope="module")
+def ten(tmp_path_factory):
+    figures = _figures(tmp_path_factory.mktemp("ten"), 10)
+    yield figures
+    for figure in figures.values():
+        plt.close(figure)
+
+
+def test_every_plot_of_ten_encoders_keeps_its_legend_off_every_axes(ten):
+    assert set(ten) == {"classification_top1_by_version", "classification_delta_by_version",
+                        "segmentation_miou_by_version", "measured_vs_published"}
+    checked = 0
+    for name, figure in ten.items():
+        figure.canvas.draw()
+        renderer = figure.canvas.get_renderer()
+        legends = [*figure.legends, *(ax.get_legend() for ax in figure.axes if ax.get_legend() is not None)]
+        for legend in legends:
+            box = legend.get_window_extent(renderer)
+            for ax in figure.axes:
+                assert not box.overlaps(ax.get_window_extent(renderer)), f"{name}: legend over an axes"
+            checked += 1
+    assert checked >= 3  # top-1, mIoU and the scatter have legends; the Δ plot names encoders on its axis
+
+
+def test_missing_cells_are_marked_and_a_zero_is_labelled(ten):
+    texts = [t.get_text() for ax in ten["classification_top1_by_version"].axes for t in ax.texts]
+    assert "n/a" in texts  # encoder 3 has no IN-A, and no attention-pooling row at all
+    assert "0.0" in texts  # encoder 4's IN-1K is a bar of height zero, labelled
+    delta_texts = [t.get_text() for ax in ten["classification_delta_by_version"].axes for t in ax.texts]
+    assert "n/a" in delta_texts  # encoder 3 has no Δ
+
+
+def test_figures_grow_with_the_number_of_encoders(tmp_path, ten):
+    two = _figures(tmp_path, 2)
+    for name in ("classification_top1_by_version", "segmentation_miou_by_version"):
+        assert ten[name].get_figwidth() > two[name].get_figwidth()
+    for figure in two.values():
+        plt.close(figure)
