@@ -1,13 +1,18 @@
 """Data pipeline per worker core: uint8 workers (normalised on the device) vs today's float workers.
 
-Both paths decode the same generated 500x375 JPEGs with PIL and crop them with the same seeded
-torchvision transforms; "float" then converts to float and normalises in the worker (ToTensor +
-Normalize and a plain torch.stack, the pipeline before DeviceBatches), "uint8" is the package's
-path: PILToTensor, stacked straight into shared memory, float conversion and normalisation left
-to the accelerator. Each path is a real DataLoader with ONE worker process (one torch thread), so
-a rate is per worker core and includes the hand-over to the main process, which only receives.
-The two paths alternate round by round (order rotated) so that machine drift hits both alike;
-the ratio is the median of the per-round ratios.
+All paths decode the same generated 500x375 JPEGs with Pillow and crop them with the same seeded
+torchvision transforms on PIL images, so they produce the same crops:
+- "float", the pipeline before DeviceBatches: ToTensor + Normalize in the worker, a plain
+  torch.stack;
+- "uint8", the package's path: PILToTensor, stacked straight into shared memory, Pillow's freed
+  image blocks reused (images.worker_init); float conversion and normalisation are left to the
+  accelerator;
+- "uint8-nocache", the package's path without worker_init, to show what each change brings.
+Each path is a real DataLoader with ONE worker process (one torch thread): a rate is images per
+CPU-second of that worker (read from /proc, so other jobs on a shared machine inflate it less
+than wall time) and includes the hand-over to the main process. The paths alternate round by
+round (order rotated) so that machine drift hits all alike; a ratio is the median of per-round
+ratios.
 
 A throughput model follows: the cores needed to feed one 8-GPU H100 node running the frozen
 encoder forward, from each model's FLOPs (computed from its architecture) at 55% of the H100's
@@ -21,12 +26,13 @@ Last line: `pipeline_img_s_per_core=X ratio_vs_float_pipeline=Y` (training trans
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -37,7 +43,7 @@ from torchvision import transforms as T
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from probes.classification.images import (  # noqa: E402
-    ImageFiles, build_eval_transform, build_train_transform, collate)
+    ImageFiles, build_eval_transform, build_train_transform, collate, decode_rgb, worker_init)
 from probes.encoders.versions import VERSIONS  # noqa: E402
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -85,6 +91,12 @@ def uint8_transforms(size: int) -> Dict[str, Callable]:
     return {"train": build_train_transform(size), "eval": build_eval_transform(size)}
 
 
+def pillow_decode(path: Path) -> Image.Image:
+    """The decoder before this change."""
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
 def float_collate(batch):
     """The collate before this change: torch.stack, moved to shared memory when pickled."""
     good = [b for b in batch if b[3] is None]
@@ -94,19 +106,34 @@ def float_collate(batch):
             "errors": [b[3] for b in batch if b[3] is not None]}
 
 
-def one_worker_loader(dataset: ImageFiles, batch_size: int, collate_fn: Callable) -> DataLoader:
+def one_worker_loader(dataset: ImageFiles, batch_size: int, collate_fn: Callable,
+                      init: Optional[Callable[[int], None]]) -> DataLoader:
     """A DataLoader whose single worker process stands for one core."""
     return DataLoader(dataset, batch_size=batch_size, num_workers=1, collate_fn=collate_fn,
-                      persistent_workers=True, prefetch_factor=2)
+                      worker_init_fn=init, persistent_workers=True, prefetch_factor=2)
 
 
-def one_pass(loader: DataLoader) -> float:
-    """Seconds for one epoch as the main process receives it."""
-    torch.manual_seed(0)  # the worker's seed comes from here: the same crops for both paths
-    start = time.perf_counter()
+def workers_cpu_seconds() -> float:
+    """CPU seconds used so far by this process's children (the DataLoader workers), from /proc."""
+    ticks = 0
+    for task in Path("/proc/self/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except FileNotFoundError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def one_pass(loader: DataLoader) -> Tuple[float, float]:
+    """(worker CPU seconds, wall seconds) for one epoch as the main process receives it."""
+    torch.manual_seed(0)  # the worker's seed comes from here: the same crops for every path
+    cpu, wall = workers_cpu_seconds(), time.perf_counter()
     for _ in loader:
         pass
-    return time.perf_counter() - start
+    return workers_cpu_seconds() - cpu, time.perf_counter() - wall
 
 
 def forward_flops(name: str, image_size: int = 448) -> float:
@@ -122,49 +149,63 @@ def forward_flops(name: str, image_size: int = 448) -> float:
 
 
 def main() -> None:
-    """Time both paths side by side, print rates, ratios and the cores-per-node model."""
+    """Time the paths side by side, print rates, ratios and the cores-per-node model."""
     args = parse_args()
     torch.set_num_threads(1)
     n_images = args.images or (96 if args.quick else 256)
-    rounds = args.rounds or (5 if args.quick else 9)
-    paths = {"float": float_transforms(args.image_size), "uint8": uint8_transforms(args.image_size)}
-    rates: Dict[str, Dict[str, List[float]]] = {k: {p: [] for p in paths} for k in ("train", "eval")}
-    ratios: Dict[str, List[float]] = {k: [] for k in rates}
+    rounds = args.rounds or (7 if args.quick else 9)
+    # path -> (transforms, decoder, collate, worker_init_fn)
+    paths = {"float": (float_transforms(args.image_size), pillow_decode, float_collate, None),
+             "uint8": (uint8_transforms(args.image_size), decode_rgb, collate, worker_init),
+             "uint8-nocache": (uint8_transforms(args.image_size), decode_rgb, collate, None)}
+    kinds = ("train", "eval")
+    cpu = {(k, p): [] for k in kinds for p in paths}   # worker CPU seconds per pass
+    wall = {(k, p): [] for k in kinds for p in paths}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         files = write_jpegs(Path(tmp), n_images)
         kb = statistics.mean(f.stat().st_size for f in files) / 1024
         print(f"{n_images} JPEGs 500x375 (mean {kb:.0f} KiB), crop {args.image_size}, batch "
               f"{args.batch_size}, {rounds} rounds, one DataLoader worker (1 torch thread) per path")
-        collates = {"float": float_collate, "uint8": collate}
-        loaders = {(kind, path): one_worker_loader(ImageFiles(files, [0] * len(files), tfs[kind]),
-                                                   args.batch_size, collates[path])
-                   for path, tfs in paths.items() for kind in rates}
+        loaders = {(kind, path): one_worker_loader(ImageFiles(files, [0] * len(files), tfs[kind], decode),
+                                                   args.batch_size, collate_fn, init)
+                   for path, (tfs, decode, collate_fn, init) in paths.items() for kind in kinds}
         for loader in loaders.values():  # warm-up: worker start, page cache, allocator
             one_pass(loader)
         names = list(paths)
         for r in range(rounds):
-            for kind in rates:
-                seconds = {}
-                for path in names[r % 2:] + names[:r % 2]:
-                    seconds[path] = one_pass(loaders[(kind, path)])
-                    rates[kind][path].append(n_images / seconds[path])
-                ratios[kind].append(seconds["float"] / seconds["uint8"])
-    per_core = {kind: {p: statistics.median(v) for p, v in by_path.items()} for kind, by_path in rates.items()}
-    ratio = {kind: statistics.median(v) for kind, v in ratios.items()}
-    for kind in rates:
-        print(f"{kind:>5}: float {per_core[kind]['float']:6.1f} img/s/core   uint8 "
-              f"{per_core[kind]['uint8']:6.1f} img/s/core   ratio {ratio[kind]:.2f} "
-              f"(per-round {min(ratios[kind]):.2f}..{max(ratios[kind]):.2f})")
+            for kind in kinds:
+                for path in names[r % len(names):] + names[:r % len(names)]:
+                    used, took = one_pass(loaders[(kind, path)])
+                    cpu[(kind, path)].append(used)
+                    wall[(kind, path)].append(took)
+        del loaders
+    print(f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (a shared machine: "
+          f"rates per worker CPU-second, the wall-clock ratio in brackets)")
 
-    print(f"throughput model: forward only (frozen encoder), {MFU:.0%} of {H100_BF16_DENSE_FLOPS / 1e12:.0f} "
-          f"TFLOP/s dense bf16 per H100, {GPUS_PER_NODE} GPUs per node")
+    def rate(kind: str, path: str) -> float:
+        return n_images / statistics.median(cpu[(kind, path)])
+
+    def ratio(kind: str, path: str, clock=cpu) -> float:
+        """Median over rounds of float time / path time (each round's paths ran back to back)."""
+        return statistics.median(f / t for f, t in zip(clock[(kind, "float")], clock[(kind, path)]))
+
+    print("img/s per worker core   float   uint8  uint8-nocache   uint8/float  uint8-nocache/float")
+    for kind in kinds:
+        print(f"  {kind:<20} {rate(kind, 'float'):6.1f}  {rate(kind, 'uint8'):6.1f}  "
+              f"{rate(kind, 'uint8-nocache'):13.1f}   {ratio(kind, 'uint8'):5.2f} ({ratio(kind, 'uint8', wall):.2f})"
+              f"  {ratio(kind, 'uint8-nocache'):13.2f} ({ratio(kind, 'uint8-nocache', wall):.2f})")
+
+    print(f"throughput model: frozen-encoder forward at {MFU:.0%} of {H100_BF16_DENSE_FLOPS / 1e12:.0f} "
+          f"TFLOP/s (H100 dense bf16), {GPUS_PER_NODE} GPUs per node; cores to feed one node:")
     for name in ("InternViT-300M-448px", "InternViT-6B-448px-V2_5"):
         flops = forward_flops(name)
         node = GPUS_PER_NODE * MFU * H100_BF16_DENSE_FLOPS / flops
-        cores = "  ".join(f"{kind} {node / per_core[kind]['uint8']:5.1f} (float {node / per_core[kind]['float']:5.1f})"
-                          for kind in rates)
-        print(f"  {name:<24} {flops / 1e12:6.2f} TFLOP/img  {node:7.0f} img/s/node  cores needed: {cores}")
-    print(f"pipeline_img_s_per_core={per_core['train']['uint8']:.1f} ratio_vs_float_pipeline={ratio['train']:.2f}")
+        cores = "  ".join(f"{kind} {node / rate(kind, 'uint8'):5.1f} (float "
+                          f"{node / rate(kind, 'float'):5.1f})" for kind in kinds)
+        print(f"  {name:<24} {flops / 1e12:6.2f} TFLOP/img {node:7.0f} img/s/node   {cores}")
+    print(f"pipeline_img_s_per_core={rate('train', 'uint8'):.1f} "
+          f"ratio_vs_float_pipeline={ratio('train', 'uint8'):.2f}")
 
 
 if __name__ == "__main__":

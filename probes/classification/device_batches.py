@@ -39,15 +39,16 @@ class DeviceBatches:
 
     Yields ``{"images": float32 NCHW normalised, "targets": on device, "indices": positions
     (host)}``. Corrupt files are raised or counted (``n_skipped``) per ``on_corrupt``; batches
-    left empty are not yielded. With ``mixup`` (a timm ``Mixup``), the normalised batch is mixed
-    (the official order) and ``targets`` are soft; odd batches lose their last image, since
-    Mixup pairs images. ``decode``, when given, turns each host batch into a batch whose
-    ``images`` are uint8 already on the device (see :mod:`probes.classification.gpu_decode`).
+    left with fewer than ``min_images`` are not yielded (training heads with BatchNorm want 2).
+    With ``mixup`` (a timm ``Mixup``), the normalised batch is mixed (the official order) and
+    ``targets`` are soft; odd batches lose their last image, since Mixup pairs images.
+    ``decode``, when given, turns each host batch into a batch whose ``images`` are uint8 already
+    on the device (see :mod:`probes.classification.gpu_decode`).
     """
 
     def __init__(self, loader: Iterable[HostBatch], device: torch.device, mean: Sequence[float],
                  std: Sequence[float], on_corrupt: str = "error", mixup: Optional[Mix] = None,
-                 channels_last: bool = False,
+                 min_images: int = 1, channels_last: bool = False,
                  decode: Optional[Callable[[HostBatch], HostBatch]] = None) -> None:
         self.loader = loader
         self.device = torch.device(device)
@@ -55,6 +56,7 @@ class DeviceBatches:
         self.std = torch.tensor(std, dtype=IMAGE_DTYPE, device=self.device).view(1, -1, 1, 1)
         self.on_corrupt = on_corrupt
         self.mixup = mixup
+        self.min_images = max(min_images, 2 if mixup is not None else 1)
         self.channels_last = channels_last
         self.decode = decode
         self.n_skipped = 0
@@ -93,7 +95,7 @@ class DeviceBatches:
             self.n_skipped += check_errors(batch, self.on_corrupt)
             images, targets = batch["images"], batch["targets"]
             n = len(images) - len(images) % 2 if self.mixup is not None else len(images)
-            if n < (2 if self.mixup is not None else 1):
+            if n < self.min_images:
                 return None
             images, targets = self._pinned(images[:n]), self._pinned(targets[:n])
             staged = {"images": normalize_on_device(images, self.mean, self.std, self.channels_last),

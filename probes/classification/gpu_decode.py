@@ -10,6 +10,7 @@ device-agnostic: on the CPU it runs the same logic with libjpeg (which is how it
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -110,7 +111,9 @@ class TensorDecodeCrops:
         jpegs = [k for k, d in enumerate(datas) if bytes(d[:3].tolist()) == _JPEG_MAGIC]
         try:
             if jpegs:
-                images = decode_jpeg([datas[k] for k in jpegs], mode=ImageReadMode.RGB, device=self.device)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 points to TorchCodec
+                    images = decode_jpeg([datas[k] for k in jpegs], mode=ImageReadMode.RGB, device=self.device)
                 for k, image in zip(jpegs, images):
                     out[k] = (image, None)
         except RuntimeError:

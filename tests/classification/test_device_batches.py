@@ -1,7 +1,7 @@
 """uint8 worker batches normalised on the device equal the old worker-normalised float batches.
 
-The reference is the pipeline before DeviceBatches, built here from torchvision alone: PIL crop,
-ToTensor, Normalize in the worker, torch.stack. The device path must give the same tensors for
+The reference is the pipeline before DeviceBatches, built here from PIL and torchvision alone:
+PIL decode, PIL crop, ToTensor, Normalize in the worker, torch.stack. The device path must give the same tensors for
 the same seed, with and without Mixup/CutMix.
 """
 from __future__ import annotations
@@ -57,9 +57,15 @@ def host_batches(files: List[Path], transform: Callable, batch_size: int, seed: 
             for s in range(0, len(files), batch_size)]
 
 
+def pil_decode(path: Path) -> Image.Image:
+    """The decoder before this change."""
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
 def reference_images(files: List[Path], kind: str, seed: int = 0) -> torch.Tensor:
     torch.manual_seed(seed)
-    dataset = ImageFiles(files, list(range(len(files))), reference_transform(kind))
+    dataset = ImageFiles(files, list(range(len(files))), reference_transform(kind), decode=pil_decode)
     return torch.stack([dataset[i][0] for i in range(len(files))])
 
 
@@ -107,6 +113,12 @@ def test_mixup_drops_the_odd_image_out(tmp_path):
     mix = Mixup(mixup_alpha=0.8, num_classes=10)
     batches = list(DeviceBatches(host_batches(files, uint8_transform("train"), 3), CPU, MEAN, STD, mixup=mix))
     assert batches[0]["images"].shape[0] == 2 and batches[0]["targets"].shape == (2, 10)
+
+
+def test_batches_below_the_minimum_are_left_out(tmp_path):
+    files = write_jpegs(tmp_path, "RGB", n=3)
+    batches = list(DeviceBatches(host_batches(files, uint8_transform("eval"), 2), CPU, MEAN, STD, min_images=2))
+    assert [b["indices"].tolist() for b in batches] == [[0, 1]]
 
 
 def test_channels_last_changes_the_layout_not_the_values():
