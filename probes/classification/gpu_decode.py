@@ -74,11 +74,11 @@ def collate_encoded(batch: List[Tuple[Any, int, int, Optional[str], str]]) -> Di
 
 
 class TensorDecodeCrops:
-    """Decode a :func:`collate_encoded` batch on ``device`` and crop each image on tensors → uint8 batch.
+    """Decode a :func:`collate_encoded` batch on ``device``, crop each image on tensors: a uint8 batch.
 
     Pass it as ``decode=`` to :class:`~probes.classification.device_batches.DeviceBatches`.
-    Files that are not JPEG, or that the batched decoder rejects, go through the CPU (PIL) decoder
-    of the standard path; files neither can read become error records naming their position.
+    Files that are not JPEG, or that the JPEG decoder rejects, go through the CPU (PIL) decoder of
+    the standard path; files neither can read become error records naming the file.
     """
 
     def __init__(self, device: torch.device, image_size: int, interpolation: str = "bicubic",
@@ -107,25 +107,34 @@ class TensorDecodeCrops:
                 "errors": errors}
 
     def _decode_all(self, datas: List[torch.Tensor]) -> List[Tuple[Optional[torch.Tensor], Optional[str]]]:
+        """(image, None) or (None, error) per file: JPEGs in one batched call, the rest by PIL."""
         out: List[Tuple[Optional[torch.Tensor], Optional[str]]] = [(None, None)] * len(datas)
         jpegs = [k for k, d in enumerate(datas) if bytes(d[:3].tolist()) == _JPEG_MAGIC]
         try:
-            if jpegs:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 points to TorchCodec
-                    images = decode_jpeg([datas[k] for k in jpegs], mode=ImageReadMode.RGB, device=self.device)
-                for k, image in zip(jpegs, images):
-                    out[k] = (image, None)
+            for k, image in zip(jpegs, self._decode_jpegs([datas[k] for k in jpegs])):
+                out[k] = (image, None)
         except RuntimeError:
-            jpegs = []  # one bad file fails the whole batch: every file goes the PIL way below
+            # One bad file fails the whole call: retry one by one, so only the bad ones leave.
+            for k in jpegs:
+                try:
+                    out[k] = (self._decode_jpegs([datas[k]])[0], None)
+                except RuntimeError:
+                    out[k] = self._decode_one(datas[k])
         done = set(jpegs)
         for k, data in enumerate(datas):
             if k not in done:
                 out[k] = self._decode_one(data)
         return out
 
+    def _decode_jpegs(self, datas: List[torch.Tensor]) -> List[torch.Tensor]:
+        if not datas:
+            return []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 points to TorchCodec
+            return decode_jpeg(datas, mode=ImageReadMode.RGB, device=self.device)
+
     def _decode_one(self, data: torch.Tensor) -> Tuple[Optional[torch.Tensor], Optional[str]]:
-        """The standard path's PIL decoder (PNG, CMYK, 16-bit, ...) for what the batch decoder cannot take."""
+        """The standard path's PIL decoder (PNG, 16-bit, ...) for what the JPEG decoder cannot take."""
         try:
             img = decode_rgb(io.BytesIO(data.numpy().tobytes()))
         except (OSError, SyntaxError, ValueError) as exc:

@@ -70,3 +70,10 @@ def test_gpu_decoding_without_cuda_is_a_config_error():
 def test_unknown_decode_mode_is_a_config_error():
     with pytest.raises(ConfigError, match="'nvjpeg'"):
         decode_protocol_note("nvjpeg", CPU)
+
+
+def test_jpeg_crops_keep_the_image_colours(tmp_path):
+    Image.new("RGB", (40, 30), (200, 30, 60)).save(tmp_path / "flat.JPEG", quality=95)
+    decoded = TensorDecodeCrops(CPU, 16)(_host_batch([tmp_path / "flat.JPEG"]))
+    colour = torch.tensor([200, 30, 60]).view(3, 1, 1)
+    assert (decoded["images"][0].int() - colour).abs().max() <= 3  # JPEG rounding only
