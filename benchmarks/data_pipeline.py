@@ -4,14 +4,12 @@ All paths decode the same generated 500x375 JPEGs with Pillow and crop them with
 torchvision transforms on PIL images, so they produce the same crops:
 - "float", the pipeline before DeviceBatches: ToTensor + Normalize in the worker, a plain
   torch.stack;
-- "uint8", the package's path: PILToTensor, stacked straight into shared memory, Pillow's freed
-  image blocks reused (images.worker_init); float conversion and normalisation are left to the
-  accelerator;
-- "uint8-nocache", the package's path without worker_init, to show what each change brings.
+- "uint8", the package's path: PILToTensor, stacked straight into shared memory; float
+  conversion and normalisation are left to the accelerator.
 Each path is a real DataLoader with ONE worker process (one torch thread): a rate is images per
 CPU-second of that worker (read from /proc, so other jobs on a shared machine inflate it less
 than wall time) and includes the hand-over to the main process. The paths alternate round by
-round (order rotated) so that machine drift hits all alike; a ratio is the median of per-round
+round (order swapped) so that machine drift hits both alike; a ratio is the median of per-round
 ratios.
 
 A throughput model follows: the cores needed to feed one 8-GPU H100 node running the frozen
@@ -32,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -43,7 +41,7 @@ from torchvision import transforms as T
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from probes.classification.images import (  # noqa: E402
-    ImageFiles, build_eval_transform, build_train_transform, collate, decode_rgb, worker_init)
+    ImageFiles, build_eval_transform, build_train_transform, collate, decode_rgb)
 from probes.encoders.versions import VERSIONS  # noqa: E402
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -106,11 +104,10 @@ def float_collate(batch):
             "errors": [b[3] for b in batch if b[3] is not None]}
 
 
-def one_worker_loader(dataset: ImageFiles, batch_size: int, collate_fn: Callable,
-                      init: Optional[Callable[[int], None]]) -> DataLoader:
+def one_worker_loader(dataset: ImageFiles, batch_size: int, collate_fn: Callable) -> DataLoader:
     """A DataLoader whose single worker process stands for one core."""
     return DataLoader(dataset, batch_size=batch_size, num_workers=1, collate_fn=collate_fn,
-                      worker_init_fn=init, persistent_workers=True, prefetch_factor=2)
+                      persistent_workers=True, prefetch_factor=2)
 
 
 def workers_cpu_seconds() -> float:
@@ -153,11 +150,10 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(1)
     n_images = args.images or (96 if args.quick else 256)
-    rounds = args.rounds or (7 if args.quick else 9)
-    # path -> (transforms, decoder, collate, worker_init_fn)
-    paths = {"float": (float_transforms(args.image_size), pillow_decode, float_collate, None),
-             "uint8": (uint8_transforms(args.image_size), decode_rgb, collate, worker_init),
-             "uint8-nocache": (uint8_transforms(args.image_size), decode_rgb, collate, None)}
+    rounds = args.rounds or (6 if args.quick else 9)
+    # path -> (transforms, decoder, collate)
+    paths = {"float": (float_transforms(args.image_size), pillow_decode, float_collate),
+             "uint8": (uint8_transforms(args.image_size), decode_rgb, collate)}
     kinds = ("train", "eval")
     cpu = {(k, p): [] for k in kinds for p in paths}   # worker CPU seconds per pass
     wall = {(k, p): [] for k in kinds for p in paths}
@@ -168,8 +164,8 @@ def main() -> None:
         print(f"{n_images} JPEGs 500x375 (mean {kb:.0f} KiB), crop {args.image_size}, batch "
               f"{args.batch_size}, {rounds} rounds, one DataLoader worker (1 torch thread) per path")
         loaders = {(kind, path): one_worker_loader(ImageFiles(files, [0] * len(files), tfs[kind], decode),
-                                                   args.batch_size, collate_fn, init)
-                   for path, (tfs, decode, collate_fn, init) in paths.items() for kind in kinds}
+                                                   args.batch_size, collate_fn)
+                   for path, (tfs, decode, collate_fn) in paths.items() for kind in kinds}
         for loader in loaders.values():  # warm-up: worker start, page cache, allocator
             one_pass(loader)
         names = list(paths)
@@ -181,7 +177,7 @@ def main() -> None:
                     wall[(kind, path)].append(took)
         del loaders
     print(f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (a shared machine: "
-          f"rates per worker CPU-second, the wall-clock ratio in brackets)")
+          f"rates per worker CPU-second; the wall-clock ratio beside)")
 
     def rate(kind: str, path: str) -> float:
         return n_images / statistics.median(cpu[(kind, path)])
@@ -190,11 +186,10 @@ def main() -> None:
         """Median over rounds of float time / path time (each round's paths ran back to back)."""
         return statistics.median(f / t for f, t in zip(clock[(kind, "float")], clock[(kind, path)]))
 
-    print("img/s per worker core   float   uint8  uint8-nocache   uint8/float  uint8-nocache/float")
+    print("img/s per worker core   float   uint8   uint8/float")
     for kind in kinds:
-        print(f"  {kind:<20} {rate(kind, 'float'):6.1f}  {rate(kind, 'uint8'):6.1f}  "
-              f"{rate(kind, 'uint8-nocache'):13.1f}   {ratio(kind, 'uint8'):5.2f} ({ratio(kind, 'uint8', wall):.2f})"
-              f"  {ratio(kind, 'uint8-nocache'):13.2f} ({ratio(kind, 'uint8-nocache', wall):.2f})")
+        print(f"  {kind:<20} {rate(kind, 'float'):6.1f}  {rate(kind, 'uint8'):6.1f}   "
+              f"{ratio(kind, 'uint8'):11.2f} (wall {ratio(kind, 'uint8', wall):.2f})")
 
     print(f"throughput model: frozen-encoder forward at {MFU:.0%} of {H100_BF16_DENSE_FLOPS / 1e12:.0f} "
           f"TFLOP/s (H100 dense bf16), {GPUS_PER_NODE} GPUs per node; cores to feed one node:")

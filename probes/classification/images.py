@@ -45,18 +45,6 @@ def _high_byte(img: Image.Image) -> Image.Image:
     return Image.fromarray((wide >> 8).astype(np.uint8))  # 2-D uint8: mode L
 
 
-# Pillow returns freed image memory to the OS by default, so every decode, crop and resize of a
-# worker page-faults its output in afresh (~150 faults an image, ~10% of a worker's time).
-# Freed blocks are at most 16 MB (Pillow's block size) and sized to the image: a few per worker.
-PILLOW_BLOCKS_KEPT = 8
-
-
-def worker_init(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: let Pillow reuse freed image blocks (its PILLOW_BLOCKS_MAX)."""
-    if hasattr(Image.core, "set_blocks_max"):
-        Image.core.set_blocks_max(PILLOW_BLOCKS_KEPT)
-
-
 class ImageFiles(Dataset):
     """(image tensor, class index, position) per file; unreadable files yield an error record."""
 
