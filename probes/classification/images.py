@@ -1,36 +1,59 @@
-"""Decoding image files into tensors: by content, to RGB, with corrupt files named or counted."""
+"""Decoding image files into uint8 tensors: by content, to RGB, with corrupt files named or counted.
+
+Workers only decode, crop and flip; they return uint8 CHW tensors. Conversion to float and the
+mean/std normalisation happen on the accelerator (:mod:`probes.classification.device_batches`),
+where they cost microseconds; in a worker they, and moving 4x the bytes, took about 40% of its
+time (benchmarks/data_pipeline.py).
+"""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, BinaryIO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from timm.data import create_transform
+from torch.utils.data import Dataset, default_collate
 from torchvision import transforms as T
 
-from probes.errors import DatasetError
+from probes.errors import ConfigError, DatasetError
 
 _INTERPOLATION = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
+# Pillow's modes for one channel of 16-bit samples (Pillow < 10.1 opened 16-bit PNGs as 'I', 32-bit
+# ints; they are taken to hold 0..65535, as a 16-bit PNG, PGM or TIFF does).
+_WIDE_GRAY = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
-def decode_rgb(path: Path) -> Image.Image:
-    """Open an image by its content (a PNG named .JPEG works) and convert it to RGB.
+def decode_rgb(source: Union[Path, BinaryIO]) -> Image.Image:
+    """Open an image (a path or file object) by its content and convert it to 8-bit RGB.
 
-    CMYK, grayscale, palette and RGBA files all become 3-channel RGB, as the encoders expect.
+    A PNG named .JPEG works. CMYK, grayscale, palette and RGBA files all become 3-channel RGB, as
+    the encoders expect; 16-bit grayscale keeps its high byte (Pillow's own conversion clips it
+    to 255, white).
     """
-    with Image.open(path) as img:
-        img.load()  # force a full decode here so truncated files fail now, naming this path
-        return img.convert("RGB")
+    with Image.open(source) as img:
+        img.load()  # force a full decode here so truncated files fail now, naming this file
+        if img.mode in _WIDE_GRAY:
+            img = _high_byte(img)
+        return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def _high_byte(img: Image.Image) -> Image.Image:
+    """16-bit samples (0..65535) to 8-bit grayscale by their high byte."""
+    wide = np.asarray(img).astype(np.int64).clip(0, 65535)
+    return Image.fromarray((wide >> 8).astype(np.uint8))  # 2-D uint8: mode L
 
 
 class ImageFiles(Dataset):
     """(image tensor, class index, position) per file; unreadable files yield an error record."""
 
-    def __init__(self, files: Sequence[Path], targets: Sequence[int], transform: Callable) -> None:
+    def __init__(self, files: Sequence[Path], targets: Sequence[int], transform: Callable,
+                 decode: Callable[[Path], Image.Image] = decode_rgb) -> None:
         self.files = list(files)
         self.targets = list(targets)
         self.transform = transform
+        self.decode = decode
 
     def __len__(self) -> int:
         return len(self.files)
@@ -38,7 +61,7 @@ class ImageFiles(Dataset):
     def __getitem__(self, i: int) -> Tuple[Optional[torch.Tensor], int, int, Optional[str]]:
         path = self.files[i]
         try:
-            img = decode_rgb(path)
+            img = self.decode(path)
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
             # Raising inside a DataLoader worker would wrap the message in a traceback; the
             # error travels back as data and the main process raises or counts it.
@@ -51,13 +74,25 @@ def collate(batch: List[Tuple[Any, int, int, Optional[str]]]) -> Dict[str, Any]:
     good = [b for b in batch if b[3] is None]
     errors = [b[3] for b in batch if b[3] is not None]
     if good:
-        images = torch.stack([b[0] for b in good])
+        images = stack_images([b[0] for b in good])
     else:
-        images = torch.empty(0)
+        images = torch.empty(0, dtype=torch.uint8)
     return {"images": images,
             "targets": torch.tensor([b[1] for b in good], dtype=torch.long),
             "indices": torch.tensor([b[2] for b in good], dtype=torch.long),
             "errors": errors}
+
+
+def stack_images(images: List[torch.Tensor]) -> torch.Tensor:
+    """Stack CHW images into NCHW, straight into shared memory inside a DataLoader worker.
+
+    PILToTensor returns a CHW view of PIL's HWC bytes: those are stacked as they lie (a plain
+    copy, where a transposing stack costs about twice as much) and the batch comes back as an
+    NCHW view in channels-last memory; the device lays it out as it wants when converting.
+    """
+    if all(t.dim() == 3 and t.permute(1, 2, 0).is_contiguous() for t in images):
+        return default_collate([t.permute(1, 2, 0) for t in images]).permute(0, 3, 1, 2)
+    return default_collate(images)
 
 
 def check_errors(batch: Mapping[str, Any], on_corrupt: str) -> int:
@@ -69,25 +104,58 @@ def check_errors(batch: Mapping[str, Any], on_corrupt: str) -> int:
     return len(errors)
 
 
+def interpolation_mode(name: str) -> T.InterpolationMode:
+    """The torchvision interpolation named in the config (bicubic or bilinear)."""
+    if name not in _INTERPOLATION:
+        raise ConfigError(f"interpolation {name!r} is not one of {sorted(_INTERPOLATION)}.")
+    return _INTERPOLATION[name]
+
+
+def build_train_transform(image_size: int, interpolation: str = "bicubic",
+                          scale: Sequence[float] = (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3),
+                          hflip: float = 0.5) -> Callable[[Image.Image], torch.Tensor]:
+    """RandomResizedCrop + horizontal flip on the PIL image, returned as uint8 CHW.
+
+    The torchvision classes of the official recipe, drawing from torch's RNG: for a given seed the
+    crops are those of the float pipeline, bit for bit. Mixup/CutMix run per batch on the device.
+    """
+    return T.Compose([
+        T.RandomResizedCrop(image_size, scale=tuple(scale), ratio=tuple(ratio),
+                            interpolation=interpolation_mode(interpolation)),
+        T.RandomHorizontalFlip(hflip),
+        T.PILToTensor(),
+    ])
+
+
+def build_eval_transform(image_size: int, interpolation: str = "bicubic",
+                         crop_pct: float = 1.0) -> Callable[[Image.Image], torch.Tensor]:
+    """timm's evaluation transform in its prefetcher form: resize, center crop, uint8 CHW.
+
+    With crop_pct 1.0 (the published protocol) the short side is resized to the input size and
+    the center square kept.
+    """
+    interpolation_mode(interpolation)
+    return create_transform(input_size=image_size, is_training=False, interpolation=interpolation,
+                            crop_pct=crop_pct, crop_mode="center", use_prefetcher=True)
+
+
+# ----------------------------------------------------------------------------- float path (legacy)
+# Kept only so that live.py runs unchanged until it moves to DeviceBatches; delete them then.
+
+def _float_normalised(uint8_transform: Callable, mean: Sequence[float], std: Sequence[float]) -> Callable:
+    # ConvertImageDtype is ToTensor's x.float() / 255, so these equal the old float transforms.
+    return T.Compose([uint8_transform, T.ConvertImageDtype(torch.float32), T.Normalize(mean, std)])
+
+
 def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float],
                    interpolation: str = "bicubic") -> Callable:
-    """Resize the short side to the input size, center-crop it (ratio 1.0), normalise."""
-    return T.Compose([
-        T.Resize(image_size, interpolation=_INTERPOLATION[interpolation]),
-        T.CenterCrop(image_size),
-        T.ToTensor(),
-        T.Normalize(mean, std),
-    ])
+    """Legacy float form of :func:`build_eval_transform`, normalised in the worker."""
+    return _float_normalised(build_eval_transform(image_size, interpolation), mean, std)
 
 
 def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float],
                     interpolation: str = "bicubic", scale: Sequence[float] = (0.08, 1.0),
                     ratio: Sequence[float] = (3 / 4, 4 / 3), hflip: float = 0.5) -> Callable:
-    """RandomResizedCrop + horizontal flip, the published probe augmentation (Mixup is per batch)."""
-    return T.Compose([
-        T.RandomResizedCrop(image_size, scale=tuple(scale), ratio=tuple(ratio),
-                            interpolation=_INTERPOLATION[interpolation]),
-        T.RandomHorizontalFlip(hflip),
-        T.ToTensor(),
-        T.Normalize(mean, std),
-    ])
+    """Legacy float form of :func:`build_train_transform`, normalised in the worker."""
+    return _float_normalised(build_train_transform(image_size, interpolation, scale, ratio, hflip),
+                             mean, std)

@@ -11,7 +11,6 @@ from PIL import Image
 
 from probes.classification import datasets as ds
 from probes.classification import imagenet_info as info
-from probes.classification.images import ImageFiles, check_errors, collate, decode_rgb, eval_transform
 from probes.classification.metrics import correct_and_counted
 from probes.classification.synthetic import shared_a_r_classes, write_imagenet_root
 from probes.errors import ConfigError, DatasetError
@@ -23,51 +22,6 @@ WNIDS = info.imagenet_wnids()
 def _rgb(path: Path, size=(20, 16), mode="RGB", fmt="JPEG", color=(200, 30, 60)) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, color).convert(mode).save(path, format=fmt)
-
-
-# ------------------------------------------------------------------ decoding by content
-
-@pytest.mark.parametrize("mode,fmt", [("RGB", "PNG"), ("CMYK", "JPEG"), ("L", "JPEG"), ("P", "PNG"),
-                                      ("RGBA", "PNG")])
-def test_images_are_decoded_by_content_to_rgb(tmp_path, mode, fmt):
-    path = tmp_path / "x.JPEG"  # the extension says JPEG whatever the content is
-    _rgb(path, mode=mode, fmt=fmt)
-    img = decode_rgb(path)
-    assert img.mode == "RGB" and img.size == (20, 16)
-    tensor = eval_transform(14, (0, 0, 0), (1, 1, 1))(img)
-    assert tensor.shape == (3, 14, 14)
-
-
-def test_train_quirks_all_load(data_root):
-    train = ds.read_train(data_root / "train", allow_subset=True)
-    names = {p.name for p in train.files}
-    assert {n for n in names if n.endswith(("_png.JPEG", "_cmyk.JPEG", "_gray.JPEG"))}
-    for path in train.files:
-        with Image.open(path) as raw:
-            kind = raw.format
-        assert decode_rgb(path).mode == "RGB", (path, kind)
-
-
-def test_corrupt_image_names_the_file(tmp_path):
-    bad = tmp_path / "broken.JPEG"
-    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    good = tmp_path / "good.JPEG"
-    _rgb(good)
-    dataset = ImageFiles([good, bad], [0, 1], eval_transform(14, (0, 0, 0), (1, 1, 1)))
-    batch = collate([dataset[0], dataset[1]])
-    with pytest.raises(DatasetError, match="broken.JPEG"):
-        check_errors(batch, "error")
-    assert check_errors(batch, "skip") == 1
-    assert batch["images"].shape[0] == 1 and batch["indices"].tolist() == [0]
-
-
-def test_truncated_image_is_corrupt(tmp_path):
-    path = tmp_path / "cut.JPEG"
-    _rgb(path, size=(64, 64))
-    path.write_bytes(path.read_bytes()[:200])
-    dataset = ImageFiles([path], [0], eval_transform(14, (0, 0, 0), (1, 1, 1)))
-    with pytest.raises(DatasetError, match="cut.JPEG"):
-        check_errors(collate([dataset[0]]), "error")
 
 
 # ------------------------------------------------------------------ IN-1K val layouts

@@ -1,0 +1,122 @@
+"""uint8 image batches from the loader → normalised float batches on the accelerator.
+
+Workers stop at uint8 (see :mod:`probes.classification.images`); here each batch is pinned, copied
+with ``non_blocking=True`` and turned into float32, normalised on the device. On CUDA the copy of
+the next batch runs on a side stream while the consumer works on the current one (the pattern of
+timm's ``PrefetchLoader``); on other devices the same one-ahead loop simply runs in order.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+from probes.classification.images import check_errors
+
+# The one place that decides the images' dtype and layout on the device: float32 (autocast
+# casts inside the encoder), and channels_last only when asked for.
+IMAGE_DTYPE = torch.float32
+
+HostBatch = Mapping[str, Any]
+Mix = Callable[[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
+
+
+def normalize_on_device(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                        channels_last: bool = False) -> torch.Tensor:
+    """uint8 NCHW (any device) → float32 ``(x / 255 - mean) / std`` on the device of mean/std.
+
+    The same three float32 operations as ToTensor + Normalize in a worker, so the result is
+    bit-identical to the old worker-normalised batch.
+    """
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    images = images.to(mean.device, non_blocking=True)
+    return images.to(IMAGE_DTYPE, memory_format=fmt).div_(255.0).sub_(mean).div_(std)
+
+
+class DeviceBatches:
+    """Iterate a loader of :func:`~probes.classification.images.collate` batches on ``device``.
+
+    Yields ``{"images": float32 NCHW normalised, "targets": on device, "indices": positions
+    (host)}``. Corrupt files are raised or counted (``n_skipped``) per ``on_corrupt``; batches
+    left with fewer than ``min_images`` are not yielded (training heads with BatchNorm want 2).
+    With ``mixup`` (a timm ``Mixup``), the normalised batch is mixed (the official order) and
+    ``targets`` are soft; odd batches lose their last image, since Mixup pairs images.
+    ``decode``, when given, turns each host batch into a batch whose ``images`` are uint8 already
+    on the device (see :mod:`probes.classification.gpu_decode`).
+    """
+
+    def __init__(self, loader: Iterable[HostBatch], device: torch.device, mean: Sequence[float],
+                 std: Sequence[float], on_corrupt: str = "error", mixup: Optional[Mix] = None,
+                 min_images: int = 1, channels_last: bool = False,
+                 decode: Optional[Callable[[HostBatch], HostBatch]] = None) -> None:
+        self.loader = loader
+        self.device = torch.device(device)
+        self.mean = torch.tensor(mean, dtype=IMAGE_DTYPE, device=self.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=IMAGE_DTYPE, device=self.device).view(1, -1, 1, 1)
+        self.on_corrupt = on_corrupt
+        self.mixup = mixup
+        self.min_images = max(min_images, 2 if mixup is not None else 1)
+        self.channels_last = channels_last
+        self.decode = decode
+        self.n_skipped = 0
+        self._cuda = self.device.type == "cuda"
+        # One side stream for the object's life: the caching allocator pools blocks per stream.
+        self._stream = torch.cuda.Stream(device=self.device) if self._cuda else None
+
+    def __len__(self) -> int:
+        """Host batches in the loader (an upper bound: emptied batches are skipped)."""
+        return len(self.loader)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        pending = None
+        for host in self.loader:
+            staged = self._stage(host)
+            if staged is None:
+                continue
+            if pending is not None:
+                yield self._finish(pending)
+            pending = staged
+        if pending is not None:
+            yield self._finish(pending)
+
+    def _side(self):
+        if self._stream is None:
+            return contextlib.nullcontext()
+        # Blocks the consumer freed may be handed to this stream's allocations: wait for the
+        # consumer's queued work on them first.
+        self._stream.wait_stream(torch.cuda.current_stream(self.device))
+        return torch.cuda.stream(self._stream)
+
+    def _stage(self, host: HostBatch) -> Optional[Dict[str, Any]]:
+        """Count errors, trim, start the copy and normalisation (on the side stream on CUDA)."""
+        with self._side():
+            batch = self.decode(host) if self.decode is not None else host
+            self.n_skipped += check_errors(batch, self.on_corrupt)
+            images, targets = batch["images"], batch["targets"]
+            n = len(images) - len(images) % 2 if self.mixup is not None else len(images)
+            if n < self.min_images:
+                return None
+            images, targets = self._pinned(images[:n]), self._pinned(targets[:n])
+            staged = {"images": normalize_on_device(images, self.mean, self.std, self.channels_last),
+                      "targets": targets.to(self.device, non_blocking=True),
+                      "indices": batch["indices"][:n]}
+            if self._stream is not None:
+                staged["ready"] = torch.cuda.Event()
+                staged["ready"].record(self._stream)
+        return staged
+
+    def _pinned(self, tensor: torch.Tensor) -> torch.Tensor:
+        # Only page-locked host memory copies asynchronously; a pinning DataLoader did it already.
+        if self._cuda and tensor.device.type == "cpu" and not tensor.is_pinned():
+            return tensor.pin_memory()
+        return tensor
+
+    def _finish(self, staged: Dict[str, Any]) -> Dict[str, Any]:
+        """Make the consumer's stream wait for this batch only, then mix it there."""
+        ready = staged.pop("ready", None)
+        if ready is not None:
+            torch.cuda.current_stream(self.device).wait_event(ready)
+        if self.mixup is not None:
+            staged["images"], staged["targets"] = self.mixup(staged["images"], staged["targets"])
+        return staged

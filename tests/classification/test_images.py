@@ -1,0 +1,128 @@
+"""Workers decode any image file by content and hand uint8 batches over; corrupt files are named."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from probes.classification import datasets as ds
+from probes.classification.images import (
+    ImageFiles, build_eval_transform, build_train_transform, check_errors, collate, decode_rgb,
+    stack_images)
+from probes.errors import ConfigError, DatasetError
+
+
+def _image(path: Path, size=(20, 16), mode="RGB", fmt="JPEG", color=(200, 30, 60)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).convert(mode).save(path, format=fmt)
+    return path
+
+
+def _noise(path: Path, size=(30, 22), seed=0) -> Path:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format="JPEG")
+    return path
+
+
+# ------------------------------------------------------------------ decoding by content
+
+@pytest.mark.parametrize("mode,fmt", [("RGB", "PNG"), ("CMYK", "JPEG"), ("L", "JPEG"), ("P", "PNG"),
+                                      ("RGBA", "PNG")])
+def test_images_are_decoded_by_content_to_rgb(tmp_path, mode, fmt):
+    path = _image(tmp_path / "x.JPEG", mode=mode, fmt=fmt)  # the extension says JPEG whatever the content
+    img = decode_rgb(path)
+    assert img.mode == "RGB" and img.size == (20, 16)
+    tensor = build_eval_transform(14)(img)
+    assert tensor.shape == (3, 14, 14) and tensor.dtype == torch.uint8
+
+
+def test_train_quirks_all_load(data_root):
+    train = ds.read_train(data_root / "train", allow_subset=True)
+    names = {p.name for p in train.files}
+    assert {n for n in names if n.endswith(("_png.JPEG", "_cmyk.JPEG", "_gray.JPEG"))}
+    for path in train.files:
+        with Image.open(path) as raw:
+            kind = raw.format
+        assert decode_rgb(path).mode == "RGB", (path, kind)
+
+
+def test_16_bit_png_keeps_its_grey_level(tmp_path):
+    path = tmp_path / "deep.png"
+    Image.fromarray(np.full((6, 8), 0x8080, dtype=np.uint16)).save(path)  # 50% grey in 16 bits
+    with Image.open(path) as raw:
+        assert raw.mode.startswith("I")  # the file really holds 16-bit samples
+    assert np.asarray(decode_rgb(path)).tolist() == np.full((6, 8, 3), 0x80).tolist()
+
+
+def test_16_bit_png_keeps_its_gradient(tmp_path):
+    path = tmp_path / "ramp.png"
+    Image.fromarray((np.arange(256, dtype=np.uint16) * 257).reshape(16, 16)).save(path)
+    grey = np.asarray(decode_rgb(path))[..., 0]
+    assert grey.ravel().tolist() == list(range(256))
+
+
+# ------------------------------------------------------------------ worker transforms
+
+def test_train_transform_returns_uint8_crops_of_the_input_size(tmp_path):
+    img = decode_rgb(_noise(tmp_path / "a.JPEG"))
+    out = build_train_transform(12, scale=(0.5, 1.0))(img)
+    assert out.shape == (3, 12, 12) and out.dtype == torch.uint8
+
+
+def test_eval_transform_keeps_the_center_of_the_short_side(tmp_path):
+    # A wide image whose left and right thirds are black: a center crop of the short side is all white.
+    pixels = np.zeros((30, 90, 3), dtype=np.uint8)
+    pixels[:, 30:60] = 255
+    Image.fromarray(pixels).save(tmp_path / "wide.png")
+    out = build_eval_transform(10, crop_pct=1.0)(decode_rgb(tmp_path / "wide.png"))
+    assert out.shape == (3, 10, 10) and out[:, :, 2:8].min() == 255
+
+
+def test_unknown_interpolation_is_a_config_error():
+    with pytest.raises(ConfigError, match="nearest"):
+        build_train_transform(12, interpolation="nearest")
+
+
+def test_stacked_batch_equals_a_plain_stack_of_the_crops(tmp_path):
+    tf = build_train_transform(12)
+    crops = [tf(decode_rgb(_noise(tmp_path / f"{i}.JPEG", seed=i))) for i in range(3)]
+    batch = stack_images(crops)
+    assert batch.shape == (3, 3, 12, 12) and torch.equal(batch, torch.stack(crops))
+
+
+def test_two_workers_yield_uint8_batches(tmp_path):
+    files = [_noise(tmp_path / f"{i}.JPEG", seed=i) for i in range(6)]
+    dataset = ImageFiles(files, list(range(6)), build_eval_transform(16))
+    loader = DataLoader(dataset, batch_size=3, num_workers=2, collate_fn=collate)
+    batches = list(loader)
+    assert [b["indices"].tolist() for b in batches] == [[0, 1, 2], [3, 4, 5]]
+    for batch in batches:
+        assert batch["images"].dtype == torch.uint8 and batch["images"].shape == (3, 3, 16, 16)
+    # Stacked in shared memory by the workers, the pixels are those of this process's batch.
+    assert torch.equal(batches[1]["images"], collate([dataset[i] for i in (3, 4, 5)])["images"])
+
+
+# ------------------------------------------------------------------ corrupt files
+
+def test_corrupt_image_names_the_file(tmp_path):
+    bad = tmp_path / "broken.JPEG"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    good = _image(tmp_path / "good.JPEG")
+    dataset = ImageFiles([good, bad], [0, 1], build_eval_transform(14))
+    batch = collate([dataset[0], dataset[1]])
+    with pytest.raises(DatasetError, match="broken.JPEG"):
+        check_errors(batch, "error")
+    assert check_errors(batch, "skip") == 1
+    assert batch["images"].shape[0] == 1 and batch["indices"].tolist() == [0]
+
+
+def test_truncated_image_is_corrupt(tmp_path):
+    path = _image(tmp_path / "cut.JPEG", size=(64, 64))
+    path.write_bytes(path.read_bytes()[:200])
+    dataset = ImageFiles([path], [0], build_eval_transform(14))
+    with pytest.raises(DatasetError, match="cut.JPEG"):
+        check_errors(collate([dataset[0]]), "error")
