@@ -42,3 +42,8 @@ def autocast_for(device: torch.device, enabled: Optional[bool] = None) -> Contex
     if not use:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def count_trainable(module: torch.nn.Module) -> int:
+    """Number of parameters that receive gradients."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,135 +1,214 @@
-"""Classification configs: mmengine python files with ``_base_``, checked against the base recipe.
+"""Classification configs: mmengine python files with `_base_`, resolved once into small frozen dataclasses.
 
-The base recipe file lists every allowed key; a key it does not define (a typo in a config file or
-in ``--cfg-options``) is a ConfigError naming the key and the closest valid one.
+The base recipe file (`configs/classification/_base_/probe_recipe.py`) lists every allowed key; a key it
+does not define (a typo in a config file or in `--cfg-options`) is a ConfigError naming the key and the
+closest valid one. Overrides go through mmengine (`DictAction` parsing, `merge_from_dict`), as in every
+command. Each part of the run then receives only its own section (`EncoderSpec`, `DataSpec`, ...).
 """
 from __future__ import annotations
 
-import ast
-import difflib
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional
 
+from probes.config_files import apply_options, check_keys, config_dir, load_file, resolve_config
 from probes.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "classification"
-BASE_CONFIG = CONFIG_DIR / "_base_" / "probe_recipe.py"
+BASE_CONFIG = config_dir("classification") / "_base_" / "probe_recipe.py"
 # Keys whose values are open mappings (their inner keys are checked by the code that reads them).
-_OPEN_KEYS = {"data.paths"}
+OPEN_KEYS = ("data.paths",)
+PRECISIONS = ("fp16", "bf16", "fp32")
+PROBE_ALIASES = {"linear": "linear", "attn": "attention_pooling", "attention_pooling": "attention_pooling"}
 
 
-def resolve_config_path(name: Optional[str]) -> Path:
-    """A config file path; a bare name such as ``internvit_6b_224px`` is looked up in configs/."""
-    if name is None:
-        path = BASE_CONFIG
-    else:
-        path = Path(name)
-        if not path.is_file() and not path.suffix:
-            path = CONFIG_DIR / f"{name}.py"
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist.")
-    return path
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Which encoder to probe and how to hold it."""
+    source: Optional[str]
+    version: Optional[str]
+    weights: Optional[str]
+    num_layers: Optional[int]
+    dtype: Optional[str]
 
 
-def _load_file(path: Path) -> Dict[str, Any]:
-    from mmengine.config import Config  # imported here: the CLI must start fast
+@dataclass(frozen=True)
+class ImageSpec:
+    """Input size and the evaluation resize (interpolation None = the encoder's own)."""
+    size: int
+    interpolation: Optional[str]
+    crop_pct: Optional[float]
 
-    try:
-        return Config.fromfile(str(path)).to_dict()
-    except Exception as exc:  # mmengine raises many types (SyntaxError, KeyError, ...) for bad files
-        raise ConfigError(f"config file {path} cannot be loaded ({type(exc).__name__}: {exc}).") from None
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the sets are and how partial or corrupt data is treated."""
+    root: Optional[str]
+    paths: Mapping[str, str]
+    val_labels: Optional[str]
+    test_sets: tuple
+    allow_subset: bool
+    on_corrupt: str
+    heldout_per_class: int
+    heldout_max_fraction: float
+    train_per_class: Optional[int]
+    workers: int
+    decode: str
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
-    flat: Dict[str, Any] = {}
+@dataclass(frozen=True)
+class ProbeSpec:
+    """Which heads the sweep trains (the published head always among them)."""
+    probes: tuple
+    lrs: tuple
+    published_lr: float
+    num_classes: int
+    layers: Any
+
+    @property
+    def head_lrs(self) -> tuple:
+        """The grid with the published lr added when missing (a run always trains the published head)."""
+        return tuple(dict.fromkeys([float(self.published_lr), *map(float, self.lrs)]))
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """The published training recipe (and any change to it)."""
+    epochs: int
+    batch_size: int
+    eval_batch_size: Optional[int]
+    lr_batch_ref: int
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    warmup_epochs: float
+    clip_grad: Optional[float]
+    ema_decay: float
+    mixup: float
+    cutmix: float
+    mixup_switch_prob: float
+    smoothing: float
+    scale: tuple
+    ratio: tuple
+    hflip: float
+    seed: int
+    precision: str
+    eval_every_epoch: bool
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """The feature-cache protocol (no augmentation) and its scikit-learn baselines."""
+    dir: Optional[str]
+    store: tuple
+    epochs: int
+    batch_size: int
+    train_per_class: Optional[int]
+    knn: bool
+    knn_k: int
+    logreg: bool
+    logreg_max_iter: int
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """Where and how the run happens (nothing here changes a number)."""
+    device: Optional[str]
+    out: str
+    resume: bool
+    overwrite: bool
+    progress: bool
+    log_interval_s: float
+    protocol_label: Optional[str]
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    """A resolved `probes classify` run."""
+    encoder: EncoderSpec
+    image: ImageSpec
+    data: DataSpec
+    probe: ProbeSpec
+    train: TrainRecipe
+    cache: CacheSpec
+    runtime: RuntimeSpec
+    source_file: Optional[Path] = field(default=None, compare=False)
+
+    @property
+    def cached(self) -> bool:
+        """Whether heads train on cached features."""
+        return bool(self.cache.dir)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every resolved value (for --print-config and a run's identity)."""
+        out = asdict(self)
+        out.pop("source_file")
+        return out
+
+
+def _tuple(value: Any) -> Any:
+    return tuple(_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _section(kind: type, values: Mapping[str, Any]) -> Any:
+    return kind(**{k: _tuple(v) for k, v in values.items()})
+
+
+def from_mmengine(cfg: Any, source_file: Optional[Path] = None) -> ClassifyConfig:
+    """Build the frozen sections from a merged mmengine Config (every key already checked)."""
+    d = cfg.to_dict()
+    probes = tuple(dict.fromkeys(PROBE_ALIASES.get(p, p) for p in d["probe"]["probes"]))
+    resolved = ClassifyConfig(
+        encoder=_section(EncoderSpec, d["encoder"]),
+        image=ImageSpec(d["image_size"], d["interpolation"], d["crop_pct"]),
+        data=_section(DataSpec, {**d["data"], "paths": dict(d["data"]["paths"])}),
+        probe=_section(ProbeSpec, {**d["probe"], "probes": probes}),
+        train=_section(TrainRecipe, d["train"]),
+        cache=_section(CacheSpec, d["cache"]),
+        runtime=_section(RuntimeSpec, d["runtime"]),
+        source_file=source_file)
+    validate(resolved)
+    return resolved
+
+
+def load_config(name: Optional[str] = None, options: Optional[Mapping[str, Any]] = None) -> ClassifyConfig:
+    """The base recipe, a config file (name or path) on top, then dotted-key `options` (mmengine merge)."""
+    reference = load_file(BASE_CONFIG).to_dict()
+    path = resolve_config(name, "classification", default=BASE_CONFIG)
+    cfg = load_file(path)
+    check_keys(_leaf_keys(cfg.to_dict()), reference, str(path), OPEN_KEYS)
+    apply_options(cfg, dict(options or {}), "--cfg-options / command-line flags", OPEN_KEYS)
+    return from_mmengine(cfg, None if path == BASE_CONFIG else path)
+
+
+def _leaf_keys(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys = []
     for key, value in tree.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and name not in _OPEN_KEYS:
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
+        keys += _leaf_keys(value, name + ".") if isinstance(value, Mapping) else [name]
+    return keys
 
 
-def _check_keys(given: Iterable[str], allowed: Iterable[str], where: str) -> None:
-    allowed = set(allowed)
-    for key in given:
-        if key not in allowed and not any(key.startswith(k + ".") for k in _OPEN_KEYS):
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"unknown config key {key!r} in {where}{hint}.")
-
-
-def _set(tree: Dict[str, Any], dotted: str, value: Any) -> None:
-    node = tree
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-
-
-def parse_value(text: str) -> Any:
-    """A ``--cfg-options`` value: a python literal (numbers, lists, tuples, None, True) or a string."""
-    lowered = text.strip().lower()
-    if lowered in ("none", "null"):
-        return None
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def parse_options(options: Iterable[str]) -> List[Tuple[str, Any]]:
-    """``["train.epochs=3", ...]`` -> ``[("train.epochs", 3), ...]``."""
-    pairs = []
-    for item in options:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--cfg-options item {item!r} is not of the form key=value.")
-        pairs.append((key.strip(), parse_value(value)))
-    return pairs
-
-
-def load_config(path: Optional[str] = None, overrides: Iterable[Tuple[str, Any]] = ()) -> Dict[str, Any]:
-    """The base recipe, updated by a config file, then by ``overrides`` (dotted keys) in order."""
-    base = _load_file(BASE_CONFIG)
-    allowed = _flatten(base)
-    cfg = base
-    if path is not None:
-        file = resolve_config_path(path)
-        loaded = _load_file(file)
-        flat = _flatten(loaded)
-        _check_keys(flat, allowed, str(file))
-        cfg = _load_file(BASE_CONFIG)
-        for key, value in flat.items():
-            _set(cfg, key, value)
-    for key, value in overrides:
-        _check_keys([key], allowed, "--cfg-options / command-line flags")
-        _set(cfg, key, value)
-    _validate(cfg)
-    return cfg
-
-
-def _validate(cfg: Mapping[str, Any]) -> None:
-    from probes.classification.heads import PROBE_ALIASES
-
-    for probe in cfg["probe"]["probes"]:
-        if probe not in PROBE_ALIASES:
+def validate(cfg: ClassifyConfig) -> None:
+    """Reject values no run can use, naming the key."""
+    for probe in cfg.probe.probes:
+        if probe not in PROBE_ALIASES.values():
             raise ConfigError(f"probe.probes names unknown probe {probe!r}; choose linear or attention_pooling.")
-    if not cfg["probe"]["lrs"]:
+    if not cfg.probe.lrs:
         raise ConfigError("probe.lrs is empty: give at least one learning rate.")
-    if cfg["data"]["on_corrupt"] not in ("error", "skip"):
-        raise ConfigError(f"data.on_corrupt is {cfg['data']['on_corrupt']!r}; use 'error' or 'skip'.")
-    bad_store = set(cfg["cache"]["store"]) - {"pooled", "tokens"}
-    if bad_store or not cfg["cache"]["store"]:
-        raise ConfigError(f"cache.store is {cfg['cache']['store']!r}; use 'pooled' and/or 'tokens'.")
+    if cfg.data.on_corrupt not in ("error", "skip"):
+        raise ConfigError(f"data.on_corrupt is {cfg.data.on_corrupt!r}; use 'error' or 'skip'.")
+    bad_store = set(cfg.cache.store) - {"pooled", "tokens"}
+    if bad_store or not cfg.cache.store:
+        raise ConfigError(f"cache.store is {list(cfg.cache.store)!r}; use 'pooled' and/or 'tokens'.")
     for key in ("epochs", "batch_size"):
-        value = cfg["train"][key]
+        value = getattr(cfg.train, key)
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"train.{key} must be a positive integer, not {value!r}.")
-    if not isinstance(cfg["image_size"], int) or cfg["image_size"] < 1:
-        raise ConfigError(f"image_size must be a positive integer, not {cfg['image_size']!r}.")
-    if cfg["probe"]["num_classes"] != 1000:
+    if not isinstance(cfg.image.size, int) or cfg.image.size < 1:
+        raise ConfigError(f"image_size must be a positive integer, not {cfg.image.size!r}.")
+    if cfg.probe.num_classes != 1000:
         raise ConfigError("probe.num_classes must be 1000: every test set is scored on ImageNet-1K logits.")
+    if cfg.train.precision not in PRECISIONS:
+        raise ConfigError(f"train.precision is {cfg.train.precision!r}; use one of {', '.join(PRECISIONS)}.")
+    if not 0 < cfg.data.heldout_max_fraction < 1:
+        raise ConfigError(f"data.heldout_max_fraction must be in (0, 1), not {cfg.data.heldout_max_fraction!r}.")

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PROBES = ("linear", "attention_pooling")
-PROBE_ALIASES = {"linear": "linear", "attn": "attention_pooling", "attention_pooling": "attention_pooling"}
+from probes.batchnorm import GlobalBatchNorm
+from probes.results import PROBES
 
 
 def linear_input(tokens: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
@@ -23,15 +23,24 @@ def linear_input(tokens: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
     return torch.cat([tokens[:, 0], mean], dim=1)
 
 
+def _classifier(in_dim: int, num_classes: int) -> nn.Linear:
+    """The released classifier: Linear with normal(0, 0.01) weights and zero bias."""
+    fc = nn.Linear(in_dim, num_classes)
+    nn.init.normal_(fc.weight, std=0.01)
+    nn.init.zeros_(fc.bias)
+    return fc
+
+
 class LinearHead(nn.Module):
-    """BatchNorm1d(D, eps 1e-6) -> Linear(D, classes), weights normal(0, 0.01), zero bias."""
+    """SyncBatchNorm(D, eps 1e-6) -> Linear(D, classes), weights normal(0, 0.01), zero bias.
+
+    The norm uses the global batch's statistics under torchrun, as the released SyncBatchNorm does.
+    """
 
     def __init__(self, in_dim: int, num_classes: int = 1000) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm1d(in_dim, eps=1e-6)
-        self.fc = nn.Linear(in_dim, num_classes)
-        nn.init.normal_(self.fc.weight, std=0.01)
-        nn.init.zeros_(self.fc.bias)
+        self.norm = GlobalBatchNorm(in_dim, eps=1e-6)
+        self.fc = _classifier(in_dim, num_classes)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         """(B, D) pooled features -> (B, classes) logits."""
@@ -58,8 +67,8 @@ class AttentionPoolingHead(nn.Module):
         self.k_bias = nn.Parameter(torch.zeros(dim))
         self.v_bias = nn.Parameter(torch.zeros(dim))
         self.proj = nn.Linear(dim, dim)
-        self.norm = nn.BatchNorm1d(dim, eps=1e-6)
-        self.fc = nn.Linear(dim, num_classes)
+        self.norm = GlobalBatchNorm(dim, eps=1e-6)   # global-batch statistics, as the released SyncBatchNorm
+        self.fc = _classifier(dim, num_classes)
 
     def pool(self, tokens: torch.Tensor, normalized: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B, T, C) tokens -> (B, C) attention-pooled feature.
@@ -112,8 +121,3 @@ def build_head(probe: str, embed_dim: int, num_heads: int, num_prefix_tokens: in
     if probe == "attention_pooling":
         return AttentionPoolingHead(embed_dim, num_heads, num_classes)
     raise ValueError(f"unknown probe {probe!r}; choose from {PROBES}")
-
-
-def count_trainable(module: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)

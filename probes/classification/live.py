@@ -1,7 +1,8 @@
-"""Features computed live: images → augmentation → frozen backbone (inference mode) → heads' inputs."""
+"""Features computed live: uint8 images → device batches (normalise, Mixup) → frozen backbone → heads' inputs."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, Mapping, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 from timm.data import Mixup
@@ -9,16 +10,35 @@ from timm.data.mixup import mixup_target
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from probes.classification.config import DataSpec, ImageSpec, TrainRecipe
 from probes.classification.datasets import ImageSet
+from probes.classification.device_batches import DeviceBatches
 from probes.classification.distributed import DistInfo, ShardSampler
-from probes.classification.images import ImageFiles, check_errors, collate, eval_transform, train_transform
-from probes.classification.sweep import make_features
-from probes.errors import ConfigError
+from probes.classification.images import ImageFiles, build_eval_transform, build_train_transform, collate
+from probes.classification.sweep import FeatureNeeds, make_features
+from probes.errors import ConfigError, TrainingDivergedError
 
 Features = Dict[str, torch.Tensor]
 
 
-def backbone_features(encoder: nn.Module, images: torch.Tensor, need_tokens: bool, need_pooled: bool,
+@dataclass(frozen=True)
+class Preprocessing:
+    """What every image goes through: the resize/crop in the worker, the normalisation on the device."""
+    size: int
+    interpolation: str
+    crop_pct: float
+    mean: Sequence[float]
+    std: Sequence[float]
+
+    @classmethod
+    def resolve(cls, image: ImageSpec, data_config: dict) -> "Preprocessing":
+        """The recipe's values, falling back to the encoder's own `data_config` where the recipe says None."""
+        return cls(image.size, image.interpolation or data_config.get("interpolation", "bicubic"),
+                   image.crop_pct if image.crop_pct is not None else float(data_config.get("crop_pct", 1.0)),
+                   tuple(data_config["mean"]), tuple(data_config["std"]))
+
+
+def backbone_features(encoder: nn.Module, images: torch.Tensor, needs: FeatureNeeds,
                       autocast: Callable[[], Any]) -> Features:
     """Run the frozen encoder once and build every head's input from its tokens.
 
@@ -26,85 +46,97 @@ def backbone_features(encoder: nn.Module, images: torch.Tensor, need_tokens: boo
     outside it, because inference tensors cannot be saved for the heads' backward pass.
     """
     with torch.inference_mode(), autocast():
-        tokens = encoder.forward_features(images)
-        feats = make_features(tokens, encoder.num_prefix_tokens, need_tokens, need_pooled)
+        if needs.layers:
+            indices = sorted({layer - 1 for layer in needs.layers} | {encoder.num_layers - 1})
+            outputs = encoder.forward_intermediates(images, indices, output_fmt="NLC", intermediates_only=True,
+                                                    return_prefix_tokens=True)
+            by_layer = {i + 1: torch.cat([prefix, patches], dim=1) for i, (patches, prefix) in zip(indices, outputs)}
+            tokens = by_layer[encoder.num_layers]
+        else:
+            tokens, by_layer = encoder.forward_features(images), {}
+        feats = make_features(tokens, encoder.num_prefix_tokens, needs, by_layer)
+    bad = [name for name, value in feats.items() if not torch.isfinite(value).all()]
+    if bad:
+        raise TrainingDivergedError(non_finite_features_message(encoder, images, bad[0], autocast))
     return {k: v.clone() for k, v in feats.items()}
+
+
+def non_finite_features_message(encoder: nn.Module, images: torch.Tensor, feature: str,
+                                autocast: Callable[[], Any]) -> str:
+    """Name the first encoder block whose output is not finite (run again on the offending batch)."""
+    first = None
+    if hasattr(encoder, "forward_intermediates") and hasattr(encoder, "num_layers"):
+        with torch.inference_mode(), autocast():
+            outputs = encoder.forward_intermediates(images, list(range(encoder.num_layers)), output_fmt="NLC",
+                                                    intermediates_only=True)
+        first = next((i for i, out in enumerate(outputs) if not torch.isfinite(out).all()), None)
+    where = f"encoder block {first}" if first is not None else f"the {feature} features"
+    return (f"non-finite values from {where} of {getattr(encoder, 'name', getattr(encoder, 'version', 'the encoder'))}"
+            " (likely an fp16 overflow: try train.precision=bf16 or fp32; or a bad checkpoint); no rows written")
 
 
 class LiveSource:
     """Train and eval batches straight from the image files through the backbone."""
 
-    def __init__(self, encoder: nn.Module, train: ImageSet, cfg: Mapping[str, Any], dist: DistInfo,
-                 need_tokens: bool, need_pooled: bool, autocast: Callable[[], Any]) -> None:
-        self.encoder = encoder
-        self.cfg = cfg
-        self.dist = dist
-        self.need_tokens, self.need_pooled = need_tokens, need_pooled
-        self.autocast = autocast
-        tcfg = cfg["train"]
-        mean, std = encoder.data_config["mean"], encoder.data_config["std"]
-        size = cfg["image_size"]
-        self.eval_tf = eval_transform(size, mean, std, cfg["interpolation"])
-        self.batch = per_rank_batch(tcfg["batch_size"], dist.world, "train.batch_size")
-        self.eval_batch = per_rank_batch(tcfg["eval_batch_size"] or tcfg["batch_size"], dist.world,
+    def __init__(self, encoder: nn.Module, train: ImageSet, pre: Preprocessing, recipe: TrainRecipe,
+                 data: DataSpec, num_classes: int, dist: DistInfo, needs: FeatureNeeds,
+                 autocast: Callable[[], Any]) -> None:
+        self.encoder, self.pre, self.recipe, self.data = encoder, pre, recipe, data
+        self.num_classes, self.dist, self.needs, self.autocast = num_classes, dist, needs, autocast
+        self.batch = per_rank_batch(recipe.batch_size, dist.world, "train.batch_size")
+        self.eval_batch = per_rank_batch(recipe.eval_batch_size or recipe.batch_size, dist.world,
                                          "train.eval_batch_size")
-        self.train_set = ImageFiles(train.files, train.targets, train_transform(
-            size, mean, std, cfg["interpolation"], tcfg["scale"], tcfg["ratio"], tcfg["hflip"]))
+        self.train_set = ImageFiles(train.files, train.targets, build_train_transform(
+            pre.size, pre.interpolation, recipe.scale, recipe.ratio, recipe.hflip))
         self.sampler = DistributedSampler(self.train_set, num_replicas=dist.world, rank=dist.rank,
-                                          shuffle=True, seed=tcfg["seed"])
+                                          shuffle=True, seed=recipe.seed)
         self.iters_per_epoch = len(self.sampler) // self.batch
-        # Checked by the runner (a cached run never trains from these batches).
-        use_mix = tcfg["mixup"] > 0 or tcfg["cutmix"] > 0
-        self.mixup = Mixup(mixup_alpha=tcfg["mixup"], cutmix_alpha=tcfg["cutmix"],
-                           switch_prob=tcfg["mixup_switch_prob"], label_smoothing=tcfg["smoothing"],
-                           num_classes=cfg["probe"]["num_classes"]) if use_mix else None
+        use_mix = recipe.mixup > 0 or recipe.cutmix > 0
+        self.mixup = Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix,
+                           switch_prob=recipe.mixup_switch_prob, label_smoothing=recipe.smoothing,
+                           num_classes=num_classes) if use_mix else None
         self.n_skipped: Dict[str, int] = {}
 
     def _loader(self, dataset, batch: int, sampler, drop_last: bool) -> DataLoader:
-        workers = int(self.cfg["data"]["workers"])
+        workers = int(self.data.workers)
         return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=drop_last,
                           num_workers=workers, collate_fn=collate,
                           pin_memory=self.dist.device.type == "cuda",
                           persistent_workers=False, prefetch_factor=4 if workers else None)
 
-    def _count(self, name: str, batch: Mapping[str, Any]) -> None:
-        skipped = check_errors(batch, self.cfg["data"]["on_corrupt"])
-        self.n_skipped[name] = self.n_skipped.get(name, 0) + skipped
+    def _device_batches(self, loader: DataLoader, mixup: Optional[Mixup], min_images: int) -> DeviceBatches:
+        return DeviceBatches(loader, self.dist.device, self.pre.mean, self.pre.std, on_corrupt=self.data.on_corrupt,
+                             mixup=mixup, min_images=min_images)
+
+    def _count(self, name: str, batches: DeviceBatches) -> None:
+        self.n_skipped[name] = self.n_skipped.get(name, 0) + batches.n_skipped
+
+    def features(self, images: torch.Tensor, needs: Optional[FeatureNeeds] = None) -> Features:
+        """Heads' inputs for a normalised device batch (`needs` defaults to the sweep's)."""
+        return backbone_features(self.encoder, images, needs or self.needs, self.autocast)
 
     def train_batches(self, epoch: int) -> Iterator[Tuple[Features, torch.Tensor]]:
-        """One epoch of (features, soft targets): Mixup/CutMix on the images, smoothing on labels."""
+        """One epoch of (features, soft targets): Mixup/CutMix on the device batch, smoothing on labels."""
         self.sampler.set_epoch(epoch)
         loader = self._loader(self.train_set, self.batch, self.sampler, drop_last=True)
-        device = self.dist.device
-        for batch in loader:
-            self._count("train", batch)
-            images, targets = batch["images"], batch["targets"]
-            if self.mixup is not None and len(images) % 2:
-                # Mixup pairs images; a skipped corrupt file can leave an odd batch.
-                images, targets = images[:-1], targets[:-1]
-            if len(images) < 2:
-                continue
-            images = images.to(device, non_blocking=True)
-            targets = targets.to(device, non_blocking=True)
-            if self.mixup is not None:
-                images, soft = self.mixup(images, targets)
-            else:
-                soft = mixup_target(targets, self.cfg["probe"]["num_classes"], 1.0,
-                                    self.cfg["train"]["smoothing"])
-            yield backbone_features(self.encoder, images, self.need_tokens, self.need_pooled,
-                                    self.autocast), soft
+        # Heads with BatchNorm need two images; Mixup pairs images (odd batches lose one).
+        batches = self._device_batches(loader, self.mixup, min_images=2)
+        for batch in batches:
+            soft = batch["targets"] if self.mixup is not None else \
+                mixup_target(batch["targets"], self.num_classes, 1.0, self.recipe.smoothing)
+            yield self.features(batch["images"]), soft
+        self._count("train", batches)
 
-    def eval_batches(self, image_set: ImageSet) -> Iterator[Tuple[Features, torch.Tensor]]:
+    def eval_batches(self, image_set: ImageSet, needs: Optional[FeatureNeeds] = None
+                     ) -> Iterator[Tuple[Features, torch.Tensor]]:
         """(features, positions in the set) with the evaluation transform, sharded over ranks."""
-        dataset = ImageFiles(image_set.files, image_set.targets, self.eval_tf)
+        dataset = ImageFiles(image_set.files, image_set.targets,
+                             build_eval_transform(self.pre.size, self.pre.interpolation, self.pre.crop_pct))
         sampler = ShardSampler(len(dataset), self.dist.rank, self.dist.world)
-        for batch in self._loader(dataset, self.eval_batch, sampler, drop_last=False):
-            self._count(image_set.name, batch)
-            if len(batch["images"]) == 0:
-                continue
-            images = batch["images"].to(self.dist.device, non_blocking=True)
-            yield backbone_features(self.encoder, images, self.need_tokens, self.need_pooled,
-                                    self.autocast), batch["indices"]
+        batches = self._device_batches(self._loader(dataset, self.eval_batch, sampler, drop_last=False), None, 1)
+        for batch in batches:
+            yield self.features(batch["images"], needs), batch["indices"]
+        self._count(image_set.name, batches)
 
 
 def per_rank_batch(total: int, world: int, key: str) -> int:

@@ -1,7 +1,8 @@
 """Many probe heads trained together on one set of frozen features (one backbone pass for all).
 
-Every head (probe type × learning rate) has its own SGD parameter group, its own per-iteration
-cosine schedule (through the group's base lr), its own gradient clipping and its own EMA copy.
+Every head (probe type × learning rate × block) has its own SGD optimizer, its own per-iteration
+cosine schedule, its own gradient clipping, its own fp16 loss scaler and its own EMA copy: each head
+trains exactly as it would alone, so the published head's numbers do not depend on the grid beside it.
 """
 from __future__ import annotations
 
@@ -15,33 +16,61 @@ from timm.utils import ModelEmaV3
 from torch import nn
 
 from probes.classification.heads import build_head, linear_input, normalize_tokens
+from probes.errors import TrainingDivergedError
 
 
 @dataclass(frozen=True)
 class HeadSpec:
-    """One head of the sweep: a probe type and its base lr (per 512 images)."""
+    """One head of the sweep: a probe type, its base lr (per 512 images) and the block it reads."""
     probe: str
     lr: float
+    layer: Optional[int] = None   # a block counted from 1; None = the last block in use
 
     @property
     def key(self) -> str:
-        """A ModuleDict-safe name, e.g. ``linear_lr0p1``."""
-        return f"{self.probe}_lr{self.lr:g}".replace(".", "p").replace("-", "m")
+        """A ModuleDict-safe name, e.g. ``linear_lr0p1`` or ``linear_lr0p1_L12``."""
+        name = f"{self.probe}_lr{self.lr:g}".replace(".", "p").replace("-", "m")
+        return name if self.layer is None else f"{name}_L{self.layer}"
+
+    @property
+    def feature(self) -> str:
+        """The feature this head reads."""
+        base = "pooled" if self.probe == "linear" else "tokens"
+        return base if self.layer is None else f"{base}@{self.layer}"
 
 
-def head_specs(probes: Sequence[str], lrs: Sequence[float]) -> List[HeadSpec]:
-    """Every probe type crossed with every learning rate."""
-    return [HeadSpec(p, float(lr)) for p in probes for lr in lrs]
+@dataclass(frozen=True)
+class FeatureNeeds:
+    """Which features a backbone pass must produce for a set of heads."""
+    pooled: bool
+    tokens: bool
+    layers: tuple = ()   # extra blocks (counted from 1) whose pooled features linear heads read
+
+    @classmethod
+    def of(cls, specs: Sequence[HeadSpec]) -> "FeatureNeeds":
+        """What the given heads read."""
+        return cls(pooled=any(s.feature == "pooled" for s in specs),
+                   tokens=any(s.feature == "tokens" for s in specs),
+                   layers=tuple(sorted({s.layer for s in specs if s.layer is not None})))
 
 
-def make_features(tokens: torch.Tensor, num_prefix_tokens: int, need_tokens: bool,
-                  need_pooled: bool) -> Dict[str, torch.Tensor]:
-    """The inputs the heads read: pooled features (linear) and/or all tokens (attention pooling)."""
+def head_specs(probes: Sequence[str], lrs: Sequence[float], layers: Sequence[int] = ()) -> List[HeadSpec]:
+    """Every probe type crossed with every learning rate; linear heads on each extra block too."""
+    specs = [HeadSpec(p, float(lr)) for p in probes for lr in lrs]
+    specs += [HeadSpec("linear", float(lr), layer) for layer in layers for lr in lrs]
+    return specs
+
+
+def make_features(tokens: torch.Tensor, num_prefix_tokens: int, needs: FeatureNeeds,
+                  by_layer: Optional[Mapping[int, torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
+    """The inputs the heads read: pooled features (linear), all tokens (attention pooling), per-block pooled."""
     feats: Dict[str, torch.Tensor] = {}
-    if need_pooled:
+    if needs.pooled:
         feats["pooled"] = linear_input(tokens, num_prefix_tokens)
-    if need_tokens:
+    if needs.tokens:
         feats["tokens"] = tokens
+    for layer in needs.layers:
+        feats[f"pooled@{layer}"] = linear_input(by_layer[layer], num_prefix_tokens)
     return feats
 
 
@@ -57,52 +86,59 @@ class HeadBank(nn.Module):
             for s in self.specs})
 
     @property
-    def need_tokens(self) -> bool:
-        """Whether any head reads the full token sequence."""
-        return any(s.probe == "attention_pooling" for s in self.specs)
-
-    @property
-    def need_pooled(self) -> bool:
-        """Whether any head reads the pooled (class ⊕ mean patch) feature."""
-        return any(s.probe == "linear" for s in self.specs)
+    def needs(self) -> FeatureNeeds:
+        """The features these heads read."""
+        return FeatureNeeds.of(self.specs)
 
     def forward(self, feats: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Logits of every head, keyed by ``HeadSpec.key``."""
         normalized = None
-        if self.need_tokens:
+        if "tokens" in feats and any(s.probe == "attention_pooling" for s in self.specs):
             # One affine-free LayerNorm of the tokens serves every attention-pooling head.
             normalized = normalize_tokens(feats["tokens"])
-        return {s.key: (self.heads[s.key](feats["pooled"]) if s.probe == "linear"
+        return {s.key: (self.heads[s.key](feats[s.feature]) if s.probe == "linear"
                         else self.heads[s.key](feats["tokens"], normalized))
                 for s in self.specs}
 
 
 class SweepTrainer:
-    """Optimizer, schedule, clipping and EMA for a HeadBank; one ``step`` updates every head."""
+    """Optimizers, schedules, clipping, loss scaling and EMA for a HeadBank; ``step`` updates every head."""
 
     def __init__(self, bank: HeadBank, *, total_batch: int, iters_per_epoch: int, epochs: int,
                  warmup_epochs: float = 1.0, momentum: float = 0.9, nesterov: bool = True,
                  weight_decay: float = 0.0, clip_grad: Optional[float] = 5.0,
-                 ema_decay: float = 0.998, lr_batch_ref: int = 512,
-                 model: Optional[nn.Module] = None) -> None:
+                 ema_decay: float = 0.998, lr_batch_ref: int = 512, model: Optional[nn.Module] = None,
+                 loss_scaling: bool = False) -> None:
         self.bank = bank
         # `model` is what is called in forward (the DDP wrapper under torchrun); bank holds weights.
         self.model = model if model is not None else bank
-        groups = [{"params": list(bank.heads[s.key].parameters()),
-                   "lr": s.lr * total_batch / lr_batch_ref, "name": s.key} for s in bank.specs]
-        # The fused kernel updates each tensor in one pass (the sweep holds ~60M head parameters
-        # at C=1024, so per-step optimizer traffic matters next to the backbone).
-        self.optimizer = torch.optim.SGD(groups, lr=0.0, momentum=momentum, nesterov=nesterov,
-                                         weight_decay=weight_decay, fused=True)
         total = max(1, iters_per_epoch * epochs)
-        # Cosine over the whole run, stepped each iteration; the first epoch a linear warm-up
-        # from 0 (timm scales each group's own base lr, so every head keeps its own schedule).
-        self.scheduler = CosineLRScheduler(
-            self.optimizer, t_initial=total, lr_min=0.0, warmup_t=int(warmup_epochs * iters_per_epoch),
-            warmup_lr_init=0.0, warmup_prefix=False, t_in_epochs=False)
+        self.optimizers: Dict[str, torch.optim.SGD] = {}
+        self.schedulers: Dict[str, CosineLRScheduler] = {}
+        self.scalers: Dict[str, torch.amp.GradScaler] = {}
+        device = next(bank.parameters()).device.type
+        for spec in bank.specs:
+            # The fused kernel updates each tensor in one pass (a sweep holds ~60M head parameters at C=1024).
+            self.optimizers[spec.key] = torch.optim.SGD(
+                [{"params": list(bank.heads[spec.key].parameters()), "name": spec.key}],
+                lr=spec.lr * total_batch / lr_batch_ref, momentum=momentum, nesterov=nesterov,
+                weight_decay=weight_decay, fused=True)
+            # Cosine over the whole run, stepped each iteration; the first epoch a linear warm-up from 0
+            # (timm's CosineLRScheduler, as the official loop).
+            self.schedulers[spec.key] = CosineLRScheduler(
+                self.optimizers[spec.key], t_initial=total, lr_min=0.0,
+                warmup_t=int(warmup_epochs * iters_per_epoch), warmup_lr_init=0.0, warmup_prefix=False,
+                t_in_epochs=False)
+            # fp16 training scales each head's loss on its own, so one head's overflow skips only its step.
+            self.scalers[spec.key] = torch.amp.GradScaler(device, enabled=loss_scaling)
         self.ema = ModelEmaV3(bank, decay=ema_decay)
         self.clip_grad = clip_grad
         self.step_count = 0
+
+    @property
+    def param_groups(self) -> List[dict]:
+        """Every head's parameter group, in head order (its current lr, initial lr, name)."""
+        return [opt.param_groups[0] for opt in self.optimizers.values()]
 
     def step(self, feats: Mapping[str, torch.Tensor], soft_targets: torch.Tensor,
              loss_fn: nn.Module, autocast=None) -> Dict[str, float]:
@@ -111,33 +147,46 @@ class SweepTrainer:
         with (autocast if autocast is not None else contextlib.nullcontext()):
             logits = self.model(feats)
         losses = {k: loss_fn(v.float(), soft_targets) for k, v in logits.items()}
-        self.optimizer.zero_grad(set_to_none=True)
-        # Heads share no parameters, so the sum's gradient is each head's own loss gradient.
-        torch.stack(list(losses.values())).sum().backward()
-        if self.clip_grad:
-            for head in self.bank.heads.values():
-                torch.nn.utils.clip_grad_norm_(head.parameters(), self.clip_grad)
-        self.optimizer.step()
+        for key, loss in losses.items():
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"head {key} has a non-finite loss ({loss.item()}) at step {self.step_count + 1} (likely an "
+                    "fp16 overflow: try train.precision=bf16 or fp32, or a lower lr); no rows written")
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        # Heads share no parameters, so the sum's gradient is each head's own (scaled) loss gradient.
+        torch.stack([self.scalers[k].scale(loss) for k, loss in losses.items()]).sum().backward()
+        for key, opt in self.optimizers.items():
+            scaler = self.scalers[key]
+            scaler.unscale_(opt)
+            if self.clip_grad:
+                torch.nn.utils.clip_grad_norm_(self.bank.heads[key].parameters(), self.clip_grad)
+            scaler.step(opt)
+            scaler.update()
         self.step_count += 1
-        self.scheduler.step_update(self.step_count)
+        for scheduler in self.schedulers.values():
+            scheduler.step_update(self.step_count)
         self.ema.update(self.bank)
         return {k: float(v.detach()) for k, v in losses.items()}
 
     def current_lrs(self) -> Dict[str, float]:
         """The lr each head uses at the next step."""
-        return {g["name"]: g["lr"] for g in self.optimizer.param_groups}
+        return {g["name"]: g["lr"] for g in self.param_groups}
 
     def state_dict(self) -> Dict[str, object]:
         """Everything needed to continue training exactly where it stopped."""
         return {"bank": self.bank.state_dict(), "ema": self.ema.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+                "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
                 "step": self.step_count}
 
     def load_state_dict(self, state: Mapping[str, object]) -> None:
         """Restore a state written by ``state_dict``."""
         self.bank.load_state_dict(state["bank"])
         self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        for part, owners in (("optimizers", self.optimizers), ("schedulers", self.schedulers),
+                             ("scalers", self.scalers)):
+            for key, owner in owners.items():
+                owner.load_state_dict(state[part][key])
         self.step_count = int(state["step"])
-

@@ -106,8 +106,3 @@ class ProbeEncoder(BaseModule):
     def frozen_state_prefixes(self) -> tuple[str, ...]:
         """Relative state-dict prefixes that checkpoints may omit (the frozen encoder)."""
         return () if self.trainable else ("encoder.",)
-
-
-def count_trainable(module: nn.Module) -> int:
-    """Number of parameters that receive gradients."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -207,7 +207,7 @@ def _count_trainable(model: Any) -> int:
     # (exact up to FSDP's padding of each flat parameter to a multiple of the world size).
     import torch.distributed as dist
 
-    from probes.segmentation.backbone import count_trainable
+    from probes.runtime import count_trainable
 
     local = count_trainable(model)
     if dist.is_initialized() and getattr(model, "_is_sharded", False):

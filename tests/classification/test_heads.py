@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from probes.classification.heads import (AttentionPoolingHead, LinearHead, build_head, count_trainable,
+from probes.runtime import count_trainable
+from probes.classification.heads import (AttentionPoolingHead, LinearHead, build_head,
                                          linear_input)
 
 
@@ -31,6 +32,21 @@ def test_linear_init_is_normal_001_with_zero_bias():
     head = LinearHead(512, 1000)
     assert abs(head.fc.weight.std().item() - 0.01) < 5e-4
     assert torch.count_nonzero(head.fc.bias) == 0
+
+
+def test_attention_pooling_classifier_init_is_normal_001_with_zero_bias():
+    torch.manual_seed(0)
+    head = AttentionPoolingHead(64, 4, 1000)
+    assert abs(head.fc.weight.std().item() - 0.01) < 5e-4 and abs(head.fc.weight.mean().item()) < 5e-4
+    assert torch.count_nonzero(head.fc.bias) == 0
+
+
+def test_both_heads_normalise_over_the_global_batch():
+    from probes.batchnorm import GlobalBatchNorm
+
+    for probe in ("linear", "attention_pooling"):
+        head = build_head(probe, embed_dim=8, num_heads=2, num_prefix_tokens=1)
+        assert isinstance(head.norm, GlobalBatchNorm) and head.norm.eps == 1e-6
 
 
 def test_linear_input_is_class_token_and_mean_of_patches():

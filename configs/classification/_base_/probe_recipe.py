@@ -11,7 +11,8 @@ encoder = dict(
 )
 
 image_size = 224
-interpolation = 'bicubic'
+interpolation = 'bicubic'           # train crop and eval resize; None = the encoder's own (data_config)
+crop_pct = 1.0                      # eval: resize the short side to size / crop_pct, centre-crop size; None = encoder's
 
 data = dict(
     root=None,
@@ -29,16 +30,21 @@ data = dict(
     test_sets=['IN-1K', 'IN-ReaL', 'IN-V2', 'IN-A', 'IN-R', 'IN-Sketch'],
     allow_subset=False,                 # score partial sets; every row then says subset=True
     on_corrupt='error',                 # 'error': stop naming the file | 'skip': leave it out, count it
-    heldout_per_class=10,               # train images per class held out to pick the best head (our choice)
+    heldout_per_class=10,               # train images per class held out to pick the best head (our choice) ...
+    heldout_max_fraction=0.2,           # ... but at most this share of a class (at least 1 image)
     train_per_class=None,               # train on at most N images per class (a subset protocol)
     workers=8,
+    decode='cpu',                       # 'gpu': batched nvJPEG decode + tensor crops for train (a different resampling)
 )
 
 probe = dict(
     probes=['linear', 'attention_pooling'],
-    # Base lr per 512 images; the published value is 0.1. The grid is our choice.
+    # Base lr per 512 images. The published head (published_lr, raw weights, final epoch) is always
+    # trained; the grid around it, for held-out selection, is our choice (rows say protocol=lr-grid).
     lrs=[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0],
+    published_lr=0.1,
     num_classes=1000,
+    layers=None,                        # extra linear heads on other blocks: [12, 24, 36] or 'every:4' (1-based)
 )
 
 train = dict(
@@ -60,6 +66,8 @@ train = dict(
     ratio=(3 / 4, 4 / 3),
     hflip=0.5,
     seed=0,
+    precision='fp16',                   # official: fp16 autocast over fp32 weights + loss scaling; bf16 | fp32
+    eval_every_epoch=True,              # official: score every test set after every epoch (max over epochs kept)
 )
 
 cache = dict(
@@ -78,6 +86,8 @@ runtime = dict(
     device=None,                        # None = cuda if present else cpu
     out='results/classification',
     resume=False,
+    overwrite=False,                    # rerun a finished run, replacing its rows
     progress=True,
+    log_interval_s=60,                  # without a terminal: one log line per epoch and every this many seconds
     protocol_label=None,                # e.g. 'demo': replaces the rows' protocol word (the notes keep the rest)
 )
