@@ -258,6 +258,8 @@ def _check_set(name: str, preds: SetPredictions) -> None:
         if np.shape(h.top5) != (n, 5) or np.shape(h.correct) != (n,):
             raise ValueError(f"set {name} head {head}: top5 {np.shape(h.top5)} / correct {np.shape(h.correct)} "
                              f"do not match {n} images")
+        if n and not 0 <= np.min(h.top5) <= np.max(h.top5) <= np.iinfo(np.int16).max:
+            raise ValueError(f"set {name} head {head}: top5 class indices must fit in int16")
 
 
 def write_classification_predictions(path: PathLike, sets: Mapping[str, SetPredictions]) -> Path:

@@ -158,7 +158,9 @@ class Bootstrap:
     def accuracies(self, set_key: str, correct: Mapping[str, np.ndarray]) -> Dict[str, Samples]:
         """Accuracy (%) of several heads / versions on the same images, from one pass of shared indices.
 
-        Every vector must list the same images in the same order (see ``shared_images``).
+        Every vector must list the same images in the same order: heads of one side file do, and two
+        side files of the same images do (rows are sorted by id); otherwise match ids first
+        (``shared_images``, or ``compare_accuracy`` which does it).
         """
         vectors = {name: np.asarray(c, dtype=bool) for name, c in correct.items()}
         n = _common_length(set_key, vectors.values())
