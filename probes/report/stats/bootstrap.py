@@ -118,7 +118,7 @@ class Bootstrap:
     ``chunk_elements`` bounds memory (indices drawn per step); results do not depend on it.
     """
 
-    def __init__(self, n_resamples: int = 1000, seed: int = 0, chunk_elements: int = 1 << 22) -> None:
+    def __init__(self, n_resamples: int = 1000, seed: int = 0, chunk_elements: int = 1 << 19) -> None:
         if n_resamples < 1 or seed < 0 or chunk_elements < 1:
             raise ValueError("n_resamples and chunk_elements must be >= 1 and seed >= 0")
         self.n_resamples, self.seed, self.chunk_elements = int(n_resamples), int(seed), int(chunk_elements)
