@@ -205,13 +205,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer reference resamples (< 2 minutes)")
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--repeats", type=int, help="end-to-end runs of ours, best kept (default 2 quick, 3 full)")
-    parser.add_argument("--threads", type=int,
-                        help="BLAS threads for the mIoU products (default: 1 with --quick, else the BLAS default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS threads for the mIoU products (default 1; 0 = the BLAS default)")
     args = parser.parse_args()
-    threads = args.threads or (1 if args.quick else None)
+    threads = args.threads
     if threads:
         # On this shared 2-core machine a 2-thread BLAS product waiting for a descheduled thread ran
-        # 2x slower than on one thread (measured 1.3 s vs 0.64 s for Table 15 under load ~4).
+        # 2-4x slower than on one thread (Table 15: 1.3 s vs 0.64 s under load ~4, 4.2 s under ~6);
+        # one thread is the conservative measure (a quiet 2-core machine only gets faster with two).
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(threads)
