@@ -9,6 +9,7 @@ from probes.report.class_names import imagenet_class_names, segmentation_class_n
 from probes.report.stats import (Bootstrap, Samples, StatsError, accuracy_class_changes, classification_class_changes,
                                  compare, compare_accuracy, compare_segmentation, interval, miou,
                                  segmentation_class_changes)
+from probes.report.stats.indices import UniformIndices
 from probes.sidefiles import HeadPredictions, SegmentationCounts, SetPredictions
 
 
@@ -253,3 +254,25 @@ def test_segmentation_class_names_come_from_mmseg_metainfo():
     assert (len(ade), ade[0], len(coco), coco[0]) == (150, "wall", 171, "person")
     with pytest.raises(ConfigError, match="ADE"):
         segmentation_class_names("ade")
+
+
+# ----------------------------------------------------------------------------- index stream
+def test_index_stream_is_the_same_however_it_is_split_even_with_many_rejections():
+    n = (1 << 31) + 1  # 2**32 mod n = 2**31 - 1: about half of all draws are rejected and replaced
+    whole = UniformIndices(np.random.SeedSequence(5), n).take(1001)
+    pieces = UniformIndices(np.random.SeedSequence(5), n)
+    split = np.concatenate([pieces.take(k) for k in (1, 0, 7, 500, 493)])
+    np.testing.assert_array_equal(split, whole)
+    assert whole.min() >= 0 and whole.max() < n
+
+
+def test_index_stream_is_uniform():
+    counts = np.bincount(UniformIndices(np.random.SeedSequence(0), 7).take(700_000), minlength=7)
+    # chi-square with 6 degrees of freedom: 22.5 is its 0.999 quantile
+    assert ((counts - 100_000) ** 2 / 100_000).sum() < 22.5
+
+
+def test_index_stream_rejects_the_draws_that_would_bias_multiply_shift():
+    # n = 3 * 2**30: plain (u * n) >> 32 would give indices divisible by 3 half of the time, not a third.
+    drawn = UniformIndices(np.random.SeedSequence(1), 3 << 30).take(30_000)
+    assert abs(np.mean(drawn % 3 == 0) - 1 / 3) < 0.02

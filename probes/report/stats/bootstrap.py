@@ -19,6 +19,7 @@ from typing import Dict, FrozenSet, Iterable, Iterator, Mapping, Sequence, Tuple
 import numpy as np
 
 from probes.errors import ProbeError
+from probes.report.stats.indices import UniformIndices
 from probes.report.stats.metrics import mean_class_ratio
 
 
@@ -127,10 +128,10 @@ class Bootstrap:
         return f"Bootstrap(n_resamples={self.n_resamples}, seed={self.seed})"
 
     # -- resample indices
-    def _generator(self, set_key: str, n: int) -> np.random.Generator:
+    def _stream(self, set_key: str, n: int) -> UniformIndices:
         # sha256, not hash(): Python salts str hashes per process, and the streams must be reproducible.
-        words = np.frombuffer(hashlib.sha256(set_key.encode("utf-8")).digest(), dtype=np.uint32).tolist()
-        return np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, n, *words])))
+        words = np.frombuffer(hashlib.sha256(set_key.encode("utf-8")).digest(), dtype="<u4").tolist()
+        return UniformIndices(np.random.SeedSequence([self.seed, n, *words]), n)
 
     def _source(self, set_key: str, n: int) -> Source:
         return (set_key, self.seed, n, self.n_resamples)
@@ -139,12 +140,12 @@ class Bootstrap:
         """(rows, indices) blocks of the (R, n) resample index matrix of this set, drawn in order."""
         if n < 1:
             raise StatsError(f"set {set_key}: no images to resample")
-        rng = self._generator(set_key, n)
+        stream = self._stream(set_key, n)
         rows = max(1, self.chunk_elements // n)
         for start in range(0, self.n_resamples, rows):
             stop = min(start + rows, self.n_resamples)
-            # One generator consumed in order, so the matrix is the same whatever the chunking.
-            yield slice(start, stop), rng.integers(0, n, size=(stop - start, n), dtype=np.int64)
+            # One stream consumed in order, so the matrix is the same whatever the chunking.
+            yield slice(start, stop), stream.take((stop - start) * n).reshape(stop - start, n)
 
     def indices(self, set_key: str, n: int) -> np.ndarray:
         """The whole (R, n) resample index matrix of a set (for checks and small sets)."""
