@@ -188,7 +188,7 @@ def side_file_cost(table14, tmp: Path) -> tuple[float, float, float]:
         labels = rng.integers(0, 1000, n)
         ids = np.array([f"n{label:08d}/ILSVRC2012_val_{i:08d}.JPEG" for i, label in enumerate(labels)])
         heads = {}
-        for key in ("linear_lr0.1_raw", "linear_lr0.1_ema", "attention_pooling_lr0.1_raw", "attention_pooling_lr0.1_ema"):
+        for key in (f"{probe}_lr0.1_{ema}" for probe in ("linear", "attention_pooling") for ema in ("raw", "ema")):
             top5 = rng.integers(0, 1000, size=(n, 5)).astype(np.int16)
             top5[:, 0] = np.where(rng.random(n) < 0.85, labels, top5[:, 0])
             heads[key] = HeadPredictions(top5, top5[:, 0] == labels)
@@ -249,8 +249,8 @@ def main() -> None:
           f"ADE20K full {result['ADE20K/full'][0]:.2f}-{result['ADE20K/full'][1]:.2f}")
     print(f"ours (vectorised paired bootstrap, best of {repeats}): {ours_s:.2f} s "
           f"(one more run: Table 14 {t14:.2f} s, Table 15 {t15:.2f} s)")
-    print(f"plain Python loop (best of {repeats}): {loop_part:.2f} s for {loop_resamples} resamples per cell, extrapolated linearly "
-          f"to {args.resamples}, plus {loop_setup:.1f} s of list building: {loop_s:.0f} s")
+    print(f"plain Python loop (best of {repeats}): {loop_part:.2f} s for {loop_resamples} resamples per cell, "
+          f"extrapolated linearly to {args.resamples}, plus {loop_setup:.1f} s of list building: {loop_s:.0f} s")
     print(f"Python loop over resamples with numpy inside: {numpy_part:.1f} s for {10 * loop_resamples} resamples, "
           f"extrapolated: {numpy_s:.1f} s (ratio_vs_numpy_loop={numpy_s / ours_s:.1f})")
     print(f"side file (all 7 sets, 208,389 images, 4 heads): {size_mb:.1f} MB, write {write_s:.1f} s, "

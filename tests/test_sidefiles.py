@@ -24,7 +24,8 @@ def _sets():
     return {
         # ids deliberately unsorted, with a non-ASCII name; they come back sorted by id
         "IN-A": SetPredictions(np.array(["n2/b.jpg", "n1/é.jpg", "n1/a.jpg", "n3/c.jpg"]), labels,
-                               {"linear_lr0.1_raw": _head(rng, 4, labels), "attention_pooling_lr0.1_ema": _head(rng, 4, labels)}),
+                               {"linear_lr0.1_raw": _head(rng, 4, labels),
+                                "attention_pooling_lr0.1_ema": _head(rng, 4, labels)}),
         "IN-ReaL": SetPredictions(np.array([f"ILSVRC2012_val_{i:08d}.JPEG" for i in (4, 3, 2, 1)]), None,
                                   {"linear_lr0.1_raw": _head(rng, 4)}, real_sets=real),
     }

@@ -102,7 +102,8 @@ def test_combining_unpaired_resamples_of_one_set_is_refused():
     with pytest.raises(StatsError, match="unpaired"):
         boot.accuracy("IN-A", np.ones(100, bool)) - boot.accuracy("IN-A", np.ones(99, bool))
     with pytest.raises(StatsError, match="unpaired"):
-        boot.accuracy("IN-A", np.ones(100, bool)) - Bootstrap(n_resamples=10, seed=5).accuracy("IN-A", np.ones(100, bool))
+        other_seed = Bootstrap(n_resamples=10, seed=5)
+        boot.accuracy("IN-A", np.ones(100, bool)) - other_seed.accuracy("IN-A", np.ones(100, bool))
 
 
 # ----------------------------------------------------------------------------- paired comparison
