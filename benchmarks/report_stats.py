@@ -1,0 +1,262 @@
+"""Cost of the report's bootstrap intervals: the vectorised paired bootstrap vs a plain Python loop.
+
+The work is what `probes report` does to put 95% intervals on one encoder version, at the real sizes,
+1,000 resamples each, on synthetic per-image outcomes:
+
+* Table 14: 12 cells = 6 test sets (IN-1K 50,000, IN-ReaL 46,837 scored of 50,000, IN-V2 10,000,
+  IN-A 7,500, IN-R 30,000, IN-Sketch 50,889 images) x 2 probes, plus each probe's average over the
+  sets and Δ = attention pooling - linear, all from shared resamples;
+* Table 15: 6 cells = ADE20K (2,000 validation images x 150 classes) and COCO-Stuff (5,000 x 171)
+  x 3 modes (linear, head, full), mIoU from per-image intersection / union counts.
+
+Ours: ``probes.report.stats.Bootstrap`` (best of ``--repeats`` end-to-end runs: on a shared machine
+other processes only ever add time). Reference: the same resampling written as a plain Python loop
+(``random.Random.choices`` per resample, list sums; per-image sparse class counts for mIoU), timed
+on a few resamples per cell and extrapolated linearly to 1,000 (the full loop would take many
+minutes). A second reference, a Python loop over resamples with numpy inside each, is printed for
+information. Also written and read: a full-size classification side file (4 heads).
+The last printed line is exactly ``report_stats_seconds=X ratio_vs_loop=Y``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from probes.report.stats import Bootstrap, Samples, interval
+from probes.sidefiles import (HeadPredictions, SetPredictions, read_classification_predictions,
+                              write_classification_predictions)
+
+# (test set, images, scored images, linear top-1, attention-pooling top-1)
+TABLE14 = [("IN-1K", 50_000, 50_000, 0.88, 0.89), ("IN-ReaL", 50_000, 46_837, 0.905, 0.91),
+           ("IN-V2", 10_000, 10_000, 0.80, 0.81), ("IN-A", 7_500, 7_500, 0.70, 0.75),
+           ("IN-R", 30_000, 30_000, 0.85, 0.87), ("IN-Sketch", 50_889, 50_889, 0.65, 0.67)]
+TABLE15 = [("ADE20K", 2_000, 150), ("COCO-Stuff", 5_000, 171)]
+MODES = {"linear": 0.45, "head": 0.55, "full": 0.60}  # mean per-class overlap quality of each mode
+
+
+# ----------------------------------------------------------------------------- synthetic data
+def paired_correct(rng: np.random.Generator, n: int, p_a: float, p_b: float) -> tuple[np.ndarray, np.ndarray]:
+    """Correlated outcomes of two heads at about top-1 ``p_a`` and ``p_b``: they disagree on a few % of images."""
+    a = rng.random(n) < p_a
+    b = a.copy()
+    flip_down = rng.random(n) < 0.03  # some images only A gets right
+    b[a & flip_down] = False
+    need = int(round(p_b * n)) - int(b.sum())
+    wrong = np.flatnonzero(~b)
+    b[rng.choice(wrong, size=min(max(need, 0), len(wrong)), replace=False)] = True
+    return a, b
+
+
+def segmentation_counts(rng: np.random.Generator, n: int, k: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-image (n, k) intersection / union counts of three modes on the same images and labels."""
+    pixels = 512 * 683
+    freq = 1.0 / np.arange(1, k + 1) ** 0.8  # a few classes (wall, sky) are everywhere, most are rare
+    freq /= freq.sum()
+    label = np.zeros((n, k), dtype=np.int64)
+    for i in range(n):
+        present = rng.choice(k, size=min(k, 1 + rng.poisson(8)), replace=False, p=freq)
+        label[i, present] = (rng.dirichlet(np.ones(len(present))) * pixels).astype(np.int64)
+    out = {}
+    for mode, quality in MODES.items():
+        hit = rng.beta(8 * quality, 8 * (1 - quality), size=(n, k))
+        intersect = (label * hit).astype(np.int64)
+        spill = (rng.random((n, k)) < 0.05) * rng.integers(0, pixels // 20, size=(n, k))  # false positives
+        pred = intersect + (label - intersect) // 2 + spill
+        out[mode] = (intersect, pred + label - intersect)
+    return out
+
+
+def make_work(seed: int = 0):
+    """Synthetic per-image outcomes of every Table 14 and Table 15 cell."""
+    rng = np.random.default_rng(seed)
+    table14 = {}
+    for name, _, scored, p_lin, p_att in TABLE14:
+        lin, att = paired_correct(rng, scored, p_lin, p_att)
+        table14[name] = {"linear": lin, "attention_pooling": att}
+    table15 = {name: segmentation_counts(rng, n, k) for name, n, k in TABLE15}
+    return table14, table15
+
+
+# ----------------------------------------------------------------------------- ours
+def ours(table14, table15, n_resamples: int) -> dict[str, tuple[float, float]]:
+    """Every interval of the two tables with the vectorised paired bootstrap."""
+    boot = Bootstrap(n_resamples=n_resamples, seed=0)
+    out = {}
+    cells = {s: boot.accuracies(s, heads) for s, heads in table14.items()}
+    for s, heads in cells.items():
+        for probe, samples in heads.items():
+            out[f"{s}/{probe}"] = interval(samples)
+    avg = {p: Samples.mean([cells[s][p] for s in cells]) for p in ("linear", "attention_pooling")}
+    out["avg/linear"], out["avg/attention_pooling"] = interval(avg["linear"]), interval(avg["attention_pooling"])
+    out["delta"] = interval(avg["attention_pooling"] - avg["linear"])
+    for dataset, modes in table15.items():
+        for mode, samples in boot.class_ratios(dataset, modes).items():
+            out[f"{dataset}/{mode}"] = interval(samples)
+    return out
+
+
+# ----------------------------------------------------------------------------- references
+def _percentile_interval(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]  # noqa: E731
+    return pick(0.025), pick(0.975)
+
+
+def python_loop_inputs(table14, table15):
+    """Plain Python data: lists of 0/1 per head; per image, sparse (class, intersect, union) rows."""
+    sets = {s: {p: v.tolist() for p, v in heads.items()} for s, heads in table14.items()}
+    seg = {}
+    for dataset, modes in table15.items():
+        n, k = next(iter(modes.values()))[0].shape
+        seg[dataset] = (n, k, {mode: [[(c, int(intersect[i, c]), int(union[i, c]))
+                                       for c in np.flatnonzero(union[i]).tolist()] for i in range(n)]
+                               for mode, (intersect, union) in modes.items()})
+    return sets, seg
+
+
+def python_loop(inputs, n_resamples: int) -> None:
+    """The same intervals with plain Python: one resample at a time, lists and sums."""
+    sets, seg = inputs
+    rng = random.Random(0)
+    per_set = {}
+    for s, lists in sets.items():
+        n = len(next(iter(lists.values())))
+        values = {p: [] for p in lists}
+        population = range(n)
+        for _ in range(n_resamples):
+            drawn = rng.choices(population, k=n)  # shared by both heads: paired
+            for p, correct in lists.items():
+                values[p].append(100.0 * sum(map(correct.__getitem__, drawn)) / n)
+        per_set[s] = values
+        for p in values:
+            _percentile_interval(values[p])
+    for p in ("linear", "attention_pooling"):
+        _percentile_interval([sum(per_set[s][p][r] for s in per_set) / len(per_set) for r in range(n_resamples)])
+    for n, k, sparse in seg.values():
+        values = {mode: [] for mode in sparse}
+        for _ in range(n_resamples):
+            drawn = rng.choices(range(n), k=n)
+            for mode, rows in sparse.items():
+                inter, uni = [0] * k, [0] * k
+                for i in drawn:
+                    for c, x, u in rows[i]:
+                        inter[c] += x
+                        uni[c] += u
+                ious = [100.0 * x / u for x, u in zip(inter, uni) if u > 0]
+                values[mode].append(sum(ious) / len(ious))
+        for mode in values:
+            _percentile_interval(values[mode])
+
+
+def numpy_loop(table14, table15, n_resamples: int) -> None:
+    """The same intervals with a Python loop over resamples and numpy inside each."""
+    rng = np.random.default_rng(0)
+    for heads in table14.values():
+        n = len(next(iter(heads.values())))
+        for _ in range(n_resamples):
+            drawn = rng.integers(0, n, n)
+            for correct in heads.values():
+                correct[drawn].mean()
+    for modes in table15.values():
+        n = len(next(iter(modes.values()))[0])
+        for _ in range(n_resamples):
+            drawn = rng.integers(0, n, n)
+            for intersect, union in modes.values():
+                i, u = intersect[drawn].sum(axis=0), union[drawn].sum(axis=0)
+                with np.errstate(invalid="ignore"):
+                    np.nanmean(i / u)
+
+
+def timed(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------------- side file size
+def side_file_cost(table14, tmp: Path) -> tuple[float, float, float]:
+    """(MB, write s, read s) of a full-size classification side file with 4 heads."""
+    rng = np.random.default_rng(1)
+    sets = {}
+    for name, n, _, _, _ in TABLE14 + [("heldout", 10_000, 10_000, 0, 0)]:
+        labels = rng.integers(0, 1000, n)
+        ids = np.array([f"n{label:08d}/ILSVRC2012_val_{i:08d}.JPEG" for i, label in enumerate(labels)])
+        heads = {}
+        for key in (f"{probe}_lr0.1_{ema}" for probe in ("linear", "attention_pooling") for ema in ("raw", "ema")):
+            top5 = rng.integers(0, 1000, size=(n, 5)).astype(np.int16)
+            top5[:, 0] = np.where(rng.random(n) < 0.85, labels, top5[:, 0])
+            heads[key] = HeadPredictions(top5, top5[:, 0] == labels)
+        sets[name] = SetPredictions(ids, labels, heads)
+    path = tmp / "predictions.npz"
+    write_s = timed(write_classification_predictions, path, sets)
+    read_s = timed(read_classification_predictions, path)
+    return path.stat().st_size / 1e6, write_s, read_s
+
+
+def main() -> None:
+    """Time ours end to end and the loops on a subset, print the summary line last."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer reference resamples (< 2 minutes)")
+    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, help="end-to-end runs of ours, best kept (default 2 quick, 3 full)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS threads for the mIoU products (default 1; 0 = the BLAS default)")
+    args = parser.parse_args()
+    threads = args.threads
+    if threads:
+        # On this shared 2-core machine a 2-thread BLAS product waiting for a descheduled thread ran
+        # 2-4x slower than on one thread (Table 15: 1.3 s vs 0.64 s under load ~4, 4.2 s under ~6);
+        # one thread is the conservative measure (a quiet 2-core machine only gets faster with two).
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    repeats = args.repeats or (2 if args.quick else 3)
+    loop_resamples = 5 if args.quick else 20
+    table14, table15 = make_work()
+
+    start = time.perf_counter()
+    inputs = python_loop_inputs(table14, table15)
+    loop_setup = time.perf_counter() - start  # paid once, not extrapolated
+    ours_runs, loop_runs = [], []
+    for _ in range(repeats):  # alternated, so both see the same neighbours; the fastest of each is kept
+        ours_runs.append(timed(ours, table14, table15, args.resamples))
+        loop_runs.append(timed(python_loop, inputs, loop_resamples))
+    ours_s, loop_part = min(ours_runs), min(loop_runs)
+    loop_s = loop_setup + loop_part * args.resamples / loop_resamples
+    numpy_part = timed(numpy_loop, table14, table15, 10 * loop_resamples)
+    numpy_s = numpy_part * args.resamples / (10 * loop_resamples)
+    boot = Bootstrap(n_resamples=args.resamples)
+    t14 = timed(lambda: [boot.accuracies(s, heads) for s, heads in table14.items()])
+    t15 = timed(lambda: [boot.class_ratios(d, modes) for d, modes in table15.items()])
+    with tempfile.TemporaryDirectory() as tmp:
+        size_mb, write_s, read_s = side_file_cost(table14, Path(tmp))
+
+    result = ours(table14, table15, args.resamples)
+    images = sum(len(next(iter(h.values()))) for h in table14.values())
+    print(f"work: {len(table14) * 2} Table-14 cells ({images:,} scored images, 2 probes) + averages + Δ, "
+          f"{sum(len(m) for m in table15.values())} Table-15 cells (2,000 x 150 and 5,000 x 171, 3 modes), "
+          f"{args.resamples} resamples each")
+    print(f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} (shared with other sessions), "
+          f"BLAS threads: {threads or 'default'}")
+    print(f"example intervals: IN-A linear {result['IN-A/linear'][0]:.2f}-{result['IN-A/linear'][1]:.2f}, "
+          f"Δ {result['delta'][0]:.2f}-{result['delta'][1]:.2f}, "
+          f"ADE20K full {result['ADE20K/full'][0]:.2f}-{result['ADE20K/full'][1]:.2f}")
+    print(f"ours (vectorised paired bootstrap, best of {repeats}): {ours_s:.2f} s "
+          f"(one more run: Table 14 {t14:.2f} s, Table 15 {t15:.2f} s)")
+    print(f"plain Python loop (best of {repeats}): {loop_part:.2f} s for {loop_resamples} resamples per cell, "
+          f"extrapolated linearly to {args.resamples}, plus {loop_setup:.1f} s of list building: {loop_s:.0f} s")
+    print(f"Python loop over resamples with numpy inside: {numpy_part:.1f} s for {10 * loop_resamples} resamples, "
+          f"extrapolated: {numpy_s:.1f} s (ratio_vs_numpy_loop={numpy_s / ours_s:.1f})")
+    print(f"side file (all 7 sets, 208,389 images, 4 heads): {size_mb:.1f} MB, write {write_s:.1f} s, "
+          f"read {read_s:.1f} s")
+    print(f"report_stats_seconds={ours_s:.2f} ratio_vs_loop={loop_s / ours_s:.0f}")
+
+
+if __name__ == "__main__":
+    main()

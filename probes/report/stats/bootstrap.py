@@ -1,0 +1,238 @@
+"""Percentile bootstrap over images, with resamples shared wherever quantities are paired.
+
+The resample indices of a set depend only on (seed, set key, number of images), so every head and
+every version scored on the same images of a set is resampled identically: their per-resample values
+can be added, subtracted and averaged (``Samples``) and the interval of an average over sets, or of a
+difference between two heads or versions, comes out of the same resamples. Different set keys get
+independent streams, i.e. each set is resampled independently of the others.
+
+Why not the cheaper multinomial-over-outcome-cells trick: it needs every vector of a set at once, while
+here a later call (another version's file, read later) must land on the same resamples.
+"""
+from __future__ import annotations
+
+import hashlib
+import numbers
+from dataclasses import dataclass
+from typing import Dict, FrozenSet, Iterable, Iterator, Mapping, Sequence, Tuple
+
+import numpy as np
+
+from probes.errors import ProbeError
+from probes.report.stats.indices import UniformIndices
+from probes.report.stats.metrics import mean_class_ratio
+
+
+class StatsError(ProbeError):
+    """Quantities that cannot be combined or compared (unpaired resamples, no shared images, ...)."""
+
+
+Source = Tuple[str, int, int, int]  # (set key, seed, n images, n resamples): one resample stream
+
+
+@dataclass(frozen=True, eq=False)
+class Samples:
+    """A statistic's point estimate and its value on each bootstrap resample (same units, e.g. %).
+
+    Supports ``+``, ``-``, ``*``/``/`` by a number and ``Samples.mean(items)``; combining two Samples
+    that were resampled on the same set with different streams (another seed or another image count)
+    is refused, since their resamples would not be paired.
+    """
+
+    point: float
+    values: np.ndarray          # (R,)
+    sources: FrozenSet[Source]  # the resample streams these values came from
+
+    def __post_init__(self) -> None:
+        keys = [s[0] for s in self.sources]
+        if len(keys) != len(set(keys)):
+            detail = ", ".join(f"{k} (seed {s}, n {n}, R {r})" for k, s, n, r in sorted(self.sources))
+            raise StatsError(f"unpaired resamples of one set cannot be combined: {detail}; "
+                             "align both to the same images and use one Bootstrap")
+
+    @property
+    def n_resamples(self) -> int:
+        """Number of bootstrap resamples R."""
+        return len(self.values)
+
+    def _combine(self, other, op) -> "Samples":
+        if isinstance(other, Samples):
+            if other.n_resamples != self.n_resamples:
+                raise StatsError(f"cannot combine {self.n_resamples} resamples with {other.n_resamples}")
+            return Samples(op(self.point, other.point), op(self.values, other.values), self.sources | other.sources)
+        if isinstance(other, numbers.Real):
+            return Samples(op(self.point, other), op(self.values, other), self.sources)
+        return NotImplemented
+
+    def __add__(self, other) -> "Samples":
+        return self._combine(other, lambda x, y: x + y)
+
+    def __radd__(self, other) -> "Samples":  # lets sum() start from 0
+        return self._combine(other, lambda x, y: y + x)
+
+    def __sub__(self, other) -> "Samples":
+        return self._combine(other, lambda x, y: x - y)
+
+    def __rsub__(self, other) -> "Samples":
+        return self._combine(other, lambda x, y: y - x)
+
+    def __mul__(self, factor: float) -> "Samples":
+        if isinstance(factor, Samples):
+            return NotImplemented  # a product of two statistics is not needed and easy to misuse
+        return self._combine(factor, lambda x, y: x * y)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, divisor: float) -> "Samples":
+        if isinstance(divisor, Samples):
+            return NotImplemented
+        return self._combine(divisor, lambda x, y: x / y)
+
+    def __neg__(self) -> "Samples":
+        return self * -1.0
+
+    @staticmethod
+    def mean(items: Sequence["Samples"]) -> "Samples":
+        """Per-resample mean of several statistics (e.g. the average over test sets)."""
+        items = list(items)
+        if not items:
+            raise StatsError("the mean of no Samples is undefined")
+        return sum(items[1:], items[0]) / len(items)
+
+    def interval(self, level: float = 0.95) -> Tuple[float, float]:
+        """Percentile interval of the resample values at ``level``."""
+        return interval(self, level)
+
+
+def interval(samples: Samples, level: float = 0.95) -> Tuple[float, float]:
+    """Percentile bootstrap interval (low, high) at ``level`` (NaN if any resample value is NaN)."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    tail = 50.0 * (1.0 - level)
+    low, high = np.percentile(samples.values, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+class Bootstrap:
+    """Seeded image resampling: ``n_resamples`` draws with replacement per set, shared across calls.
+
+    ``chunk_elements`` bounds memory (indices drawn per step); results do not depend on it.
+    """
+
+    def __init__(self, n_resamples: int = 1000, seed: int = 0, chunk_elements: int = 1 << 19) -> None:
+        if n_resamples < 1 or seed < 0 or chunk_elements < 1:
+            raise ValueError("n_resamples and chunk_elements must be >= 1 and seed >= 0")
+        self.n_resamples, self.seed, self.chunk_elements = int(n_resamples), int(seed), int(chunk_elements)
+
+    def __repr__(self) -> str:
+        return f"Bootstrap(n_resamples={self.n_resamples}, seed={self.seed})"
+
+    # -- resample indices
+    def _stream(self, set_key: str, n: int) -> UniformIndices:
+        # sha256, not hash(): Python salts str hashes per process, and the streams must be reproducible.
+        words = np.frombuffer(hashlib.sha256(set_key.encode("utf-8")).digest(), dtype="<u4").tolist()
+        return UniformIndices(np.random.SeedSequence([self.seed, n, *words]), n)
+
+    def _source(self, set_key: str, n: int) -> Source:
+        return (set_key, self.seed, n, self.n_resamples)
+
+    def index_chunks(self, set_key: str, n: int) -> Iterator[Tuple[slice, np.ndarray]]:
+        """(rows, indices) blocks of the (R, n) resample index matrix of this set, drawn in order."""
+        if n < 1:
+            raise StatsError(f"set {set_key}: no images to resample")
+        stream = self._stream(set_key, n)
+        rows = max(1, self.chunk_elements // n)
+        for start in range(0, self.n_resamples, rows):
+            stop = min(start + rows, self.n_resamples)
+            # One stream consumed in order, so the matrix is the same whatever the chunking.
+            yield slice(start, stop), stream.take((stop - start) * n).reshape(stop - start, n)
+
+    def indices(self, set_key: str, n: int) -> np.ndarray:
+        """The whole (R, n) resample index matrix of a set (for checks and small sets)."""
+        return np.concatenate([idx for _, idx in self.index_chunks(set_key, n)], axis=0)
+
+    # -- accuracy
+    def accuracy(self, set_key: str, correct: np.ndarray) -> Samples:
+        """Top-1 accuracy (%) of one per-image correct vector, resampled over the set's images."""
+        return self.accuracies(set_key, {"": correct})[""]
+
+    def accuracies(self, set_key: str, correct: Mapping[str, np.ndarray]) -> Dict[str, Samples]:
+        """Accuracy (%) of several heads / versions on the same images, from one pass of shared indices.
+
+        Every vector must list the same images in the same order: heads of one side file do, and two
+        side files of the same images do (rows are sorted by id); otherwise match ids first
+        (``shared_images``, or ``compare_accuracy`` which does it).
+        """
+        vectors = {name: np.asarray(c, dtype=bool) for name, c in correct.items()}
+        n = _common_length(set_key, vectors.values())
+        # Several heads share one 64-bit word, one bit field each, wide enough that a field's sum over
+        # n draws (at most n) never carries into the next: one gather + sum serves up to 64 // width
+        # heads (4 at ImageNet sizes), ~1.6x faster than one boolean gather per head.
+        width = n.bit_length()
+        names = list(vectors)
+        words = []
+        for start in range(0, len(names), 64 // width):
+            group = names[start:start + 64 // width]
+            word = np.zeros(n, dtype=np.uint64)
+            for j, name in enumerate(group):
+                word |= vectors[name].astype(np.uint64) << np.uint64(j * width)
+            words.append((group, word))
+        mask = np.uint64((1 << width) - 1)
+        counts = {name: np.empty(self.n_resamples, dtype=np.int64) for name in vectors}
+        for rows, idx in self.index_chunks(set_key, n):
+            for group, word in words:
+                sums = word[idx].sum(axis=1, dtype=np.uint64)
+                for j, name in enumerate(group):
+                    counts[name][rows] = (sums >> np.uint64(j * width)) & mask
+        source = frozenset([self._source(set_key, n)])
+        return {name: Samples(100.0 * float(np.count_nonzero(v)) / n, 100.0 * counts[name] / n, source)
+                for name, v in vectors.items()}
+
+    # -- segmentation
+    def miou(self, set_key: str, intersect: np.ndarray, union: np.ndarray) -> Samples:
+        """mIoU (%) from per-image (n, K) intersection / union counts, resampled over images."""
+        return self.class_ratios(set_key, {"": (intersect, union)})[""]
+
+    def macc(self, set_key: str, intersect: np.ndarray, label_area: np.ndarray) -> Samples:
+        """mAcc (%) from per-image (n, K) intersection / label counts, resampled over images."""
+        return self.class_ratios(set_key, {"": (intersect, label_area)})[""]
+
+    def class_ratios(self, set_key: str, counts: Mapping[str, Tuple[np.ndarray, np.ndarray]]
+                     ) -> Dict[str, Samples]:
+        """Mean over classes of sum(numerator) / sum(denominator) (mIoU: intersect / union; mAcc:
+        intersect / label_area) for several runs on the same images, from shared resamples.
+
+        Each resample sums the drawn images' counts with multiplicity: a (rows, n) multiplicity matrix
+        from bincount times the (n, K) counts, in float64 (exact for integer sums below 2**53).
+        """
+        pairs = {name: (np.asarray(a), np.asarray(b)) for name, (a, b) in counts.items()}
+        for name, (a, b) in pairs.items():
+            if a.ndim != 2 or a.shape != b.shape:
+                raise StatsError(f"set {set_key} {name}: counts must be two (images, classes) arrays of one shape")
+        n = _common_length(set_key, [a for pair in pairs.values() for a in pair])
+        k = {name: a.shape[1] for name, (a, _) in pairs.items()}
+        stacked = np.concatenate([x for pair in pairs.values() for x in pair], axis=1).astype(np.float64)
+        sums = np.empty((self.n_resamples, stacked.shape[1]), dtype=np.float64)
+        for rows, idx in self.index_chunks(set_key, n):
+            m = rows.stop - rows.start
+            flat = (idx + (np.arange(m, dtype=np.int64) * n)[:, None]).ravel()
+            multiplicity = np.bincount(flat, minlength=m * n).reshape(m, n).astype(np.float64)
+            sums[rows] = multiplicity @ stacked
+        out, col = {}, 0
+        source = frozenset([self._source(set_key, n)])
+        for name, (a, b) in pairs.items():
+            num, den = sums[:, col:col + k[name]], sums[:, col + k[name]:col + 2 * k[name]]
+            col += 2 * k[name]
+            point = mean_class_ratio(a.sum(axis=0), b.sum(axis=0))
+            out[name] = Samples(float(point), mean_class_ratio(num, den), source)
+        return out
+
+
+def _common_length(set_key: str, arrays: Iterable[np.ndarray]) -> int:
+    lengths = {len(a) for a in arrays}
+    if not lengths:
+        raise StatsError(f"set {set_key}: nothing to resample")
+    if len(lengths) != 1:
+        raise StatsError(f"set {set_key}: the vectors cover different numbers of images {sorted(lengths)}; "
+                         "align them on shared image ids first")
+    return lengths.pop()
