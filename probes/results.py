@@ -36,6 +36,17 @@ SEGMENTATION_COLUMNS = (
     "protocol", "protocol_notes", "config", "predictions", "date")
 
 
+def prediction_head_name(probe: str, lr: object, ema: object, layer: object) -> str:
+    """How a row's head is named inside its run's classification side file, e.g. `linear_lr0.1_L24_raw`.
+
+    `layer` is the row's `layer` column (the block counted from 1); `ema` True/False (or 'True'/'False').
+    """
+    is_ema = str(ema).strip().lower() in ("true", "1")
+    lr_text = f"{float(lr):g}" if str(lr).strip() not in ("", "None", "nan") else "na"
+    layer_text = str(int(float(layer))) if str(layer).strip() not in ("", "None", "nan") else "last"
+    return f"{probe}_lr{lr_text}_L{layer_text}_{'ema' if is_ema else 'raw'}"
+
+
 def append_rows(path: Path, rows: Iterable[Mapping[str, object]], columns: Sequence[str],
                 replace_run: str | None = None) -> Path:
     """Append rows to a CSV by rewriting it to a temporary file and renaming it over the old one.
