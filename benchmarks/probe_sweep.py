@@ -26,7 +26,7 @@ from probes.classification.cache import CachedSource, build_store
 from probes.classification.config import load_config
 from probes.classification.datasets import read_train
 from probes.classification.live import LiveSource, backbone_features
-from probes.classification.synthetic import shared_a_r_classes, write_imagenet_root
+from probes.testing.imagenet_data import shared_a_r_classes, write_imagenet_root
 from probes.classification.sweep import HeadBank, SweepTrainer, head_specs
 from probes.encoders import VERSIONS
 from probes.runtime import autocast_for

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager, Optional, Union
+from typing import ContextManager, Union
 
 import torch
 
@@ -36,12 +36,14 @@ def resolve_dtype(dtype: Union[str, torch.dtype, None], device: torch.device, tr
     return _DTYPES[dtype]
 
 
-def autocast_for(device: torch.device, enabled: Optional[bool] = None) -> ContextManager:
-    """bf16 autocast on GPU (the protocol's mixed precision); a no-op on CPU, where bf16 is slower."""
-    use = device.type == "cuda" if enabled is None else enabled
-    if not use:
+_AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def autocast_for(device: torch.device, precision: str = "bf16") -> ContextManager:
+    """Autocast to `precision` ('fp16' | 'bf16' | 'fp32') on GPU; a no-op on CPU, where half precision is slower."""
+    if device.type != "cuda" or precision not in _AUTOCAST:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=device.type, dtype=_AUTOCAST[precision])
 
 
 def count_trainable(module: torch.nn.Module) -> int:

@@ -8,12 +8,12 @@ import numpy as np
 import torch
 
 from probes.classification.cache import FeatureStore
+from probes.classification.config import CacheSpec
 from probes.classification.datasets import ImageSet
 from probes.classification.heads import linear_input
 from probes.classification.metrics import Top1Table
 
 log = logging.getLogger(__name__)
-BASELINES = ("knn", "logreg")
 
 
 def pooled_matrix(store: FeatureStore, chunk: int = 4096) -> Tuple[np.ndarray, np.ndarray]:
@@ -26,22 +26,21 @@ def pooled_matrix(store: FeatureStore, chunk: int = 4096) -> Tuple[np.ndarray, n
     return rows, np.concatenate(parts).astype(np.float32)
 
 
-def fit_baselines(train_x: np.ndarray, train_y: np.ndarray, cfg: Mapping[str, Any]) -> Dict[str, Any]:
+def fit_baselines(train_x: np.ndarray, train_y: np.ndarray, cache: CacheSpec) -> Dict[str, Any]:
     """Fitted scikit-learn classifiers: cosine kNN (distance-weighted) and multinomial logreg."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    ccfg = cfg["cache"]
     models: Dict[str, Any] = {}
-    if ccfg["knn"]:
-        k = min(int(ccfg["knn_k"]), len(train_x))
+    if cache.knn:
+        k = min(int(cache.knn_k), len(train_x))
         models["knn"] = KNeighborsClassifier(n_neighbors=k, metric="cosine", weights="distance",
                                              algorithm="brute").fit(train_x, train_y)
-    if ccfg["logreg"]:
+    if cache.logreg:
         models["logreg"] = make_pipeline(
-            StandardScaler(), LogisticRegression(max_iter=int(ccfg["logreg_max_iter"]))).fit(train_x, train_y)
+            StandardScaler(), LogisticRegression(max_iter=int(cache.logreg_max_iter))).fit(train_x, train_y)
     return models
 
 
@@ -63,3 +62,13 @@ def score_baselines(models: Mapping[str, Any], store: FeatureStore, image_set: I
     logits = {(name, False): class_scores(m, x, num_classes) for name, m in models.items()}
     table.update(logits, indices, image_set, scores)
     return table
+
+
+def baseline_tables(cache: CacheSpec, num_classes: int, train: ImageSet, heldout: ImageSet,
+                    tests: Sequence[ImageSet], stores: Mapping[str, FeatureStore]
+                    ) -> Tuple[list, Top1Table, list]:
+    """(baseline names, held-out table, [(test set, table)]) of the baselines fitted on cached train features."""
+    rows, x = pooled_matrix(stores["train"])
+    models = fit_baselines(x, [train.targets[i] for i in rows], cache)
+    held = score_baselines(models, stores["heldout"], heldout, ("heldout",), num_classes)
+    return list(models), held, [(s, score_baselines(models, stores[s.name], s, s.scores, num_classes)) for s in tests]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
@@ -19,12 +18,17 @@ import torch
 from timm.data.mixup import mixup_target
 from torch import nn
 
+from probes.classification.config import CacheSpec, ClassifyConfig, TrainRecipe
 from probes.classification.datasets import ImageSet
 from probes.classification.distributed import DistInfo, barrier
 from probes.classification.heads import linear_input
-from probes.classification.live import LiveSource, per_rank_batch
-from probes.classification.training import progress
+from probes.classification.live import LiveSource, Preprocessing, per_rank_batch
+from probes.classification.sweep import FeatureNeeds
+from probes.classification.training import fingerprint
 from probes.errors import ConfigError, DatasetError
+from probes.io import write_text_atomic
+from probes.progress import Progress
+from probes.run_identity import slug
 
 log = logging.getLogger(__name__)
 Features = Dict[str, torch.Tensor]
@@ -105,54 +109,46 @@ class FeatureStore:
         return np.flatnonzero(np.asarray(self.valid))
 
 
-def store_meta(encoder: nn.Module, image_set: ImageSet, cfg: Mapping[str, Any],
-               kinds: Sequence[str]) -> Dict[str, Any]:
-    """What a store must match to be reused: encoder, resolution, the exact file list, the kinds."""
+def store_meta(encoder: nn.Module, image_set: ImageSet, pre: Preprocessing, kinds: Sequence[str]) -> Dict[str, Any]:
+    """What a store must match to be reused: encoder, preprocessing, the exact file list, the kinds."""
     import hashlib
 
     files = hashlib.sha256("\n".join(map(str, image_set.files)).encode()).hexdigest()[:16]
     return {"encoder_version": encoder.version, "encoder_source": str(getattr(encoder, "source", "")),
-            "num_layers": int(encoder.num_layers), "image_size": cfg["image_size"],
-            "interpolation": cfg["interpolation"], "mean": list(encoder.data_config["mean"]),
-            "std": list(encoder.data_config["std"]), "n": len(image_set), "files_sha": files,
+            "weights": str(getattr(encoder, "fingerprint", "")), "num_layers": int(encoder.num_layers),
+            "image_size": pre.size, "interpolation": pre.interpolation, "crop_pct": pre.crop_pct,
+            "mean": list(pre.mean), "std": list(pre.std), "n": len(image_set), "files_sha": files,
             "kinds": sorted(kinds), "num_prefix_tokens": int(encoder.num_prefix_tokens)}
 
 
-def build_store(folder: Path, image_set: ImageSet, live: LiveSource, cfg: Mapping[str, Any],
-                dist: DistInfo, kinds: Sequence[str]) -> FeatureStore:
+def build_store(folder: Path, image_set: ImageSet, live: LiveSource, dist: DistInfo, kinds: Sequence[str],
+                show_progress: bool, log_interval_s: float) -> FeatureStore:
     """Reuse a finished store with the same meta, else compute the features (sharded over ranks)."""
-    meta = store_meta(live.encoder, image_set, cfg, kinds)
+    meta = store_meta(live.encoder, image_set, live.pre, kinds)
     store = FeatureStore(folder)
     store.num_prefix_tokens = meta["num_prefix_tokens"]
     if store.finished_meta() == meta:
         log.info("feature cache: reusing %s (%d images)", folder, len(image_set))
         return store.open("r")
+    needs = FeatureNeeds(pooled="pooled" in kinds, tokens="tokens" in kinds)
     # One dummy image tells the feature shapes before any rank writes.
-    size = cfg["image_size"]
-    probe = live.encoder.forward_features
+    size = live.pre.size
     with torch.inference_mode(), live.autocast():
-        dummy = probe(torch.zeros(1, 3, size, size, device=dist.device,
-                                  dtype=next(live.encoder.parameters()).dtype))
-    pooled_dim = linear_input(dummy, live.encoder.num_prefix_tokens).shape[1] if "pooled" in kinds else None
-    token_shape = tuple(dummy.shape[1:]) if "tokens" in kinds else None
+        dummy = live.encoder.forward_features(torch.zeros(1, 3, size, size, device=dist.device,
+                                                          dtype=next(live.encoder.parameters()).dtype))
+    pooled_dim = linear_input(dummy, live.encoder.num_prefix_tokens).shape[1] if needs.pooled else None
+    token_shape = tuple(dummy.shape[1:]) if needs.tokens else None
     if dist.is_main:
         store.create(len(image_set), pooled_dim, token_shape)
     barrier(dist)
     store.open("r+")
-    need_pooled, need_tokens = live.need_pooled, live.need_tokens
-    live.need_pooled, live.need_tokens = "pooled" in kinds, "tokens" in kinds
-    try:
-        for feats, indices in progress(live.eval_batches(image_set), None, f"cache {image_set.name}",
-                                       cfg["runtime"]["progress"] and dist.is_main):
-            store.write(indices.numpy(), feats)
-    finally:
-        live.need_pooled, live.need_tokens = need_pooled, need_tokens
+    for feats, indices in Progress(live.eval_batches(image_set, needs), None, f"Cache({image_set.name})",
+                                   show_progress and dist.is_main, log_interval_s):
+        store.write(indices.numpy(), feats)
     store.flush()
     barrier(dist)
     if dist.is_main:
-        tmp = folder / "meta.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, folder / "meta.json")
+        write_text_atomic(folder / "meta.json", json.dumps(meta, indent=1))
     barrier(dist)
     return store.open("r")
 
@@ -160,14 +156,13 @@ def build_store(folder: Path, image_set: ImageSet, live: LiveSource, cfg: Mappin
 class CachedSource:
     """Train and eval batches read from feature stores: no backbone, no augmentation."""
 
-    def __init__(self, stores: Mapping[str, FeatureStore], train: ImageSet, cfg: Mapping[str, Any],
-                 dist: DistInfo, need_tokens: bool, need_pooled: bool) -> None:
-        self.stores, self.train, self.cfg, self.dist = stores, train, cfg, dist
-        self.need_tokens, self.need_pooled = need_tokens, need_pooled
-        ccfg = cfg["cache"]
-        self.batch = per_rank_batch(ccfg["batch_size"], dist.world, "cache.batch_size")
-        self.eval_batch = per_rank_batch(cfg["train"]["eval_batch_size"] or ccfg["batch_size"],
-                                         dist.world, "train.eval_batch_size")
+    def __init__(self, stores: Mapping[str, FeatureStore], train: ImageSet, cache: CacheSpec, recipe: TrainRecipe,
+                 num_classes: int, dist: DistInfo, needs: FeatureNeeds) -> None:
+        self.stores, self.train, self.dist, self.needs = stores, train, dist, needs
+        self.seed, self.smoothing, self.num_classes = recipe.seed, recipe.smoothing, num_classes
+        self.batch = per_rank_batch(cache.batch_size, dist.world, "cache.batch_size")
+        self.eval_batch = per_rank_batch(recipe.eval_batch_size or cache.batch_size, dist.world,
+                                         "train.eval_batch_size")
         self.train_rows = stores["train"].valid_rows()
         self.iters_per_epoch = (len(self.train_rows) // dist.world) // self.batch
         if self.iters_per_epoch == 0:
@@ -178,16 +173,15 @@ class CachedSource:
 
     def train_batches(self, epoch: int) -> Iterator[Tuple[Features, torch.Tensor]]:
         """One shuffled epoch of stored train features with label-smoothed targets."""
-        gen = torch.Generator().manual_seed(int(self.cfg["train"]["seed"]) * 1_000_003 + epoch)
+        gen = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + epoch)
         order = self.train_rows[torch.randperm(len(self.train_rows), generator=gen).numpy()]
         mine = order[self.dist.rank::self.dist.world][: self.iters_per_epoch * self.batch]
         store = self.stores["train"]
         for start in range(0, len(mine), self.batch):
             rows = np.sort(mine[start:start + self.batch])  # sorted rows read the memmap faster
-            feats = store.read(rows, self.need_pooled, self.need_tokens, self.dist.device)
+            feats = store.read(rows, self.needs.pooled, self.needs.tokens, self.dist.device)
             targets = self.targets[rows].to(self.dist.device)
-            yield feats, mixup_target(targets, self.cfg["probe"]["num_classes"], 1.0,
-                                      self.cfg["train"]["smoothing"])
+            yield feats, mixup_target(targets, self.num_classes, 1.0, self.smoothing)
 
     def eval_batches(self, image_set: ImageSet) -> Iterator[Tuple[Features, torch.Tensor]]:
         """Stored features of an evaluation split, sharded over ranks."""
@@ -195,12 +189,40 @@ class CachedSource:
         rows = store.valid_rows()[self.dist.rank::self.dist.world]
         for start in range(0, len(rows), self.eval_batch):
             chunk = rows[start:start + self.eval_batch]
-            yield (store.read(chunk, self.need_pooled, self.need_tokens, self.dist.device),
+            yield (store.read(chunk, self.needs.pooled, self.needs.tokens, self.dist.device),
                    torch.as_tensor(chunk))
 
 
-def check_store_kinds(kinds: Sequence[str], probes: Sequence[str]) -> None:
-    """Attention pooling needs stored tokens; linear needs pooled features or tokens."""
-    if "attention_pooling" in probes and "tokens" not in kinds:
+def cached_source(cfg: ClassifyConfig, encoder: nn.Module, train: ImageSet, heldout: ImageSet,
+                  tests: Sequence[ImageSet], live: LiveSource, dist: DistInfo, needs: FeatureNeeds
+                  ) -> Tuple[CachedSource, Dict[str, FeatureStore], ImageSet]:
+    """Build (or reuse) the stores of every split; returns the source, the stores and the (possibly cut) train set."""
+    kinds = list(cfg.cache.store)
+    if needs.layers:
+        raise ConfigError("probe.layers needs a live run (the feature cache stores the last block only).")
+    if needs.tokens and "tokens" not in kinds:
         raise ConfigError("cache.store lacks 'tokens', which attention-pooling heads read; add it "
                           "or train only linear heads.")
+    # One folder per encoder checkpoint and preprocessing, so several encoders can share a cache dir.
+    where = fingerprint({"source": str(getattr(encoder, "source", "")), "layers": encoder.num_layers,
+                         "weights": str(getattr(encoder, "fingerprint", ""))})[:8]
+    root = Path(cfg.cache.dir) / slug(f"{encoder.version}_{live.pre.size}px_{where}", 80)
+    if cfg.cache.train_per_class:
+        train = limit_per_class(train, int(cfg.cache.train_per_class))
+    stores = {s.name: build_store(root / slug(s.name, 80), s, live, dist, kinds, cfg.runtime.progress,
+                                  cfg.runtime.log_interval_s)
+              for s in [train, heldout, *tests]}
+    source = CachedSource(stores, train, cfg.cache, cfg.train, cfg.probe.num_classes, dist, needs)
+    return source, stores, train
+
+
+def limit_per_class(image_set: ImageSet, per_class: int) -> ImageSet:
+    """The first `per_class` images of each class (a subset protocol, said in the rows)."""
+    seen: Dict[int, int] = {}
+    keep = []
+    for i, t in enumerate(image_set.targets):
+        if seen.get(t, 0) < per_class:
+            seen[t] = seen.get(t, 0) + 1
+            keep.append(i)
+    return ImageSet(image_set.name, image_set.root, [image_set.files[i] for i in keep],
+                    [image_set.targets[i] for i in keep], subset=dict(image_set.subset))

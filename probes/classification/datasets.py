@@ -16,10 +16,10 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from probes.classification import imagenet_info as info
 from probes.errors import ConfigError, DatasetError
+from probes.results import TEST_SETS
 
 log = logging.getLogger(__name__)
 
-TEST_SETS = ("IN-1K", "IN-ReaL", "IN-V2", "IN-A", "IN-R", "IN-Sketch")
 # Extensions are only a filter for what counts as an image file; decoding goes by content.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 _VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})")
@@ -261,7 +261,7 @@ def read_sketch(root: Path, allow_subset: bool) -> ImageSet:
 
 # ----------------------------------------------------------------------------- the whole data root
 
-def _path(data_root: Path, value: str) -> Path:
+def resolve_path(data_root: Path, value: str) -> Path:
     path = Path(value)
     return path if path.is_absolute() else data_root / path
 
@@ -278,7 +278,7 @@ def load_test_sets(data_root: Path, paths: Mapping[str, str], wanted: Sequence[s
     sets: List[ImageSet] = []
 
     def present(name: str) -> Optional[Path]:
-        root = _path(data_root, paths[name])
+        root = resolve_path(data_root, paths[name])
         if root.is_dir():
             return root
         log.warning("%s: %s not found, skipping this test set", name, root)
@@ -291,7 +291,7 @@ def load_test_sets(data_root: Path, paths: Mapping[str, str], wanted: Sequence[s
             if "IN-1K" not in wanted:
                 val.scores = ()
             if "IN-ReaL" in wanted:
-                real_path = _path(data_root, paths["IN-ReaL"]) if paths.get("IN-ReaL") else None
+                real_path = resolve_path(data_root, paths["IN-ReaL"]) if paths.get("IN-ReaL") else None
                 attach_real(val, load_real_labels(real_path), allow_subset)
             sets.append(val)
     readers = {"IN-V2": read_v2, "IN-Sketch": read_sketch,
@@ -305,9 +305,13 @@ def load_test_sets(data_root: Path, paths: Mapping[str, str], wanted: Sequence[s
     return sets
 
 
-def split_heldout(train: ImageSet, per_class: int, seed: int,
-                  train_per_class: Optional[int] = None) -> Tuple[ImageSet, ImageSet]:
-    """Hold out ``per_class`` random images of each class (for head selection) from train."""
+def split_heldout(train: ImageSet, per_class: int, seed: int, train_per_class: Optional[int] = None,
+                  max_fraction: float = 0.2) -> Tuple[ImageSet, ImageSet]:
+    """Hold out random images of each class (for head selection) from train.
+
+    At most ``per_class`` and at most ``max_fraction`` of a class (rounded down), but at least one image
+    of every class that has two: a class of 12 gives up 2, not 10.
+    """
     if per_class < 1:
         raise ConfigError("data.heldout_per_class must be at least 1 (the best head is chosen on it).")
     by_class: Dict[int, List[int]] = {}
@@ -319,7 +323,7 @@ def split_heldout(train: ImageSet, per_class: int, seed: int,
         idx = by_class[cls][:]
         rng.shuffle(idx)
         # Leave at least one training image in every class.
-        n_held = min(per_class, len(idx) - 1)
+        n_held = min(per_class, max(1, int(max_fraction * len(idx))), len(idx) - 1)
         held.extend(idx[:n_held])
         rest = idx[n_held:]
         keep.extend(rest if train_per_class is None else rest[:train_per_class])

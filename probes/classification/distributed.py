@@ -80,3 +80,12 @@ def broadcast_from_main(module: torch.nn.Module, info: DistInfo) -> None:
     with torch.no_grad():
         for tensor in list(module.parameters()) + list(module.buffers()):
             dist.broadcast(tensor.data, src=0)
+
+
+def all_gather_objects(obj: object, info: DistInfo) -> list:
+    """Every rank's `obj` (picklable), in rank order; a one-element list in one process."""
+    if info.world == 1:
+        return [obj]
+    gathered: list = [None] * info.world
+    dist.all_gather_object(gathered, obj)
+    return gathered

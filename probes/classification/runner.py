@@ -1,32 +1,38 @@
-"""One `probes classify` run: load the encoder and data, train the sweep, score, write result rows."""
+"""One `probes classify` run: data and encoder, the head sweep, per-epoch scores, rows and the side file."""
 from __future__ import annotations
 
 import datetime as _dt
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
 
 import torch
 from timm.loss import SoftTargetCrossEntropy
 from torch import nn
 
 from probes.classification import datasets as ds
-from probes.classification.distributed import (DistInfo, all_reduce_sum, broadcast_from_main,
-                                                init_distributed)
-from probes.classification.heads import PROBE_ALIASES
+from probes.classification.config import ClassifyConfig, DataSpec, EncoderSpec, TrainRecipe
+from probes.classification.distributed import DistInfo, all_reduce_sum, init_distributed
+from probes.classification.live import LiveSource, Preprocessing
 from probes.classification.metrics import Top1Table
-from probes.classification.results import append_rows
+from probes.classification.predictions import kept_heads, write_run_predictions
+from probes.classification.rows import RunFacts, baseline_rows, head_rows, is_published, select_heads
 from probes.classification.sweep import HeadBank, SweepTrainer, head_specs
 from probes.classification.training import LoopSettings, evaluate_sweep, fingerprint, train_sweep
 from probes.errors import ConfigError, DatasetError
+from probes.protocol import ProtocolWords, protocol_words
+from probes.results import CACHED_PROTOCOL, CLASSIFICATION_COLUMNS, append_rows, run_finished
+from probes.run_identity import check_rerun, make_run_id
 from probes.runtime import autocast_for
 
 log = logging.getLogger(__name__)
+RESULTS_FILE = "classification_results.csv"
 # The published recipe: a live run that keeps all of it is `protocol=published`.
 PUBLISHED = {"epochs": 10, "batch_size": 1024, "mixup": 0.8, "cutmix": 1.0, "smoothing": 0.1,
-             "warmup_epochs": 1, "clip_grad": 5.0, "ema_decay": 0.998}
+             "warmup_epochs": 1, "clip_grad": 5.0, "ema_decay": 0.998, "precision": "fp16",
+             "weight_decay": 0.0, "momentum": 0.9, "nesterov": True, "lr_batch_ref": 512,
+             "scale": (0.08, 1.0), "ratio": (3 / 4, 4 / 3), "hflip": 0.5}
 
 
 @dataclass
@@ -37,217 +43,217 @@ class Data:
     tests: List[ds.ImageSet]
 
 
-def load_data(cfg: Mapping[str, Any]) -> Data:
+def load_data(data: DataSpec, seed: int) -> Data:
     """Train (minus the held-out split) and every test set present under data.root."""
-    dcfg = cfg["data"]
-    if not dcfg["root"]:
+    if not data.root:
         raise ConfigError("data.root is not set (pass --data ROOT).")
-    root = Path(dcfg["root"]).expanduser()
+    root = Path(data.root).expanduser()
     if not root.is_dir():
         raise DatasetError(f"data root {root} does not exist.")
-    paths = dcfg["paths"]
-    unknown = set(paths) - {"train", *ds.TEST_SETS}
+    unknown = set(data.paths) - {"train", *ds.TEST_SETS}
     if unknown:
         raise ConfigError(f"data.paths has unknown set(s) {sorted(unknown)}.")
-    full = ds.read_train(ds._path(root, paths["train"]), dcfg["allow_subset"])
-    train, heldout = ds.split_heldout(full, dcfg["heldout_per_class"], cfg["train"]["seed"],
-                                      dcfg["train_per_class"])
-    tests = ds.load_test_sets(root, paths, dcfg["test_sets"], dcfg["allow_subset"], dcfg["val_labels"])
+    full = ds.read_train(ds.resolve_path(root, data.paths["train"]), data.allow_subset)
+    train, heldout = ds.split_heldout(full, data.heldout_per_class, seed, data.train_per_class,
+                                      data.heldout_max_fraction)
+    tests = ds.load_test_sets(root, data.paths, data.test_sets, data.allow_subset, data.val_labels)
     if not tests:
         log.warning("no test set found under %s: only the held-out split will be scored", root)
     return Data(train, heldout, tests)
 
 
-def load_probe_encoder(cfg: Mapping[str, Any], device: torch.device) -> nn.Module:
+def storage_dtype(spec: EncoderSpec, precision: str, device: torch.device) -> Any:
+    """The frozen encoder's weight dtype: never a lossy cast of the checkpoint's values.
+
+    fp16 (the official protocol) keeps fp32 weights under fp16 autocast, as the official run; bf16 stores
+    bf16 on GPU (half the memory); fp32 stores fp32. `encoder.dtype` in the config wins.
+    """
+    if spec.dtype is not None:
+        return spec.dtype
+    return "bfloat16" if precision == "bf16" and device.type == "cuda" else "float32"
+
+
+def load_probe_encoder(spec: EncoderSpec, dtype: Any, device: torch.device) -> nn.Module:
     """The frozen encoder named by ``encoder.*``."""
     from probes import load_encoder
 
-    ecfg = cfg["encoder"]
-    if not ecfg["source"]:
+    if not spec.source:
         raise ConfigError("encoder.source is not set (pass --encoder SRC).")
-    source = str(ecfg["source"])
+    source = str(spec.source)
     # A version in the config only helps a plain path; `timm:` and `VERSION=PATH` carry their own.
-    version = ecfg["version"] if not (source.startswith("timm:") or "=" in source) else None
-    return load_encoder(source, version=version, weights=ecfg["weights"], num_layers=ecfg["num_layers"],
-                        dtype=ecfg["dtype"], device=device)
+    version = spec.version if not (source.startswith("timm:") or "=" in source) else None
+    return load_encoder(source, version=version, weights=spec.weights, num_layers=spec.num_layers,
+                        dtype=dtype, device=device)
 
 
-def protocol_of(cfg: Mapping[str, Any], cached: bool) -> tuple[str, str]:
-    """(protocol, notes): `published`, `modified` (notes list each change) or `cached`."""
-    tcfg, ccfg = cfg["train"], cfg["cache"]
-    if cached:
-        changes = [f"epochs={ccfg['epochs']}", f"batch_size={ccfg['batch_size']}", "no augmentation"]
-        if ccfg["train_per_class"]:
-            changes.append(f"cache.train_per_class={ccfg['train_per_class']}")
+def recipe_changes(train: TrainRecipe) -> List[str]:
+    """Every departure of the training recipe from the published one."""
+    return [f"{k}={getattr(train, k)}" for k, v in PUBLISHED.items()
+            if (tuple(getattr(train, k)) if isinstance(v, tuple) else getattr(train, k)) != v]
+
+
+def protocol_of(cfg: ClassifyConfig, device: torch.device, notes_extra: Sequence[str] = ()) -> ProtocolWords:
+    """(protocol, notes) of the published head: `published`, `modified` (each change named) or `cached`."""
+    if cfg.cached:
+        changes = [f"epochs={cfg.cache.epochs}", f"batch_size={cfg.cache.batch_size}", "no augmentation"]
+        if cfg.cache.train_per_class:
+            changes.append(f"cache.train_per_class={cfg.cache.train_per_class}")
     else:
-        changes = [f"{k}={tcfg[k]}" for k, v in PUBLISHED.items() if tcfg[k] != v]
-    if cfg["data"]["train_per_class"]:
-        changes.append(f"train_per_class={cfg['data']['train_per_class']}")
-    protocol = "cached" if cached else ("modified" if changes else "published")
+        changes = recipe_changes(cfg.train)
+    if cfg.data.train_per_class:
+        changes.append(f"train_per_class={cfg.data.train_per_class}")
+    if cfg.image.crop_pct not in (None, 1.0):
+        changes.append(f"crop_pct={cfg.image.crop_pct}")
+    changes += list(notes_extra)
     # The held-out split always leaves the training set (our addition, so it is always stated).
-    notes = changes + [f"heldout_per_class={cfg['data']['heldout_per_class']}"]
-    label = cfg["runtime"].get("protocol_label")
-    if label:
-        notes.insert(0, f"{label} run ({protocol} recipe otherwise)")
-        protocol = label
-    return protocol, "; ".join(notes)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:80]
-
-
-def _rows(cfg, encoder, data: Data, specs_or_names, tables: Dict[str, Top1Table], heldout: Top1Table,
-          protocol: str, notes: str, epochs: int, skipped: Mapping[str, int],
-          baseline: bool = False) -> List[Dict[str, Any]]:
-    """One row per (head, ema, test set); the best (lr, ema) per probe on held-out is `selected`."""
-    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    entries = [(name, None, False) for name in specs_or_names] if baseline else \
-        [(s.key, s, ema) for s in specs_or_names for ema in (False, True)]
-    best: Dict[str, tuple] = {}
-    for key, spec, ema in entries:
-        probe = key if baseline else spec.probe
-        top, _ = heldout.top1(key, ema, "heldout")
-        if probe not in best or top > best[probe][0]:
-            best[probe] = (top, key, ema)
-    rows = []
-    for key, spec, ema in entries:
-        probe = key if baseline else spec.probe
-        for image_set in data.tests:
-            for score in image_set.scores:
-                top1, n = tables[image_set.name].top1(key, ema, score)
-                rows.append({
-                    "encoder": str(cfg["encoder"]["source"]), "encoder_version": encoder.version,
-                    "probe": probe, "lr": "" if baseline else spec.lr, "ema": ema, "test_set": score,
-                    "n_images": n, "top1": round(top1, 3), "epochs": epochs,
-                    "image_size": cfg["image_size"], "protocol": protocol, "protocol_notes": notes,
-                    "subset": bool(image_set.subset.get(score) or data.train.subset["train"]),
-                    "selected": best[probe][1:] == (key, ema),
-                    "heldout_top1": round(heldout.top1(key, ema, "heldout")[0], 3),
-                    "n_skipped": skipped.get(image_set.name, 0), "date": date})
-    return rows
+    facts = [f"held-out split: {cfg.data.heldout_per_class} per class, at most {cfg.data.heldout_max_fraction:g}"
+             " of a class"]
+    if device.type != "cuda" and cfg.train.precision != "fp32":
+        facts.append(f"computed in fp32 on {device.type} (recipe {cfg.train.precision} on GPU)")
+    return protocol_words(changes, facts, cfg.runtime.protocol_label, CACHED_PROTOCOL if cfg.cached else None)
 
 
 def _reduce_skipped(skipped: Mapping[str, int], names: Sequence[str], dist: DistInfo) -> Dict[str, int]:
-    counts = torch.tensor([float(skipped.get(n, 0)) for n in names], dtype=torch.float64)
-    counts = all_reduce_sum(counts, dist)
+    counts = all_reduce_sum(torch.tensor([float(skipped.get(n, 0)) for n in names], dtype=torch.float64), dist)
     return {n: int(c) for n, c in zip(names, counts.tolist())}
 
 
-def run_classify(cfg: Mapping[str, Any]) -> List[Dict[str, Any]]:
+def _run_id(cfg: ClassifyConfig, encoder: nn.Module, probes: Sequence[str]) -> str:
+    # Everything that shapes the numbers; not where results go or how progress is shown.
+    defining = {k: v for k, v in cfg.as_dict().items() if k != "runtime"}
+    defining["data"] = {k: v for k, v in defining["data"].items() if k != "workers"}
+    defining["weights"] = getattr(encoder, "fingerprint", None) or str(getattr(encoder, "source", ""))
+    name = getattr(encoder, "name", None) or encoder.version
+    if name == "custom":
+        name = Path(str(cfg.encoder.source)).name
+    kind = "cached" if cfg.cached else "live"
+    return make_run_id(name, [f"{cfg.image.size}px", "+".join(p.replace("attention_pooling", "attn") for p in probes),
+                              kind], defining)
+
+
+def run_classify(cfg: ClassifyConfig) -> List[Dict[str, Any]]:
     """Run the whole probe sweep described by ``cfg``; return (and append to the CSV) its rows."""
-    dist = init_distributed(cfg["runtime"]["device"])
-    data = load_data(cfg)
-    encoder = load_probe_encoder(cfg, dist.device)
-    probes = list(dict.fromkeys(PROBE_ALIASES[p] for p in cfg["probe"]["probes"]))
-    specs = head_specs(probes, cfg["probe"]["lrs"])
-    torch.manual_seed(cfg["train"]["seed"])  # identical head init on every rank and every resume
+    dist = init_distributed(cfg.runtime.device)
+    out = Path(cfg.runtime.out)
+    data = load_data(cfg.data, cfg.train.seed)
+    precision = cfg.train.precision if dist.device.type == "cuda" else "fp32"
+    encoder = load_probe_encoder(cfg.encoder, storage_dtype(cfg.encoder, precision, dist.device), dist.device)
+    layers = parse_layers(cfg.probe.layers, encoder.num_layers)
+    specs = head_specs(cfg.probe.probes, cfg.probe.head_lrs, layers)
+    run_id = _run_id(cfg, encoder, cfg.probe.probes)
+    results = out / RESULTS_FILE
+    if check_rerun(run_id, run_finished(results, run_id), cfg.runtime.resume, cfg.runtime.overwrite, str(results)):
+        log.info("run %s is already finished in %s: nothing to do", run_id, results)
+        return []
+    torch.manual_seed(cfg.train.seed)  # identical head init on every rank and every resume
     bank = HeadBank(specs, encoder.embed_dim, encoder.num_heads, encoder.num_prefix_tokens,
-                    cfg["probe"]["num_classes"]).to(dist.device)
-    autocast = lambda: autocast_for(dist.device)  # noqa: E731 - a fresh context per use
-    cached = bool(cfg["cache"]["dir"])
-    from probes.classification.live import LiveSource
+                    cfg.probe.num_classes).to(dist.device)
+    autocast: Callable[[], Any] = lambda: autocast_for(dist.device, precision)  # noqa: E731 - fresh per use
+    pre = Preprocessing.resolve(cfg.image, encoder.data_config)
+    live = LiveSource(encoder, data.train, pre, cfg.train, cfg.data, cfg.probe.num_classes, dist, bank.needs, autocast)
+    source, stores = live, {}
+    if cfg.cached:
+        from probes.classification.cache import cached_source
 
-    live = LiveSource(encoder, data.train, cfg, dist, bank.need_tokens, bank.need_pooled, autocast)
-    source = live
-    stores = {}
-    if cached:
-        source, stores = _cached_source(cfg, encoder, data, live, dist, bank, probes)
+        source, stores, data.train = cached_source(cfg, encoder, data.train, data.heldout, data.tests, live, dist,
+                                                   bank.needs)
     elif live.iters_per_epoch == 0:
-        raise DatasetError(f"train at {data.train.root} has {len(data.train)} training images, fewer "
-                           f"than one batch of {live.batch} per process (lower --batch-size).")
-    epochs = cfg["cache"]["epochs"] if cached else cfg["train"]["epochs"]
-    batch = cfg["cache"]["batch_size"] if cached else cfg["train"]["batch_size"]
-    model = bank
-    if dist.world > 1:
-        model = nn.parallel.DistributedDataParallel(
-            bank, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
-    tcfg = cfg["train"]
-    trainer = SweepTrainer(bank, total_batch=batch, iters_per_epoch=source.iters_per_epoch,
-                           epochs=epochs, warmup_epochs=tcfg["warmup_epochs"], momentum=tcfg["momentum"],
-                           nesterov=tcfg["nesterov"], weight_decay=tcfg["weight_decay"],
-                           clip_grad=tcfg["clip_grad"], ema_decay=tcfg["ema_decay"],
-                           lr_batch_ref=tcfg["lr_batch_ref"], model=model)
-    out = Path(cfg["runtime"]["out"])
-    run_id = _slug(f"{encoder.version}_{cfg['image_size']}px_{'cached' if cached else 'live'}")
-    settings = {k: cfg[k] for k in ("encoder", "image_size", "interpolation", "probe", "train")}
-    settings.update(data={k: v for k, v in cfg["data"].items() if k != "workers"},
-                    cache=cfg["cache"] if cached else None, world=dist.world)
-    loop = LoopSettings(epochs=epochs, seed=tcfg["seed"], checkpoint=out / "checkpoints" / f"{run_id}.pth",
-                        fingerprint=fingerprint(settings), resume=bool(cfg["runtime"]["resume"]),
-                        show_progress=bool(cfg["runtime"]["progress"]))
-    train_sweep(trainer, source, SoftTargetCrossEntropy(), loop, dist, autocast)
-    broadcast_from_main(bank, dist)
-    broadcast_from_main(trainer.ema.module, dist)
+        raise DatasetError(f"train at {data.train.root} has {len(data.train)} training images after the held-out "
+                           f"split took {len(data.heldout)}, fewer than one batch of {live.batch} per process "
+                           "(lower --batch-size or data.heldout_per_class).")
+    epochs = cfg.cache.epochs if cfg.cached else cfg.train.epochs
+    model = bank if dist.world == 1 else nn.parallel.DistributedDataParallel(
+        bank, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+    t = cfg.train
+    trainer = SweepTrainer(bank, total_batch=cfg.cache.batch_size if cfg.cached else t.batch_size,
+                           iters_per_epoch=source.iters_per_epoch, epochs=epochs, warmup_epochs=t.warmup_epochs,
+                           momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay,
+                           clip_grad=t.clip_grad, ema_decay=t.ema_decay, lr_batch_ref=t.lr_batch_ref, model=model,
+                           loss_scaling=precision == "fp16")
+    loop = LoopSettings(epochs=epochs, seed=t.seed, checkpoint=out / "checkpoints" / f"{run_id}.pth",
+                        fingerprint=fingerprint({"run": run_id, "world": dist.world}), resume=cfg.runtime.resume,
+                        show_progress=cfg.runtime.progress, log_interval_s=cfg.runtime.log_interval_s,
+                        eval_every_epoch=t.eval_every_epoch)
+    sets = [data.heldout, *data.tests]
 
-    show = loop.show_progress
-    heldout = evaluate_sweep(trainer, source, data.heldout, ("heldout",), dist, autocast, show)
-    tables = {s.name: evaluate_sweep(trainer, source, s, s.scores, dist, autocast, show) for s in data.tests}
+    def evaluate(final: bool) -> List[Tuple[ds.ImageSet, Top1Table]]:
+        return [(s, evaluate_sweep(trainer, source, s, s.scores, dist, autocast, loop.show_progress, record=final,
+                                   log_interval_s=loop.log_interval_s)) for s in sets]
+
+    history, final = train_sweep(trainer, source, SoftTargetCrossEntropy(), loop, dist, autocast, evaluate)
+    heldout, tests = final[0][1], final[1:]
     skipped = _reduce_skipped(source.n_skipped, [s.name for s in data.tests], dist)
-    protocol, notes = protocol_of(cfg, cached)
-    rows = _rows(cfg, encoder, data, specs, tables, heldout, protocol, notes, epochs, skipped)
-    if cached and dist.is_main and (cfg["cache"]["knn"] or cfg["cache"]["logreg"]):
-        rows += _baseline_rows(cfg, encoder, data, stores, notes, skipped)
+    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    facts = RunFacts(run_id, str(cfg.encoder.source), encoder.version, encoder.num_layers, epochs, cfg.image.size,
+                     precision, protocol_of(cfg, dist.device), bool(data.train.subset["train"]),
+                     f"predictions/{run_id}.npz", date)
+    rows = head_rows(facts, specs, tests, heldout, history, skipped, cfg.probe.published_lr)
+    if cfg.cached and dist.is_main and (cfg.cache.knn or cfg.cache.logreg):
+        from probes.classification.baselines import baseline_tables
+
+        names, base_heldout, base_tests = baseline_tables(cfg.cache, cfg.probe.num_classes, data.train, data.heldout,
+                                                          data.tests, stores)
+        rows += baseline_rows(facts, names, base_tests, base_heldout, skipped)
     if dist.is_main:
-        path = append_rows(rows, out)
+        chosen = select_heads(specs, heldout).values()
+        published = [(s.key, False) for s in specs if is_published(s, False, cfg.probe.published_lr)]
+        keep = kept_heads(specs, chosen, published, encoder.num_layers)
+        write_run_predictions(out / facts.predictions, tests, final[0], keep)
+        write_epoch_scores(out / "epochs" / f"{run_id}.csv", run_id, specs, history)
+        path = append_rows(results, rows, CLASSIFICATION_COLUMNS, replace_run=run_id if cfg.runtime.overwrite else None)
         log.info("%d result rows appended to %s", len(rows), path)
         log_summary(rows)
     return rows
 
 
-def _cached_source(cfg, encoder, data: Data, live, dist, bank, probes):
-    from probes.classification.cache import CachedSource, build_store, check_store_kinds
-
-    kinds = list(cfg["cache"]["store"])
-    check_store_kinds(kinds, probes)
-    # One folder per encoder checkpoint and resolution, so several encoders can share a cache dir.
-    where = fingerprint({"source": str(getattr(encoder, "source", "")), "layers": encoder.num_layers})[:8]
-    root = Path(cfg["cache"]["dir"]) / _slug(f"{encoder.version}_{cfg['image_size']}px_{where}")
-    per_class = cfg["cache"]["train_per_class"]
-    if per_class:
-        data.train = _limit_per_class(data.train, int(per_class))
-    stores = {}
-    for image_set in [data.train, data.heldout, *data.tests]:
-        stores[image_set.name] = build_store(root / _slug(image_set.name), image_set, live, cfg, dist, kinds)
-    source = CachedSource(stores, data.train, cfg, dist, bank.need_tokens, bank.need_pooled)
-    return source, stores
-
-
-def _limit_per_class(image_set: ds.ImageSet, per_class: int) -> ds.ImageSet:
-    seen: Dict[int, int] = {}
-    keep = []
-    for i, t in enumerate(image_set.targets):
-        if seen.get(t, 0) < per_class:
-            seen[t] = seen.get(t, 0) + 1
-            keep.append(i)
-    return ds.ImageSet(image_set.name, image_set.root, [image_set.files[i] for i in keep],
-                       [image_set.targets[i] for i in keep], subset=dict(image_set.subset))
+def parse_layers(value: Any, num_layers: int) -> List[int]:
+    """`probe.layers`: None, a list of blocks counted from 1, or 'every:K' (K, 2K, ... below the last)."""
+    if value in (None, "", [], ()):
+        return []
+    if isinstance(value, str) and value.startswith("every:"):
+        step = int(value.split(":", 1)[1])
+        layers = list(range(step, num_layers, step))
+    elif isinstance(value, (list, tuple)):
+        layers = [int(v) for v in value]
+    else:
+        raise ConfigError(f"probe.layers={value!r}: give a list of blocks (counted from 1) or 'every:K'.")
+    bad = [v for v in layers if not 1 <= v <= num_layers]
+    if bad:
+        raise ConfigError(f"probe.layers {bad} outside 1..{num_layers} (the encoder's blocks in use).")
+    # The last block is the standard heads' own: extra heads only on the others.
+    return sorted(set(layers) - {num_layers})
 
 
-def _baseline_rows(cfg, encoder, data: Data, stores, notes: str, skipped) -> List[Dict[str, Any]]:
-    from probes.classification.baselines import fit_baselines, pooled_matrix, score_baselines
+def write_epoch_scores(path: Path, run_id: str, specs, history) -> None:
+    """Each evaluated epoch's top-1 per head and set (the official loop's log), beside the results."""
+    from probes.io import write_atomic
 
-    rows, x = pooled_matrix(stores["train"])
-    y = [data.train.targets[i] for i in rows]
-    models = fit_baselines(x, y, cfg)
-    num_classes = cfg["probe"]["num_classes"]
-    heldout = score_baselines(models, stores["heldout"], data.heldout, ("heldout",), num_classes)
-    tables = {s.name: score_baselines(models, stores[s.name], s, s.scores, num_classes) for s in data.tests}
-    return _rows(cfg, encoder, data, list(models), tables, heldout, "cached", notes, "", skipped,
-                 baseline=True)
+    by_key = {s.key: s for s in specs}
+
+    def write(handle) -> None:
+        handle.write("run_id,epoch,probe,lr,ema,layer,test_set,top1\n")
+        for epoch, scores in sorted(history.by_epoch.items()):
+            for (key, ema, score), top1 in sorted(scores.items()):
+                spec = by_key[key]
+                handle.write(f"{run_id},{epoch},{spec.probe},{spec.lr:g},{ema},{spec.layer or ''},{score},"
+                             f"{top1:.3f}\n")
+
+    write_atomic(path, write)
 
 
 def log_summary(rows: Sequence[Mapping[str, Any]]) -> None:
-    """Log the held-out-selected head of each probe: every set, their average, and Δ."""
+    """Log, per probe, the published head and the held-out-selected one: every set, their average, and Δ."""
     averages = {}
     for probe in dict.fromkeys(r["probe"] for r in rows):
-        chosen = [r for r in rows if r["probe"] == probe and r["selected"]]
-        if not chosen:
-            continue
-        sets = " ".join(f"{r['test_set']}={r['top1']:.2f}" for r in chosen)
-        averages[probe] = sum(r["top1"] for r in chosen) / len(chosen)
-        log.info("%s (lr %s, ema %s, held-out %.2f): %s avg=%.2f", probe, chosen[0]["lr"],
-                 chosen[0]["ema"], chosen[0]["heldout_top1"], sets, averages[probe])
-    if "linear" in averages and "attention_pooling" in averages:
-        log.info("delta (attention_pooling - linear) = %+.2f",
-                 averages["attention_pooling"] - averages["linear"])
+        for kind, pick in (("published", lambda r: r.get("head") == "published"), ("selected", lambda r: r["selected"])):
+            chosen = [r for r in rows if r["probe"] == probe and pick(r) and r["layer"] == rows[0]["layer"]]
+            if not chosen:
+                continue
+            sets = " ".join(f"{r['test_set']}={r['top1']:.2f}" for r in chosen)
+            averages[(probe, kind)] = sum(r["top1"] for r in chosen) / len(chosen)
+            log.info("%s %s head (lr %s, ema %s, held-out %.2f): %s avg=%.2f", probe, kind, chosen[0]["lr"],
+                     chosen[0]["ema"], chosen[0]["heldout_top1"], sets, averages[(probe, kind)])
+    for kind in ("published", "selected"):
+        if ("linear", kind) in averages and ("attention_pooling", kind) in averages:
+            log.info("delta (attention_pooling - linear), %s heads = %+.2f", kind,
+                     averages[("attention_pooling", kind)] - averages[("linear", kind)])

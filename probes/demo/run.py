@@ -44,7 +44,7 @@ def _digit_images(classes: list[int], seed: int) -> Callable:
 
 def write_data(data: Path, seed: int = 0) -> dict[str, Path]:
     """The six ImageNet-family sets (10 classes, quirks included), ADE20K and converted COCO-Stuff."""
-    from probes.classification.synthetic import shared_a_r_classes, write_imagenet_root
+    from probes.testing.imagenet_data import shared_a_r_classes, write_imagenet_root
     from probes.segmentation.coco_stuff import prepare_coco_stuff
 
     classes = shared_a_r_classes(10)  # in IN-A and IN-R too, so every set has all ten

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 import pytest
 
-from probes.classification.config import load_config
-from probes.classification.synthetic import shared_a_r_classes, write_imagenet_root
+from probes.classification.config import ClassifyConfig, load_config
+from probes.testing.imagenet_data import shared_a_r_classes, write_imagenet_root
 from probes.testing.checkpoints import write_tiny_hf_encoder
 
 
@@ -28,11 +28,11 @@ def data_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_cfg(tiny_encoder, data_root, tmp_path):
     """A factory: the tiny demo config on the session data, results under this test's tmp_path."""
-    def make(**overrides: Any) -> Dict[str, Any]:
-        pairs = [("encoder.source", str(tiny_encoder)), ("data.root", str(data_root)),
-                 ("runtime.out", str(tmp_path / "out"))]
-        pairs += [(k.replace("__", "."), v) for k, v in overrides.items()]
-        return load_config("tiny_demo", pairs)
+    def make(**overrides: Any) -> ClassifyConfig:
+        options = {"encoder.source": str(tiny_encoder), "data.root": str(data_root),
+                   "runtime.out": str(tmp_path / "out")}
+        options.update({k.replace("__", "."): v for k, v in overrides.items()})
+        return load_config("tiny_demo", options)
     return make
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from probes.cli import build_parser, main
 from probes.classification.commands import overrides_from_args
-from probes.classification.results import read_rows
+from probes.results import read_rows
 
 
 def test_flags_become_config_overrides():

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from probes.classification.config import CONFIG_DIR, load_config, parse_options, parse_value
+from probes.classification.config import BASE_CONFIG, load_config
+from probes.config_files import config_dir, parse_cfg_options
 from probes.errors import ConfigError
+
+CONFIG_DIR = config_dir("classification")
 
 PUBLISHED = {
     "internvit_300m_448px": ("InternViT-300M-448px", 448, None),
@@ -24,12 +27,13 @@ def test_version_configs_keep_the_published_recipe(name):
 
     cfg = load_config(name)
     version, size, layers = PUBLISHED[name]
-    assert cfg["encoder"]["version"] == version and version in VERSIONS
-    assert cfg["image_size"] == size and cfg["encoder"]["num_layers"] == layers
-    t = cfg["train"]
-    assert (t["epochs"], t["batch_size"], t["momentum"], t["nesterov"], t["weight_decay"]) == (10, 1024, 0.9, True, 0.0)
-    assert (t["clip_grad"], t["ema_decay"], t["mixup"], t["cutmix"], t["smoothing"]) == (5.0, 0.998, 0.8, 1.0, 0.1)
-    assert t["warmup_epochs"] == 1 and t["lr_batch_ref"] == 512 and 0.1 in cfg["probe"]["lrs"]
+    assert cfg.encoder.version == version and version in VERSIONS
+    assert cfg.image.size == size and cfg.encoder.num_layers == layers
+    t = cfg.train
+    assert (t.epochs, t.batch_size, t.momentum, t.nesterov, t.weight_decay) == (10, 1024, 0.9, True, 0.0)
+    assert (t.clip_grad, t.ema_decay, t.mixup, t.cutmix, t.smoothing) == (5.0, 0.998, 0.8, 1.0, 0.1)
+    assert t.warmup_epochs == 1 and t.lr_batch_ref == 512 and t.precision == "fp16"
+    assert cfg.probe.published_lr == 0.1 and cfg.probe.head_lrs[0] == 0.1
 
 
 def test_every_config_file_is_covered():
@@ -38,37 +42,58 @@ def test_every_config_file_is_covered():
 
 
 def test_overrides_apply_in_order_and_parse_types():
-    cfg = load_config("internvit_6b_224px", parse_options(
+    cfg = load_config("internvit_6b_224px", parse_cfg_options(
         ["train.epochs=3", "probe.lrs=[0.1,0.2]", "data.paths.IN-A=/x/ina", "encoder.num_layers=None",
          "data.allow_subset=true", "runtime.out=results/here"]))
-    assert cfg["train"]["epochs"] == 3 and cfg["probe"]["lrs"] == [0.1, 0.2]
-    assert cfg["data"]["paths"]["IN-A"] == "/x/ina" and cfg["data"]["paths"]["IN-R"] == "imagenet-r"
-    assert cfg["encoder"]["num_layers"] is None and cfg["data"]["allow_subset"] is True
-    assert cfg["runtime"]["out"] == "results/here"
-    assert parse_value("(1, 2)") == (1, 2) and parse_value("cuda") == "cuda"
+    assert cfg.train.epochs == 3 and cfg.probe.lrs == (0.1, 0.2)
+    assert cfg.data.paths["IN-A"] == "/x/ina" and cfg.data.paths["IN-R"] == "imagenet-r"
+    assert cfg.encoder.num_layers is None and cfg.data.allow_subset is True
+    assert cfg.runtime.out == "results/here"
+
+
+def test_both_commands_read_cfg_options_alike():
+    # One parser for every command (mmengine's DictAction): `None` is None, `none` stays a string.
+    assert parse_cfg_options(["a=None", "b=none", "c=[1,2]", "d=cuda", "e=true"]) == \
+        {"a": None, "b": "none", "c": [1, 2], "d": "cuda", "e": True}
 
 
 def test_unknown_key_on_the_command_line_names_it_and_the_fix():
     with pytest.raises(ConfigError, match=r"'train\.epoch'.*did you mean 'train\.epochs'"):
-        load_config(None, [("train.epoch", 3)])
+        load_config(None, {"train.epoch": 3})
 
 
 def test_unknown_key_in_a_config_file_names_the_file(tmp_path):
     path = tmp_path / "mine.py"
-    base = CONFIG_DIR / "_base_" / "probe_recipe.py"
-    path.write_text(f"_base_ = ['{base}']\ntrain = dict(epoch=3)\n")
+    path.write_text(f"_base_ = ['{BASE_CONFIG}']\ntrain = dict(epoch=3)\n")
     with pytest.raises(ConfigError, match=r"'train\.epoch' in .*mine\.py"):
         load_config(str(path))
 
 
 def test_bad_values_are_config_errors():
     with pytest.raises(ConfigError, match="on_corrupt"):
-        load_config(None, [("data.on_corrupt", "ignore")])
+        load_config(None, {"data.on_corrupt": "ignore"})
     with pytest.raises(ConfigError, match="probe.probes"):
-        load_config(None, [("probe.probes", ["mlp"])])
+        load_config(None, {"probe.probes": ["mlp"]})
     with pytest.raises(ConfigError, match="num_classes"):
-        load_config(None, [("probe.num_classes", 10)])
+        load_config(None, {"probe.num_classes": 10})
+    with pytest.raises(ConfigError, match="train.precision"):
+        load_config(None, {"train.precision": "fp8"})
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("no_such_config")
     with pytest.raises(ConfigError, match="key=value"):
-        parse_options(["train.epochs"])
+        parse_cfg_options(["train.epochs"])
+
+
+def test_print_config_resolves_a_published_version_without_weights(capsys):
+    from probes.cli import main
+
+    assert main(["classify", "--config", "internvit_6b_448px_v1_0", "--print-config", "json"]) == 0
+    import json
+
+    resolved = json.loads(capsys.readouterr().out)
+    assert resolved["encoder"]["num_layers"] == 45 and resolved["image"]["size"] == 448
+    assert resolved["resolved"]["encoder"]["blocks_used"] == 45
+    assert resolved["resolved"]["encoder"]["blocks_in_checkpoint"] == 48
+    assert resolved["resolved"]["preprocessing"]["mean"] == [0.485, 0.456, 0.406]
+    assert resolved["resolved"]["protocol"] == "published"
+    assert "linear_lr0p1" in resolved["resolved"]["heads"]

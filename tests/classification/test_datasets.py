@@ -12,7 +12,7 @@ from PIL import Image
 from probes.classification import datasets as ds
 from probes.classification import imagenet_info as info
 from probes.classification.metrics import correct_and_counted
-from probes.classification.synthetic import shared_a_r_classes, write_imagenet_root
+from probes.testing.imagenet_data import shared_a_r_classes, write_imagenet_root
 from probes.errors import ConfigError, DatasetError
 
 CLASSES = shared_a_r_classes(3)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from probes.classification.results import read_rows
+from probes.results import read_rows
 from probes.testing.launch import torchrun_probes
 
 
