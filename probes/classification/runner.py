@@ -60,16 +60,15 @@ def load_data(cfg: Mapping[str, Any]) -> Data:
 
 def load_probe_encoder(cfg: Mapping[str, Any], device: torch.device) -> nn.Module:
     """The frozen encoder named by ``encoder.*``."""
-    from probes import load_encoder
+    from probes.encoders import load_encoder, parse_source
 
     ecfg = cfg["encoder"]
     if not ecfg["source"]:
         raise ConfigError("encoder.source is not set (pass --encoder SRC).")
-    source = str(ecfg["source"])
-    # A version in the config only helps a plain path; `timm:` and `VERSION=PATH` carry their own.
-    version = ecfg["version"] if not (source.startswith("timm:") or "=" in source) else None
-    return load_encoder(source, version=version, weights=ecfg["weights"], num_layers=ecfg["num_layers"],
-                        dtype=ecfg["dtype"], device=device)
+    # A version in the config names a plain path's architecture; parse_source checks it against the others.
+    source = parse_source(str(ecfg["source"]), version=ecfg["version"], weights=ecfg["weights"],
+                          revision=ecfg.get("revision"))
+    return load_encoder(source, num_layers=ecfg["num_layers"], dtype=ecfg["dtype"], device=device)
 
 
 def protocol_of(cfg: Mapping[str, Any], cached: bool) -> tuple[str, str]:

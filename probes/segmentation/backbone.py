@@ -10,30 +10,17 @@ from mmseg.registry import MODELS
 from torch import nn
 
 from probes.errors import ConfigError
-from probes.segmentation.encoder_info import RANDOM_PREFIX
 
 
 def _build_encoder(source: str, *, num_layers: Optional[int], drop_path_rate: Optional[float], trainable: bool,
-                   **kwargs) -> nn.Module:
-    """`load_encoder(source)`, or for `random:VERSION` the architecture with random weights."""
+                   weights: Optional[str] = None, version: Optional[str] = None, **kwargs) -> nn.Module:
+    """`load_encoder` for any source, `random:VERSION` (seeded weights, for shape-only uses) included."""
     if source is None:
         raise ConfigError("model.backbone.source is not set; pass --encoder SRC")
-    if str(source).startswith(RANDOM_PREFIX):
-        # For shape-only uses (parameter counts on the meta device, step benchmarks): never a result row.
-        from probes.encoders import VERSIONS, InternViT
-        from probes.encoders.versions import resolve_version
+    from probes.encoders import load_encoder, parse_source
 
-        version = resolve_version(str(source)[len(RANDOM_PREFIX):])
-        encoder = InternViT(VERSIONS[version], num_layers=num_layers, drop_path_rate=drop_path_rate)
-        encoder.version, encoder.source = version, "random init"
-        if kwargs.get("dtype"):
-            from probes.runtime import resolve_dtype
-
-            encoder = encoder.to(resolve_dtype(kwargs["dtype"], torch.device("cpu"), trainable))
-        return encoder.requires_grad_(trainable).train(trainable)
-    from probes import load_encoder
-
-    return load_encoder(source, num_layers=num_layers, drop_path_rate=drop_path_rate, trainable=trainable, **kwargs)
+    parsed = parse_source(str(source), version=version, weights=weights)
+    return load_encoder(parsed, num_layers=num_layers, drop_path_rate=drop_path_rate, trainable=trainable, **kwargs)
 
 
 @MODELS.register_module()

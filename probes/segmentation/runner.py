@@ -15,7 +15,7 @@ from probes.errors import ConfigError, DatasetError
 from probes.results import SEGMENTATION_COLUMNS, append_rows
 from probes.segmentation import settings
 from probes.segmentation.datasets import check_dataset, dataset_spec, resolve_root
-from probes.segmentation.encoder_info import describe_source
+from probes.encoders import describe_source
 
 log = logging.getLogger(__name__)
 

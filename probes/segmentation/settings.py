@@ -7,7 +7,7 @@ from typing import Any
 
 from probes.errors import ConfigError
 from probes.segmentation.datasets import DatasetSpec
-from probes.segmentation.encoder_info import EncoderInfo
+from probes.encoders import EncoderInfo
 
 # The released recipe (protocols.md): what a row's `protocol` is measured against.
 RECIPE = {"iters": 80000, "crop": 504, "batch": 16, "warmup": 1500, "stride": 322}

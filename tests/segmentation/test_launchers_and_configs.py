@@ -10,7 +10,7 @@ from mmengine.config import Config
 from probes.encoders.versions import VERSIONS
 from probes.testing.launch import torchrun_probes
 from probes.segmentation import settings
-from probes.segmentation.encoder_info import EncoderInfo
+from probes.encoders import EncoderInfo
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "segmentation"
 VERSION_CONFIGS = sorted(p for p in CONFIGS.glob("InternViT-*/*.py"))
@@ -102,7 +102,7 @@ def test_fsdp_strategy_config_wraps_each_6b_block() -> None:
 
 
 def test_an_unnamed_folder_with_a_published_architecture_gets_that_versions_config() -> None:
-    from probes.segmentation.encoder_info import matching_version
+    from probes.encoders.versions import matching_version
     from probes.segmentation.runner import default_config
     from probes.testing.checkpoints import tiny_config
 
