@@ -130,9 +130,17 @@ class PickledStateDict:
             check_finite(target, info)
 
 
+def all_finite(tensor: torch.Tensor) -> bool:
+    """No NaN or Inf in a tensor (integer tensors always pass)."""
+    if not tensor.is_floating_point() or not tensor.numel():
+        return True
+    # min and max propagate NaN and reach +-Inf; unlike isfinite() they allocate nothing tensor-sized.
+    return bool(torch.isfinite(torch.stack(torch.aminmax(tensor))).all())
+
+
 def check_finite(tensor: torch.Tensor, info: TensorInfo) -> None:
     """Refuse a tensor holding NaN or Inf, as read into its target (so an overflow to fp16 counts too)."""
-    if tensor.is_floating_point() and tensor.numel() and not bool(torch.isfinite(tensor).all()):
+    if not all_finite(tensor):
         raise CheckpointError(f"{info.file}: tensor {info.key} holds NaN or Inf values "
                               f"(a bad download, or an overflow when converting to {tensor.dtype})")
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from probes.encoders.fingerprint import files_fingerprint, seed_fingerprint
 from probes.encoders.source import EncoderSource
+from probes.encoders.tensor_files import all_finite
 from probes.errors import CheckpointError, EncoderSourceError
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def _check_name(source: EncoderSource) -> None:
 def _check_finite(model: nn.Module, file: Path) -> None:
     """timm loads the whole file itself; refuse NaN/Inf weights afterwards, naming the first bad one."""
     for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if not all_finite(tensor):
             raise CheckpointError(f"{file}: weights for {name} hold NaN or Inf values (a bad download?)")
 
 
