@@ -46,7 +46,7 @@ def _with_data_config(data_config: dict, **shape) -> EncoderInfo:
 def describe_source(source: Union[PathLike, EncoderSource], version: Optional[str] = None,
                     weights: Optional[PathLike] = None, revision: Optional[str] = None) -> EncoderInfo:
     """Shape, names and preprocessing of any `load_encoder` source, from config files only (never weights)."""
-    src = parse_source(source, version, weights, revision)
+    src = parse_source(source, version, weights, revision, weights_required=False)
     if src.kind == "timm":
         from probes.encoders.timm_encoder import describe_timm
 
@@ -54,8 +54,9 @@ def describe_source(source: Union[PathLike, EncoderSource], version: Optional[st
         return _with_data_config(enc.data_config, embed_dim=enc.embed_dim, num_layers=enc.num_layers,
                                  version=enc.version, name=enc.name, num_heads=enc.num_heads,
                                  patch_size=enc.patch_size)
-    if src.kind == "random":
-        cfg, name, data_config = VERSIONS[src.version], f"random:{src.version}", None
+    if src.kind == "random" or (src.kind == "version" and src.path is None):  # the version table says it all
+        cfg, data_config = VERSIONS[src.version], None
+        name = f"random:{src.version}" if src.kind == "random" else src.version
         version, config_version = src.version, src.version
     else:
         spec = checkpoint_spec(src, with_weights=False)

@@ -97,9 +97,11 @@ class HubRepo:
         if isinstance(exc, OfflineModeIsEnabled):
             return self.not_cached(what)
         if isinstance(exc, GatedRepoError):
-            return EncoderSourceError(f"hub repo {self.repo_id} is gated: accept its terms and log in with `hf auth login`")
+            return EncoderSourceError(
+                f"hub repo {self.repo_id} is gated: accept its terms and log in with `hf auth login`")
         if isinstance(exc, RepositoryNotFoundError):
-            return EncoderSourceError(f"there is no hub repo {self.repo_id} (or it is private: log in with `hf auth login`)")
+            return EncoderSourceError(
+                f"there is no hub repo {self.repo_id} (or it is private: log in with `hf auth login`)")
         if isinstance(exc, RevisionNotFoundError):
             return EncoderSourceError(f"hub repo {self.repo_id} has no revision {self.revision!r}")
         if isinstance(exc, EntryNotFoundError):
@@ -128,7 +130,8 @@ def fetch_checkpoint(repo_id: str, revision: Optional[str] = None, with_weights:
             return repo.get(single).parent
     if repo.offline:
         raise repo.not_cached("its weights")
-    raise CheckpointError(f"hub repo {repo.label} holds no weights (looked for {', '.join(INDEX_FILES + SINGLE_FILES)})")
+    raise CheckpointError(
+        f"hub repo {repo.label} holds no weights (looked for {', '.join(INDEX_FILES + SINGLE_FILES)})")
 
 
 def fetch_file(repo_id: str, candidates: list[str], revision: Optional[str] = None) -> Path:

@@ -229,7 +229,7 @@ class InternViT(nn.Module):
 
     def prune_intermediate_layers(self, indices: Union[int, list[int]] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> list[int]:
-        """Drop the blocks after the last index needed (and the final norm if `prune_norm`); returns the indices kept."""
+        """Drop the blocks after the last index needed (and the final norm if `prune_norm`); returns those kept."""
         take, max_index = feature_take_indices(self.num_layers, indices)
         self.encoder.layers = self.encoder.layers[: max_index + 1]
         if prune_norm:

@@ -106,7 +106,8 @@ LAYOUTS: dict[str, KeyMap] = {
 # What a block key of each layout looks like: detection needs one such key.
 _SIGNATURES = {
     "internvl-chat": re.compile(r"^vision_model\.encoder\.layers\.\d+\.attn\.(qkv|proj)\."),
-    "transformers-hf": re.compile(r"^(model\.)?vision_tower\.encoder\.layer\.\d+\.attention\.(q_proj|projection_layer)\."),
+    "transformers-hf": re.compile(
+        r"^(model\.)?vision_tower\.encoder\.layer\.\d+\.attention\.(q_proj|projection_layer)\."),
     "transformers": re.compile(r"^encoder\.layer\.\d+\.attention\.(q_proj|projection_layer)\."),
     "internvl-pth": re.compile(r"^blocks\.\d+\.attn\.(qkv|proj)\."),
     "huggingface": re.compile(r"^encoder\.layers\.\d+\.attn\.(qkv|proj)\."),

@@ -49,6 +49,10 @@ def _plan(spec: CheckpointSpec, handles: list, model: nn.Module) -> Plan:
             dropped.add(int(block.group(1)))
             continue
         plan[target.name].append((infos[key], target))
+    for name, pieces in plan.items():
+        if len({t.part for _, t in pieces}) != len(pieces):
+            keys = ", ".join(sorted(info.key for info, _ in pieces))
+            raise CheckpointError(f"checkpoint {spec.where}: {keys} all fill {name}; keep one of them")
     complete = {name for name, pieces in plan.items() if {t.part for _, t in pieces} == set(range(pieces[0][1].parts))}
     missing, unexpected = set(expected) - complete, set(plan) - set(expected)
     if missing or unexpected:

@@ -24,7 +24,8 @@ class EncoderSource:
     """One parsed encoder source; `kind` says which of the other fields are set.
 
     - path: a local folder (HF, InternVL chat, transformers-saved) or file; `path`, maybe `version`.
-    - version: a published version's weights at a local `path` (`VERSION=PATH`, or VERSION + weights=).
+    - version: a published version's weights at a local `path` (`VERSION=PATH`, or VERSION + weights=);
+      `path` is None only when parsed for describing (`weights_required=False`).
     - timm: `timm_name`, maybe `timm_tag` (pretrained weights of that tag), `weights`, `revision`.
     - hub: a Hugging Face repo `repo_id` at `revision`; `version` when it is a published version's repo.
     - random: a published `version`'s architecture with seeded random weights (shape-only uses).
@@ -72,8 +73,13 @@ def _version_arg(version: Optional[str], text: str, carried: Optional[str]) -> O
 
 
 def parse_source(text: Union[PathLike, EncoderSource], version: Optional[str] = None,
-                 weights: Optional[PathLike] = None, revision: Optional[str] = None) -> EncoderSource:
-    """Decide what an encoder source names; an existing local path always wins over any other reading."""
+                 weights: Optional[PathLike] = None, revision: Optional[str] = None,
+                 weights_required: bool = True) -> EncoderSource:
+    """Decide what an encoder source names; an existing local path always wins over any other reading.
+
+    With `weights_required=False` (describing only), a bare version name is accepted without weights
+    and gives a `version` source whose `path` is None.
+    """
     if isinstance(text, EncoderSource):
         for name, value in (("version", version), ("weights", weights), ("revision", revision)):
             _refuse(value, name, text.text, "is already parsed")
@@ -99,6 +105,8 @@ def parse_source(text: Union[PathLike, EncoderSource], version: Optional[str] = 
         return EncoderSource("path", text, path=path, version=_version_arg(version, text, None))
     named = find_version(text)
     if named is not None:
+        if weights is None and not weights_required:
+            return EncoderSource("version", text, version=_version_arg(version, text, named))
         if weights is None:
             raise EncoderSourceError(
                 f"{text} names an architecture, not weights: give weights=PATH, '{named}=/path/to/{named}', "

@@ -86,7 +86,8 @@ def _check_name(source: EncoderSource) -> None:
         raise EncoderSourceError(f"unknown timm model {name!r} (timm {timm.__version__}){hint}")
     if tag is not None and source.timm_model not in timm.list_pretrained(source.timm_model):
         tags = [t.partition(".")[2] for t in timm.list_pretrained(f"{name}.*")]
-        raise EncoderSourceError(f"timm model {name} has no pretrained tag {tag!r}; its tags: {', '.join(tags) or 'none'}")
+        raise EncoderSourceError(
+            f"timm model {name} has no pretrained tag {tag!r}; its tags: {', '.join(tags) or 'none'}")
 
 
 def _check_finite(model: nn.Module, file: Path) -> None:

@@ -23,7 +23,8 @@ def test_a_hf_folder_without_reading_its_weights(tmp_path):
     _garbage_weights(folder)  # describing must not read them
     info = describe_source(folder)
     assert (info.name, info.version, info.config_version) == ("mine", "custom", None)
-    assert (info.embed_dim, info.num_layers, info.num_heads, info.patch_size, info.image_size) == (48, 3, 4, 14, (56, 56))
+    assert (info.embed_dim, info.num_layers, info.num_heads, info.patch_size) == (48, 3, 4, 14)
+    assert info.image_size == (56, 56)
     assert info.mean == (0.485, 0.456, 0.406) and info.interpolation == "bicubic" and info.crop_pct == 1.0
 
 
@@ -57,7 +58,15 @@ def test_preprocessor_config_is_read(tmp_path):
 def test_random_version_is_the_version_table():
     info = describe_source("random:InternViT-6B-224px")
     assert (info.embed_dim, info.num_layers, info.image_size) == (3200, 48, (224, 224))
-    assert (info.name, info.version, info.config_version) == ("random:InternViT-6B-224px",) + ("InternViT-6B-224px",) * 2
+    assert info.name == "random:InternViT-6B-224px"
+    assert info.version == info.config_version == "InternViT-6B-224px"
+
+
+def test_a_bare_version_is_described_without_weights():
+    """`probes segment --encoder VERSION` with the weights given later (model.backbone.weights=...)."""
+    info = describe_source("InternViT-6B-448px-V1.0")
+    assert (info.name, info.config_version, info.num_layers, info.image_size) == (
+        "InternViT-6B-448px-V1-0", "InternViT-6B-448px-V1-0", 48, (448, 448))
 
 
 def test_the_short_positional_form_still_builds():

@@ -37,4 +37,5 @@ def test_every_published_key_maps_and_every_parameter_is_covered(layout):
         pieces.setdefault(target.name, set()).add(target.part)
         assert len(pieces[target.name]) <= target.parts
     assert set(pieces) == params, "a parameter is filled by no published key"
-    assert all(len(parts) == next(t.parts for t in targets.values() if t.name == name) for name, parts in pieces.items())
+    parts_of = {t.name: t.parts for t in targets.values()}
+    assert all(len(parts) == parts_of[name] for name, parts in pieces.items()), "a q/k/v part is missing"

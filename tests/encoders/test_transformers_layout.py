@@ -63,6 +63,18 @@ def test_model_prefixed_vision_tower_keys_load(reference, tmp_path):
     _assert_matches(load_encoder(folder), model)
 
 
+def test_a_tower_stored_twice_is_refused(reference, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    _, _, model, _ = reference
+    folder = save_transformers_chat(model, tmp_path / "chat")
+    state = load_file(str(folder / "model.safetensors"))
+    state["model.vision_tower.embeddings.cls_token"] = state["vision_tower.embeddings.cls_token"].clone()
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="vision_tower.embeddings.cls_token all fill embeddings.class_embedding"):
+        load_encoder(folder)
+
+
 @pytest.mark.parametrize("style", ["300m", "6b"])
 def test_config_fields_of_transformers_are_read(style, tmp_path):
     cfg = tiny_config(style)
