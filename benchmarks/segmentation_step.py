@@ -72,7 +72,7 @@ def run_worker(args: argparse.Namespace) -> dict:
     from mmseg.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
     from mmseg.structures import SegDataSample
 
-    from probes.segmentation.encoder_info import describe_source
+    from probes.encoders import describe_source
 
     device = torch.device(args.device)
     baseline = _rss_kib("VmRSS")

@@ -12,7 +12,8 @@ def register(subparsers: Any) -> None:
         description="Train probe heads (both types x an lr grid, the published head always among them, one "
                     "backbone pass) on a frozen encoder and score them on IN-1K, IN-ReaL, IN-V2, IN-A, IN-R "
                     "and IN-Sketch.")
-    p.add_argument("--encoder", help="HF folder | InternVL chat folder | VERSION=PATH | timm:<name>")
+    p.add_argument("--encoder", help="HF folder | chat folder | VERSION=PATH | ORG/NAME hub id | timm:<name>[.<tag>]")
+    p.add_argument("--revision", help="branch, tag or commit of a hub id")
     p.add_argument("--data", help="data root holding train/, val/, real.json, imagenetv2-..., imagenet-a/, ...")
     p.add_argument("--config", help="config file or name under configs/classification/ (e.g. internvit_6b_224px)")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
@@ -48,7 +49,7 @@ def overrides_from_args(args: argparse.Namespace) -> Dict[str, Any]:
     flags = {"encoder.source": args.encoder, "data.root": args.data, "runtime.out": args.out,
              "train.epochs": args.epochs, "train.batch_size": args.batch_size, "image_size": args.image_size,
              "runtime.device": args.device, "data.workers": args.workers, "cache.dir": args.cache,
-             "train.precision": args.precision,
+             "train.precision": args.precision, "encoder.revision": args.revision,
              "probe.lrs": list(args.lrs) if args.lrs else None,
              "probe.layers": _layers(args.layers) if args.layers else None,
              "probe.probes": [p.strip() for p in args.probes.split(",") if p.strip()] if args.probes else None}

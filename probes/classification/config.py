@@ -27,6 +27,7 @@ class EncoderSpec:
     source: Optional[str]
     version: Optional[str]
     weights: Optional[str]
+    revision: Optional[str]
     num_layers: Optional[int]
     dtype: Optional[str]
 

@@ -16,7 +16,7 @@ def describe_config(cfg: ClassifyConfig, fmt: str = "py") -> str:
     """The resolved config plus what follows from the encoder (blocks, widths, preprocessing, heads, protocol)."""
     from mmengine.config import Config
 
-    from probes.segmentation.encoder_info import describe_source
+    from probes.encoders import describe_source
 
     resolved: dict[str, Any] = cfg.as_dict()
     source = cfg.encoder.source or cfg.encoder.version

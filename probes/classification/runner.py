@@ -75,15 +75,13 @@ def storage_dtype(spec: EncoderSpec, precision: str, device: torch.device) -> An
 
 def load_probe_encoder(spec: EncoderSpec, dtype: Any, device: torch.device) -> nn.Module:
     """The frozen encoder named by ``encoder.*``."""
-    from probes import load_encoder
+    from probes.encoders import load_encoder, parse_source
 
     if not spec.source:
         raise ConfigError("encoder.source is not set (pass --encoder SRC).")
-    source = str(spec.source)
-    # A version in the config only helps a plain path; `timm:` and `VERSION=PATH` carry their own.
-    version = spec.version if not (source.startswith("timm:") or "=" in source) else None
-    return load_encoder(source, version=version, weights=spec.weights, num_layers=spec.num_layers,
-                        dtype=dtype, device=device)
+    # A version in the config names a plain path's architecture; parse_source checks it against the others.
+    source = parse_source(str(spec.source), version=spec.version, weights=spec.weights, revision=spec.revision)
+    return load_encoder(source, num_layers=spec.num_layers, dtype=dtype, device=device)
 
 
 def recipe_changes(train: TrainRecipe) -> List[str]:

@@ -11,7 +11,10 @@ from probes.runtime import autocast_for, resolve_device
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the encoder subcommands."""
     inspect = sub.add_parser("inspect", help="load an encoder, print its architecture, time a forward pass")
-    inspect.add_argument("encoder", help="HF/chat folder, VERSION=PATH, or timm:<name>")
+    inspect.add_argument("encoder",
+                         help="folder, VERSION=PATH, ORG/NAME (hub id), timm:<name>[.<tag>] or random:VERSION")
+    inspect.add_argument("--weights", default=None, help="weights for a bare VERSION or a timm model")
+    inspect.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of ORG/NAME")
     inspect.add_argument("--num-layers", type=int, default=None, help="use only the first k blocks")
     inspect.add_argument("--image-size", type=int, nargs="+", default=None, help="H [W]; default: native")
     inspect.add_argument("--batch-size", type=int, default=2)
@@ -24,7 +27,8 @@ def describe(encoder: torch.nn.Module) -> str:
     """A one-paragraph description of a loaded encoder."""
     params = sum(p.numel() for p in encoder.parameters())
     cfg = encoder.data_config
-    return (f"{encoder.version} from {encoder.source}: {encoder.num_layers} blocks, width {encoder.embed_dim}, "
+    return (f"{encoder.name} ({encoder.version}, weights {encoder.fingerprint}) from {encoder.source}: "
+            f"{encoder.num_layers} blocks, width {encoder.embed_dim}, "
             f"{encoder.num_heads} heads, patch {encoder.patch_size}, {params / 1e6:.2f}M params; "
             f"expects {cfg['input_size'][1]}x{cfg['input_size'][2]} {cfg['interpolation']} "
             f"mean={tuple(round(m, 3) for m in cfg['mean'])} std={tuple(round(s, 3) for s in cfg['std'])}")
@@ -35,7 +39,8 @@ def run_inspect(args: argparse.Namespace) -> int:
     from probes import load_encoder
 
     device = resolve_device(args.device)
-    encoder = load_encoder(args.encoder, num_layers=args.num_layers, device=device, dtype=args.dtype)
+    encoder = load_encoder(args.encoder, weights=args.weights, revision=args.revision, num_layers=args.num_layers,
+                           device=device, dtype=args.dtype)
     print(describe(encoder))
     size = args.image_size or list(encoder.data_config["input_size"][1:])
     height, width = size[0], size[-1]

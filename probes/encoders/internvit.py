@@ -16,10 +16,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from probes.encoders.config import InternViTConfig
+from probes.encoders.preprocessing import IMAGENET_MEAN, IMAGENET_STD, default_data_config  # noqa: F401 (re-exported)
 from probes.errors import InputSizeError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class RMSNorm(nn.Module):
@@ -136,11 +134,12 @@ class _Encoder(nn.Module):
 
 
 class InternViT(nn.Module):
-    """The InternViT vision encoder; no head, no final norm.
+    """The InternViT vision encoder; no head, and no final norm unless its config has one.
 
     Interface (shared with `TimmEncoder`): `forward_features`, `forward_intermediates`,
     `prune_intermediate_layers`, `set_grad_checkpointing`, and the attributes `embed_dim`,
-    `num_heads`, `patch_size`, `num_layers`, `num_prefix_tokens`, `data_config`, `version`, `source`.
+    `num_heads`, `patch_size`, `num_layers`, `num_prefix_tokens`, `data_config`, `version`,
+    `name`, `source`, `fingerprint`.
     """
 
     def __init__(self, cfg: InternViTConfig, num_layers: Optional[int] = None,
@@ -152,17 +151,19 @@ class InternViT(nn.Module):
         self.embeddings = Embeddings(cfg)
         rates = [rate * i / (depth - 1) if depth > 1 else 0.0 for i in range(depth)]  # linear over depth
         self.encoder = _Encoder([Block(cfg, r) for r in rates])
+        # Only transformers-written checkpoints with use_mean_pooling=false have it (a LayerNorm, as there).
+        self.final_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps) if cfg.final_norm else nn.Identity()
         self.embed_dim = cfg.hidden_size
         self.num_features = cfg.hidden_size
         self.num_heads = cfg.num_attention_heads
         self.patch_size = cfg.patch_size
         self.num_prefix_tokens = 1
         self.grad_checkpointing = False
-        self.data_config = {
-            "input_size": (3, cfg.image_size, cfg.image_size), "interpolation": "bicubic",
-            "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "crop_pct": 1.0, "crop_mode": "center"}
-        self.version = "custom"
+        self.data_config = default_data_config(cfg.image_size)
+        self.version = "custom"      # the published version name, or 'custom' (configs are looked up by it)
+        self.name = "custom"         # a readable name for results (version, folder or repo name)
         self.source = "random init"
+        self.fingerprint: Optional[str] = None  # 12 hex chars naming the weights (see fingerprint.py)
 
     @property
     def blocks(self) -> nn.ModuleList:
@@ -184,11 +185,11 @@ class InternViT(nn.Module):
         return block(x)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, 1 + N, C) tokens of the last block in use (no final norm)."""
+        """(B, 3, H, W) -> (B, 1 + N, C) tokens of the last block in use (then the final norm, if any)."""
         x = self.embeddings(x)
         for block in self.encoder.layers:
             x = self._run_block(block, x)
-        return x
+        return self.final_norm(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Same as `forward_features` (the encoder has no head)."""
@@ -199,9 +200,13 @@ class InternViT(nn.Module):
         stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False,
         return_prefix_tokens: bool = False,
     ):
-        """Outputs of chosen blocks (int = last n, list = those indices) as NCHW maps or NLC tokens."""
-        if norm:
-            raise ValueError("InternViT has no final norm; call forward_intermediates with norm=False")
+        """Outputs of chosen blocks (int = last n, list = those indices) as NCHW maps or NLC tokens.
+
+        `norm=True` passes each output through the final norm (timm's convention); only encoders
+        that have one accept it.
+        """
+        if norm and isinstance(self.final_norm, nn.Identity):
+            raise ValueError("this InternViT has no final norm; call forward_intermediates with norm=False")
         if output_fmt not in ("NCHW", "NLC"):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
         take, max_index = feature_take_indices(self.num_layers, indices)
@@ -212,21 +217,25 @@ class InternViT(nn.Module):
         for i, block in enumerate(self.encoder.layers[: last + 1]):
             x = self._run_block(block, x)
             if i in take:
-                tokens = x[:, 1:]
+                normed = self.final_norm(x) if norm else x
+                tokens = normed[:, 1:]
                 if output_fmt == "NCHW":
                     tokens = tokens.transpose(1, 2).reshape(x.shape[0], -1, grid_h, grid_w)
                 outputs.append(tokens)
-                prefixes.append(x[:, :1])
+                prefixes.append(normed[:, :1])
         if return_prefix_tokens:
             outputs = list(zip(outputs, prefixes))
-        return outputs if intermediates_only else (x, outputs)
+        return outputs if intermediates_only else (self.final_norm(x), outputs)
 
     def prune_intermediate_layers(self, indices: Union[int, list[int]] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> list[int]:
-        """Drop the blocks after the last index needed; returns the absolute indices kept."""
+        """Drop the blocks after the last index needed (and the final norm if `prune_norm`); returns those kept."""
         take, max_index = feature_take_indices(self.num_layers, indices)
         self.encoder.layers = self.encoder.layers[: max_index + 1]
-        self.config = self.config.replace(num_hidden_layers=self.num_layers)
+        if prune_norm:
+            self.final_norm = nn.Identity()
+        kept_norm = self.config.final_norm and not prune_norm
+        self.config = self.config.replace(num_hidden_layers=self.num_layers, final_norm=kept_norm)
         return take
 
     def set_input_size(self, image_size: int) -> None:

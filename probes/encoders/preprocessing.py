@@ -7,6 +7,9 @@ from typing import Any
 
 from probes.errors import ConfigError
 
+# Every InternViT checkpoint is trained on ImageNet statistics (not CLIP's), architecture.md.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 # PIL resample codes used by Hugging Face image processors.
 _PIL_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 
@@ -19,6 +22,12 @@ def _side(value: Any, origin: Path, field: str) -> int:
             if key in value:
                 return int(value[key])
     raise ConfigError(f"{origin}: cannot read {field}={value!r}")
+
+
+def default_data_config(image_size: int) -> dict[str, Any]:
+    """InternViT's preprocessing when a checkpoint has no `preprocessor_config.json`: bicubic, full crop."""
+    return {"input_size": (3, image_size, image_size), "interpolation": "bicubic",
+            "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "crop_pct": 1.0, "crop_mode": "center"}
 
 
 def read_preprocessor_config(path: Path, default: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, Optional
 
 import torch
 
@@ -93,6 +93,7 @@ class SafetensorsFile:
                     raise CheckpointError(f"{self.path} is truncated: could not read tensor {info.key}")
                 if not direct:
                     target.copy_(buffer)
+                check_finite(target, info)
 
 
 class PickledStateDict:
@@ -126,6 +127,22 @@ class PickledStateDict:
         """Copy each tensor into its target, converting dtype and device."""
         for info, target in zip(infos, targets):
             target.copy_(self.state[info.key])
+            check_finite(target, info)
+
+
+def all_finite(tensor: torch.Tensor) -> bool:
+    """No NaN or Inf in a tensor (integer tensors always pass)."""
+    if not tensor.is_floating_point() or not tensor.numel():
+        return True
+    # min and max propagate NaN and reach +-Inf; unlike isfinite() they allocate nothing tensor-sized.
+    return bool(torch.isfinite(torch.stack(torch.aminmax(tensor))).all())
+
+
+def check_finite(tensor: torch.Tensor, info: TensorInfo) -> None:
+    """Refuse a tensor holding NaN or Inf, as read into its target (so an overflow to fp16 counts too)."""
+    if not all_finite(tensor):
+        raise CheckpointError(f"{info.file}: tensor {info.key} holds NaN or Inf values "
+                              f"(a bad download, or an overflow when converting to {tensor.dtype})")
 
 
 def open_tensor_file(path: Path) -> SafetensorsFile | PickledStateDict:
@@ -136,13 +153,22 @@ def open_tensor_file(path: Path) -> SafetensorsFile | PickledStateDict:
     return SafetensorsFile(path) if path.suffix == ".safetensors" else PickledStateDict(path)
 
 
-def shards_from_index(index_path: Path) -> list[Path]:
-    """The shard files named by a `*.index.json`, each checked to exist."""
+def read_weight_map(index_path: Path) -> dict[str, str]:
+    """The `weight_map` (tensor key -> shard file name) of a `*.index.json`."""
     try:
         weight_map = json.loads(Path(index_path).read_text())["weight_map"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{index_path} is not a valid shard index ({_first_line(exc)})") from None
-    shards = sorted({index_path.parent / name for name in weight_map.values()})
+    if not isinstance(weight_map, dict):
+        raise CheckpointError(f"{index_path} is not a valid shard index (weight_map is not an object)")
+    return weight_map
+
+
+def shards_from_index(index_path: Path, names: Optional[Iterable[str]] = None) -> list[Path]:
+    """The shard files named by a `*.index.json` (or only `names` of them), each checked to exist."""
+    index_path = Path(index_path)
+    wanted = set(read_weight_map(index_path).values()) if names is None else set(names)
+    shards = sorted(index_path.parent / name for name in wanted)
     missing = [p.name for p in shards if not p.is_file()]
     if missing:
         raise CheckpointError(f"{index_path} names shard(s) that are missing: {', '.join(missing)}")

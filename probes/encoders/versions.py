@@ -1,7 +1,8 @@
-"""The published InternViT versions, as data (architecture.md's table)."""
+"""The published InternViT versions, as data (architecture.md's table), and their hub repos."""
 from __future__ import annotations
 
 import difflib
+from typing import Optional
 
 from probes.encoders.config import InternViTConfig
 from probes.errors import EncoderSourceError
@@ -25,6 +26,7 @@ VERSIONS: dict[str, InternViTConfig] = {
     "InternViT-6B-448px-V1-5": _6B.replace(num_hidden_layers=45),
     "InternViT-6B-448px-V2_5": _6B.replace(num_hidden_layers=45),
 }
+HUB_ORG = "OpenGVLab"  # every published version lives at OpenGVLab/<version name> on the Hugging Face hub
 
 
 def _normalise(name: str) -> str:
@@ -45,3 +47,24 @@ def resolve_version(name: str) -> str:
         hint = f"; did you mean {' or '.join(close)}?" if close else f"; known: {', '.join(VERSIONS)}"
         raise EncoderSourceError(f"unknown InternViT version {name!r}{hint}")
     return found
+
+
+def hub_id(version: str) -> str:
+    """The Hugging Face repo id of a published version."""
+    return f"{HUB_ORG}/{version}"
+
+
+def version_of_repo(repo_id: str) -> Optional[str]:
+    """The published version a hub repo id holds (OpenGVLab/<version>), or None for any other repo."""
+    org, _, name = repo_id.partition("/")
+    if org.lower() != HUB_ORG.lower():
+        return None
+    version = find_version(name)
+    return version if version is not None and _normalise(name) == _normalise(version) else None
+
+
+def matching_version(config: InternViTConfig) -> Optional[str]:
+    """The first published version with exactly this architecture (versions sharing one share configs)."""
+    # LayerScale init and drop path do not change what a checkpoint holds or computes.
+    plain = config.replace(drop_path_rate=0.0, initializer_factor=0.0)
+    return next((name for name, arch in VERSIONS.items() if arch.replace(initializer_factor=0.0) == plain), None)

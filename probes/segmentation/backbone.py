@@ -10,30 +10,6 @@ from mmseg.registry import MODELS
 from torch import nn
 
 from probes.errors import ConfigError
-from probes.segmentation.encoder_info import RANDOM_PREFIX
-
-
-def _build_encoder(source: str, *, num_layers: Optional[int], drop_path_rate: Optional[float], trainable: bool,
-                   **kwargs) -> nn.Module:
-    """`load_encoder(source)`, or for `random:VERSION` the architecture with random weights."""
-    if source is None:
-        raise ConfigError("model.backbone.source is not set; pass --encoder SRC")
-    if str(source).startswith(RANDOM_PREFIX):
-        # For shape-only uses (parameter counts on the meta device, step benchmarks): never a result row.
-        from probes.encoders import VERSIONS, InternViT
-        from probes.encoders.versions import resolve_version
-
-        version = resolve_version(str(source)[len(RANDOM_PREFIX):])
-        encoder = InternViT(VERSIONS[version], num_layers=num_layers, drop_path_rate=drop_path_rate)
-        encoder.version, encoder.source = version, "random init"
-        if kwargs.get("dtype"):
-            from probes.runtime import resolve_dtype
-
-            encoder = encoder.to(resolve_dtype(kwargs["dtype"], torch.device("cpu"), trainable))
-        return encoder.requires_grad_(trainable).train(trainable)
-    from probes import load_encoder
-
-    return load_encoder(source, num_layers=num_layers, drop_path_rate=drop_path_rate, trainable=trainable, **kwargs)
 
 
 @MODELS.register_module()
@@ -47,15 +23,20 @@ class ProbeEncoder(BaseModule):
 
     def __init__(self, source: str, out_indices: Union[int, Sequence[int]] = (-1,), trainable: bool = False,
                  drop_path_rate: float = 0.0, grad_checkpointing: bool = False, num_layers: Optional[int] = None,
-                 weights: Optional[str] = None, version: Optional[str] = None, bf16_on_gpu: bool = True,
-                 dtype: Optional[str] = None, input_size: Optional[int] = None,
+                 weights: Optional[str] = None, version: Optional[str] = None, revision: Optional[str] = None,
+                 bf16_on_gpu: bool = True, dtype: Optional[str] = None, input_size: Optional[int] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if source is None:
+            raise ConfigError("model.backbone.source is not set; pass --encoder SRC")
+        from probes.encoders import load_encoder
+
         self.trainable = trainable
         self.bf16_on_gpu = bf16_on_gpu
-        self.encoder = _build_encoder(source, version=version, weights=weights, num_layers=num_layers,
-                                      dtype=dtype, drop_path_rate=drop_path_rate if trainable else None,
-                                      trainable=trainable)
+        # Any `load_encoder` source, `random:VERSION` (seeded weights, for shape-only uses) included.
+        self.encoder = load_encoder(str(source), version=version, weights=weights, revision=revision,
+                                    num_layers=num_layers, dtype=dtype,
+                                    drop_path_rate=drop_path_rate if trainable else None, trainable=trainable)
         indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
         depth = self.encoder.num_layers
         self.out_indices = [i if i >= 0 else depth + i for i in indices]

@@ -8,7 +8,9 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the segmentation subcommands."""
     seg = sub.add_parser("segment", help="linear probing / head tuning / full tuning on ADE20K or COCO-Stuff")
-    seg.add_argument("--encoder", required=True, help="HF/chat folder, VERSION=PATH, or timm:<name>")
+    seg.add_argument("--encoder", required=True,
+                     help="HF/chat folder, VERSION=PATH, ORG/NAME hub id, or timm:<name>[.<tag>]")
+    seg.add_argument("--revision", default=None, help="branch, tag or commit of a hub id")
     seg.add_argument("--dataset", required=True, choices=("ade20k", "coco-stuff"))
     seg.add_argument("--data", type=Path, default=None,
                      help="ADEChallengeData2016/ or coco_stuff164k/ (or the folder holding it); required to train")
@@ -54,7 +56,8 @@ def run_segment(args: argparse.Namespace) -> int:
         encoder=args.encoder, dataset=args.dataset, data=args.data, mode=args.mode, config=args.config,
         cfg_options=parse_cfg_options(args.cfg_options), iters=args.iters, batch_size=args.batch_size,
         crop_size=args.crop_size, device=args.device, workers=args.workers, out=args.out,
-        resume=args.resume, overwrite=args.overwrite, launcher=args.launcher, strategy=args.strategy)
+        resume=args.resume, overwrite=args.overwrite, launcher=args.launcher, strategy=args.strategy,
+        revision=args.revision)
     if args.print_config:
         print(print_config(opts, args.print_config))
         return 0

@@ -16,8 +16,8 @@ from probes.protocol import ProtocolWords
 from probes.results import SEGMENTATION_COLUMNS, append_rows, run_finished
 from probes.run_identity import check_rerun, make_run_id
 from probes.segmentation import settings
+from probes.encoders import EncoderInfo, describe_source
 from probes.segmentation.datasets import DatasetSpec, check_dataset, dataset_spec, resolve_root
-from probes.segmentation.encoder_info import EncoderInfo, describe_source
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class SegmentOptions:
     overwrite: bool = False
     launcher: str = "none"
     strategy: str = "none"
+    revision: Optional[str] = None
     protocol_label: Optional[str] = None  # e.g. "demo": replaces the protocol word of the row
 
 
@@ -96,7 +97,7 @@ def plan_segmentation(opts: SegmentOptions, check_data: bool = True) -> SegmentP
     if opts.mode not in settings.MODES:
         raise ConfigError(f"--mode {opts.mode!r} is not one of {', '.join(settings.MODES)}")
     spec = dataset_spec(opts.dataset)
-    info = describe_source(opts.encoder)
+    info = describe_source(opts.encoder, revision=opts.revision)
     if opts.crop_size is not None:
         settings.check_crop(opts.crop_size, info.patch_size)
     root = None
@@ -110,6 +111,7 @@ def plan_segmentation(opts: SegmentOptions, check_data: bool = True) -> SegmentP
         raise ConfigError(f"config file {path} does not exist")
     cfg = load_file(path)
     cfg.model.backbone.source = opts.encoder
+    cfg.model.backbone.revision = opts.revision
     _add_strategy(cfg, opts.strategy)
     settings.set_data(cfg, spec, root, opts.workers)
     crop = opts.crop_size or (settings.published_crop(info.patch_size)

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Optional
 from probes.errors import ConfigError
 from probes.protocol import ProtocolWords, protocol_words
 from probes.segmentation.datasets import DatasetSpec
-from probes.segmentation.encoder_info import EncoderInfo
+from probes.encoders import EncoderInfo
 
 # The released recipe (all 30 InternVL-MMDetSeg configs): what a row's `protocol` is measured against.
 RECIPE = {"iters": 80000, "crop": 504, "batch": 16, "warmup": 1500, "stride": 322, "patch": 14}

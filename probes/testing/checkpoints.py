@@ -1,8 +1,11 @@
 """Write InternViT checkpoints in every layout users download, from a state dict in HF names."""
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -10,7 +13,8 @@ import torch
 from safetensors.torch import save_file
 
 from probes.encoders.config import InternViTConfig
-from probes.encoders.internvit import IMAGENET_MEAN, IMAGENET_STD, InternViT
+from probes.encoders.internvit import InternViT
+from probes.encoders.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 StateDict = dict[str, torch.Tensor]
 
@@ -57,18 +61,22 @@ def write_preprocessor_config(folder: Path, image_size: int) -> None:
         "image_std": list(IMAGENET_STD), "resample": 3, "size": image_size}, indent=2))
 
 
-def save_safetensors_shards(state: StateDict, folder: Path, shards: int = 1, prefix: str = "model") -> list[Path]:
-    """`model.safetensors`, or `model-0000N-of-0000M.safetensors` plus `model.safetensors.index.json`."""
+def save_safetensors_shards(state: StateDict, folder: Path, shards: int = 1, prefix: str = "model",
+                            groups: Optional[list[list[str]]] = None) -> list[Path]:
+    """`model.safetensors`, or `model-0000N-of-0000M.safetensors` plus `model.safetensors.index.json`.
+
+    Keys go round-robin over `shards` files unless `groups` lists each shard's keys.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in state.items()}
-    if shards == 1:
+    if groups is None and shards == 1:
         save_file(state, str(folder / f"{prefix}.safetensors"), metadata={"format": "pt"})
         return [folder / f"{prefix}.safetensors"]
     keys = list(state)
-    groups = [keys[i::shards] for i in range(shards)]
+    groups = groups if groups is not None else [keys[i::shards] for i in range(shards)]
     weight_map, paths = {}, []
     for i, group in enumerate(groups, start=1):
-        name = f"{prefix}-{i:05d}-of-{shards:05d}.safetensors"
+        name = f"{prefix}-{i:05d}-of-{len(groups):05d}.safetensors"
         save_file({k: state[k] for k in group}, str(folder / name), metadata={"format": "pt"})
         weight_map.update({k: name for k in group})
         paths.append(folder / name)
@@ -95,19 +103,24 @@ def save_hf_folder(state: StateDict, cfg: InternViTConfig, folder: Path, shards:
 
 
 def save_chat_folder(state: StateDict, cfg: InternViTConfig, folder: Path, shards: int = 2) -> Path:
-    """An InternVL chat folder: the encoder under `vision_model.`, plus projector and LLM weights."""
+    """An InternVL chat folder: the encoder under `vision_model.` in `shards` shards, then a shard of projector + LLM.
+
+    (The published chat models shard the same way: whole shards hold only language-model weights.)
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     c = cfg.hidden_size
-    whole = {f"vision_model.{k}": v for k, v in state.items()}
-    whole.update({"mlp1.0.weight": torch.ones(4 * c), "mlp1.1.weight": torch.zeros(16, 4 * c),
-                  "language_model.model.embed_tokens.weight": torch.zeros(32, 16)})
+    vision = {f"vision_model.{k}": v for k, v in state.items()}
+    rest = {"mlp1.0.weight": torch.ones(4 * c), "mlp1.1.weight": torch.zeros(16, 4 * c),
+            "language_model.model.embed_tokens.weight": torch.zeros(32, 16)}
     _write_config(folder, {
         "architectures": ["InternVLChatModel"], "model_type": "internvl_chat", "select_layer": -1,
         "downsample_ratio": 0.5, "template": "internvl2_5", "vision_config": cfg.to_hf_dict(),
         "llm_config": {"architectures": ["Qwen2ForCausalLM"], "hidden_size": 16, "vocab_size": 32}})
     write_preprocessor_config(folder, cfg.image_size)
-    save_safetensors_shards(whole, folder, shards)
+    keys = list(vision)
+    groups = [keys[i::shards] for i in range(shards)] + [list(rest)]
+    save_safetensors_shards({**vision, **rest}, folder, groups=groups)
     return folder
 
 
@@ -144,3 +157,32 @@ def write_tiny_hf_encoder(folder: Path, style: str = "300m", seed: int = 0, shar
     """A tiny random InternViT as a Hugging Face folder (the default encoder of tests and the demo)."""
     cfg = tiny_config(style, **overrides)
     return save_hf_folder(random_internvit(cfg, seed).state_dict(), cfg, Path(folder), shards=shards)
+
+
+def write_hub_cache(cache: Path, repo_id: str, folder: Path, commit: Optional[str] = None, ref: str = "main",
+                    names: Optional[list[str]] = None) -> str:
+    """Put a folder's files (or only `names` of them) into a hub cache as huggingface_hub lays it out.
+
+    Returns the commit.
+    `models--ORG--NAME/blobs/<sha256>` holds each file once, `snapshots/<commit>/<name>` is a relative
+    symlink to its blob, and `refs/<ref>` names the commit.
+    """
+    repo = Path(cache) / f"models--{repo_id.replace('/', '--')}"
+    commit = commit or hashlib.sha1(f"{repo_id}:{sorted(os.listdir(folder))}".encode()).hexdigest()
+    snapshot = repo / "snapshots" / commit
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for file in sorted(Path(folder).iterdir()):
+        if names is not None and file.name not in names:
+            continue
+        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        blob = repo / "blobs" / digest
+        if not blob.exists():
+            shutil.copyfile(file, blob)
+        link = snapshot / file.name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(Path("..") / ".." / "blobs" / digest)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / ref).write_text(commit)
+    return commit

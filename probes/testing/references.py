@@ -2,9 +2,13 @@
 
 transformers' `InternVLVisionModel` (both styles) and timm's `vit_intern300m_patch14_448`
 (300M style) are built with random weights; their state dicts are mapped to the Hugging Face
-InternViT layout here, so our loader can be checked against them layout by layout.
+InternViT layout here, so our loader can be checked against them layout by layout. transformers'
+own `save_pretrained` writes the transformers layouts (architecture.md layout 4), so those
+folders come from the library itself rather than from our understanding of it.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -23,9 +27,35 @@ def transformers_reference(cfg: InternViTConfig, seed: int = 0, attn: str = "eag
         num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
         attention_bias=cfg.qkv_bias, use_qk_norm=cfg.qk_normalization, norm_type=cfg.norm_type,
         layer_norm_eps=cfg.layer_norm_eps, image_size=cfg.image_size, patch_size=cfg.patch_size,
-        layer_scale_init_value=cfg.initializer_factor, use_mean_pooling=True, hidden_act="gelu")
+        layer_scale_init_value=cfg.initializer_factor, use_mean_pooling=not cfg.final_norm, hidden_act="gelu")
     config._attn_implementation = attn
     return randomize_(InternVLVisionModel(config), seed).eval()
+
+
+def save_transformers_vision(model, folder: Path, max_shard_size: str | None = None) -> Path:
+    """`InternVLVisionModel.save_pretrained`: the transformers vision layout (q/k/v apart, `lambda_1`)."""
+    kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
+    model.save_pretrained(str(folder), **kwargs)
+    return Path(folder)
+
+
+def save_transformers_chat(vision_model, folder: Path, wrapper: str = "generation",
+                           max_shard_size: str | None = None) -> Path:
+    """A whole `-hf` chat model (tiny Qwen2 LLM) around `vision_model`'s weights, saved by transformers.
+
+    `wrapper` is "generation" (InternVLForConditionalGeneration, as the -hf repos) or "model" (InternVLModel).
+    """
+    from transformers import InternVLConfig, InternVLForConditionalGeneration, InternVLModel, Qwen2Config
+
+    text = Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                       num_key_value_heads=1, vocab_size=64)
+    config = InternVLConfig(vision_config=vision_model.config, text_config=text, image_token_id=5)
+    whole = (InternVLForConditionalGeneration if wrapper == "generation" else InternVLModel)(config)
+    tower = whole.model.vision_tower if wrapper == "generation" else whole.vision_tower
+    tower.load_state_dict(vision_model.state_dict())
+    kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
+    whole.save_pretrained(str(folder), **kwargs)
+    return Path(folder)
 
 
 def hf_state_from_transformers(model, cfg: InternViTConfig) -> StateDict:

@@ -59,7 +59,7 @@ def test_fsdp_strategy_config_wraps_each_6b_block() -> None:
 
 
 def test_an_unnamed_folder_with_a_published_architecture_gets_that_versions_config() -> None:
-    from probes.segmentation.encoder_info import matching_version
+    from probes.encoders.versions import matching_version
     from probes.segmentation.runner import default_config
     from probes.testing.checkpoints import tiny_config
 

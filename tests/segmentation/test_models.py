@@ -22,7 +22,7 @@ from mmengine.structures import PixelData  # noqa: E402
 
 from probes.segmentation import settings  # noqa: E402
 from probes.runtime import count_trainable  # noqa: E402
-from probes.segmentation.encoder_info import EncoderInfo  # noqa: E402
+from probes.encoders import EncoderInfo  # noqa: E402
 from probes.segmentation.layer_decay import layer_id  # noqa: E402
 from probes.segmentation.neck import ViTPyramidNeck  # noqa: E402
 from probes.batchnorm import GlobalBatchNorm  # noqa: E402

@@ -6,6 +6,7 @@ encoder = dict(
     source=None,        # HF folder | InternVL chat folder | "VERSION=PATH" | "timm:<name>"
     version=None,       # e.g. "InternViT-6B-448px-V1-0"; needed with a bare weights file
     weights=None,
+    revision=None,      # a hub id's branch, tag or commit
     num_layers=None,    # blocks to keep (V1-0 is probed on its first 45 of 48)
     dtype=None,         # storage dtype; None = bf16 on GPU, float32 on CPU
 )

@@ -11,6 +11,7 @@ model = dict(
     data_preprocessor=data_preprocessor,
     # input_size: the position table is resized once (bicubic) to this input's patch grid when the model
     # is built, as released; full tuning trains that resized table.
-    backbone=dict(type='ProbeEncoder', source=None, out_indices=None, trainable=False, input_size=504),
+    backbone=dict(type='ProbeEncoder', source=None, revision=None, weights=None, out_indices=None, trainable=False,
+                  input_size=504),
     train_cfg=dict(),
     test_cfg=dict(mode='slide', crop_size=(504, 504), stride=(322, 322)))

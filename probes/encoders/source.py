@@ -1,0 +1,131 @@
+"""What an encoder source string means, decided in one place (every loader and describer asks here)."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+from probes.encoders.versions import find_version, hub_id, resolve_version, version_of_repo
+from probes.errors import EncoderSourceError
+
+RANDOM_PREFIX = "random:"
+TIMM_PREFIX = "timm:"
+KINDS = ("path", "version", "timm", "hub", "random")
+# ORG/NAME[@REVISION], as the Hugging Face hub spells repo ids.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*(@[^\s@]+)?$")
+
+PathLike = Union[str, os.PathLike]
+
+
+@dataclass(frozen=True)
+class EncoderSource:
+    """One parsed encoder source; `kind` says which of the other fields are set.
+
+    - path: a local folder (HF, InternVL chat, transformers-saved) or file; `path`, maybe `version`.
+    - version: a published version's weights at a local `path` (`VERSION=PATH`, or VERSION + weights=);
+      `path` is None only when parsed for describing (`weights_required=False`).
+    - timm: `timm_name`, maybe `timm_tag` (pretrained weights of that tag), `weights`, `revision`.
+    - hub: a Hugging Face repo `repo_id` at `revision`; `version` when it is a published version's repo.
+    - random: a published `version`'s architecture with seeded random weights (shape-only uses).
+    """
+
+    kind: str
+    text: str
+    path: Optional[Path] = None
+    version: Optional[str] = None
+    timm_name: Optional[str] = None
+    timm_tag: Optional[str] = None
+    repo_id: Optional[str] = None
+    revision: Optional[str] = None
+    weights: Optional[Path] = None
+
+    @property
+    def timm_model(self) -> Optional[str]:
+        """`<name>.<tag>` or `<name>`, as timm.create_model takes it."""
+        if self.timm_name is None:
+            return None
+        return f"{self.timm_name}.{self.timm_tag}" if self.timm_tag else self.timm_name
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def looks_like_hub_id(text: str) -> bool:
+    """Whether `text` is spelled like a Hugging Face repo id, ORG/NAME (optionally @REVISION)."""
+    return bool(_HUB_ID.match(text))
+
+
+def _refuse(value: object, what: str, text: str, why: str) -> None:
+    if value is not None:
+        raise EncoderSourceError(f"{what}={value} was given with the encoder source {text!r}, which {why}")
+
+
+def _version_arg(version: Optional[str], text: str, carried: Optional[str]) -> Optional[str]:
+    """A `version=` argument, checked against the version the source itself names."""
+    if version is None:
+        return carried
+    wanted = resolve_version(version)
+    if carried is not None and wanted != carried:
+        raise EncoderSourceError(f"version={version} contradicts the encoder source {text!r}, which is {carried}")
+    return wanted
+
+
+def parse_source(text: Union[PathLike, EncoderSource], version: Optional[str] = None,
+                 weights: Optional[PathLike] = None, revision: Optional[str] = None,
+                 weights_required: bool = True) -> EncoderSource:
+    """Decide what an encoder source names; an existing local path always wins over any other reading.
+
+    With `weights_required=False` (describing only), a bare version name is accepted without weights
+    and gives a `version` source whose `path` is None.
+    """
+    if isinstance(text, EncoderSource):
+        for name, value in (("version", version), ("weights", weights), ("revision", revision)):
+            _refuse(value, name, text.text, "is already parsed")
+        return text
+    text = os.fspath(text)
+    if not text.strip():
+        raise EncoderSourceError("the encoder source is empty; give a folder, VERSION=PATH, ORG/NAME or timm:<name>")
+    if text.startswith(RANDOM_PREFIX):
+        _refuse(weights, "weights", text, "has seeded random weights")
+        _refuse(revision, "revision", text, "has seeded random weights")
+        return EncoderSource("random", text, version=resolve_version(text[len(RANDOM_PREFIX):]))
+    if text.startswith(TIMM_PREFIX):
+        name, _, tag = text[len(TIMM_PREFIX):].partition(".")
+        if not name:
+            raise EncoderSourceError(f"{text!r} names no timm model; write timm:<name> or timm:<name>.<tag>")
+        # A `version=` (e.g. from a published config) does not apply to a timm model: ignored, as a path's would be.
+        return EncoderSource("timm", text, timm_name=name, timm_tag=tag or None,
+                             weights=Path(weights) if weights is not None else None, revision=revision)
+    path = Path(text)
+    if path.exists():
+        _refuse(weights, "weights", text, "is a checkpoint path already; give one or the other")
+        _refuse(revision, "revision", text, "is a local path (revision applies to hub ids)")
+        return EncoderSource("path", text, path=path, version=_version_arg(version, text, None))
+    named = find_version(text)
+    if named is not None:
+        if weights is None and not weights_required:
+            return EncoderSource("version", text, version=_version_arg(version, text, named))
+        if weights is None:
+            raise EncoderSourceError(
+                f"{text} names an architecture, not weights: give weights=PATH, '{named}=/path/to/{named}', "
+                f"or the hub id {hub_id(named)}")
+        _refuse(revision, "revision", text, "names local weights (revision applies to hub ids)")
+        return EncoderSource("version", text, path=Path(weights), version=_version_arg(version, text, named))
+    if "=" in text:
+        name, _, where = text.partition("=")
+        carried = resolve_version(name)
+        _refuse(weights, "weights", text, "names its weights already")
+        _refuse(revision, "revision", text, "names local weights (revision applies to hub ids)")
+        return EncoderSource("version", text, path=Path(where), version=_version_arg(version, text, carried))
+    if _HUB_ID.match(text):
+        repo_id, _, pinned = text.partition("@")
+        if pinned and revision is not None and revision != pinned:
+            raise EncoderSourceError(f"revision={revision} contradicts the revision in the encoder source {text!r}")
+        _refuse(weights, "weights", text, "is a hub id (its weights come from the hub cache)")
+        return EncoderSource("hub", text, repo_id=repo_id, revision=revision or pinned or None,
+                             version=_version_arg(version, text, version_of_repo(repo_id)))
+    _refuse(weights, "weights", text, "is a checkpoint path already; give one or the other")
+    _refuse(revision, "revision", text, "is a local path (revision applies to hub ids)")
+    return EncoderSource("path", text, path=path, version=_version_arg(version, text, None))
