@@ -109,7 +109,8 @@ class LiveSource:
                              mixup=mixup, min_images=min_images)
 
     def _count(self, name: str, batches: DeviceBatches) -> None:
-        self.n_skipped[name] = self.n_skipped.get(name, 0) + batches.n_skipped
+        # The latest pass over a set (sets are scored after every epoch: never add passes up).
+        self.n_skipped[name] = batches.n_skipped
 
     def features(self, images: torch.Tensor, needs: Optional[FeatureNeeds] = None) -> Features:
         """Heads' inputs for a normalised device batch (`needs` defaults to the sweep's)."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from probes.cli import build_parser, main
 from probes.classification.commands import overrides_from_args
+from probes.classification.runner import RESULTS_FILE
 from probes.results import read_rows
 
 
@@ -11,13 +12,14 @@ def test_flags_become_config_overrides():
         ["classify", "--encoder", "timm:vit_tiny_patch16_224", "--data", "/d", "--epochs", "3",
          "--batch-size", "64", "--image-size", "112", "--probes", "linear,attn", "--lrs", "0.1", "0.2",
          "--device", "cpu", "--workers", "2", "--allow-subset", "--cache", "/c", "--resume",
-         "--out", "/o", "--cfg-options", "train.seed=3"])
-    got = dict(overrides_from_args(args))
+         "--out", "/o", "--precision", "bf16", "--layers", "1,3", "--cfg-options", "train.seed=3"])
+    got = overrides_from_args(args)
     assert got["encoder.source"] == "timm:vit_tiny_patch16_224" and got["data.root"] == "/d"
     assert got["train.epochs"] == 3 and got["cache.epochs"] == 3 and got["train.batch_size"] == 64
     assert got["image_size"] == 112 and got["probe.probes"] == ["linear", "attn"]
     assert got["probe.lrs"] == [0.1, 0.2] and got["data.allow_subset"] is True
     assert got["cache.dir"] == "/c" and got["runtime.resume"] is True and got["train.seed"] == 3
+    assert got["train.precision"] == "bf16" and got["probe.layers"] == [1, 3]
 
 
 def test_cuda_on_a_cpu_machine_is_a_clear_error(tiny_encoder, data_root, capsys, monkeypatch):
@@ -43,6 +45,6 @@ def test_a_tiny_run_through_the_command(tiny_encoder, data_root, tmp_path):
                  "tiny_demo", "--out", str(tmp_path), "--probes", "attn", "--lrs", "0.5",
                  "--epochs", "1", "--cfg-options", "data.test_sets=['IN-A','IN-R']"])
     assert code == 0
-    rows = read_rows(tmp_path)
+    rows = read_rows(tmp_path / RESULTS_FILE)
     assert {r["test_set"] for r in rows} == {"IN-A", "IN-R"}
     assert {r["probe"] for r in rows} == {"attention_pooling"} and {r["epochs"] for r in rows} == {"1"}

@@ -11,7 +11,7 @@ from PIL import Image
 
 from probes.classification import datasets as ds
 from probes.classification import imagenet_info as info
-from probes.classification.metrics import correct_and_counted
+from probes.classification.metrics import correct_mask, ranked_classes
 from probes.testing.imagenet_data import shared_a_r_classes, write_imagenet_root
 from probes.errors import ConfigError, DatasetError
 
@@ -101,10 +101,8 @@ def test_v2_folder_name_is_the_class_index_not_string_order(tmp_path):
         _rgb(tmp_path / folder / "a.jpeg")
     v2 = ds.read_v2(tmp_path, allow_subset=True)
     got = {p.parent.name: t for p, t in zip(v2.files, v2.targets)}
+    # Not string order (a plain ImageFolder would give 10 -> 0, 100 -> 1, 2 -> 2).
     assert got == {"2": 2, "10": 10, "100": 100}
-    # The trap this avoids: a plain ImageFolder sorts the names as strings and relabels them.
-    from torchvision.datasets import ImageFolder
-    assert ImageFolder(str(tmp_path)).class_to_idx == {"10": 0, "100": 1, "2": 2}
 
 
 def test_v2_wnid_folders_also_work(tmp_path):
@@ -195,6 +193,30 @@ def test_unknown_test_set_name_is_a_config_error(tmp_path):
 def test_missing_train_is_an_error(tmp_path):
     with pytest.raises(DatasetError, match="train"):
         ds.read_train(tmp_path / "train", allow_subset=True)
+
+
+def correct_and_counted(logits, indices, image_set, score):
+    """(correct, scored) of a batch under the set's rule."""
+    correct, scored = correct_mask(ranked_classes(logits, image_set.class_subset)[:, 0], indices, image_set, score)
+    return int((correct & scored).sum()), int(scored.sum())
+
+
+def test_heldout_split_takes_at_most_a_fifth_of_a_class(tmp_path):
+    image = tmp_path / "x.JPEG"
+    _rgb(image)
+    files = [image] * 12 + [image] * 3 + [image] * 60
+    targets = [0] * 12 + [1] * 3 + [2] * 60
+    full = ds.ImageSet("train", tmp_path, files, targets, subset={"train": True})
+    train, held = ds.split_heldout(full, per_class=10, seed=0)
+    held_per_class = {c: held.targets.count(c) for c in (0, 1, 2)}
+    assert held_per_class == {0: 2, 1: 1, 2: 10}   # 20% of 12 -> 2, at least 1, at most 10
+
+
+def test_a_train_set_too_small_after_the_split_names_the_split(tiny_cfg):
+    from probes.classification import runner
+
+    with pytest.raises(DatasetError, match=r"after the held-out split took \d+"):
+        runner.run_classify(tiny_cfg(train__batch_size=64, cache__batch_size=64))
 
 
 def test_heldout_split_is_disjoint_seeded_and_per_class(data_root):

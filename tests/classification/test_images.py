@@ -42,12 +42,20 @@ def test_images_are_decoded_by_content_to_rgb(tmp_path, mode, fmt):
 
 def test_train_quirks_all_load(data_root):
     train = ds.read_train(data_root / "train", allow_subset=True)
-    names = {p.name for p in train.files}
-    assert {n for n in names if n.endswith(("_png.JPEG", "_cmyk.JPEG", "_gray.JPEG"))}
+    by_quirk = {q: [p for p in train.files if p.name.endswith(f"_{q}.JPEG")] for q in ("png", "cmyk", "gray")}
+    assert all(by_quirk.values()), {q: len(v) for q, v in by_quirk.items()}   # each quirk is in the set
+    expected = {"png": ("PNG", None), "cmyk": ("JPEG", "CMYK"), "gray": ("JPEG", "L")}
+    for quirk, paths in by_quirk.items():
+        for path in paths:
+            with Image.open(path) as raw:
+                fmt, mode = raw.format, raw.mode
+            assert fmt == expected[quirk][0] and expected[quirk][1] in (None, mode), (path, fmt, mode)
+            rgb = np.asarray(decode_rgb(path))
+            assert rgb.shape[2] == 3 and rgb.dtype == np.uint8
+            if quirk == "gray":   # a grey file decodes to three equal channels
+                assert (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
     for path in train.files:
-        with Image.open(path) as raw:
-            kind = raw.format
-        assert decode_rgb(path).mode == "RGB", (path, kind)
+        assert decode_rgb(path).mode == "RGB", path
 
 
 def test_16_bit_png_keeps_its_grey_level(tmp_path):

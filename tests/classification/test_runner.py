@@ -9,11 +9,16 @@ import pytest
 import torch
 
 from probes.classification import runner
-from probes.classification.datasets import TEST_SETS
-from probes.classification.results import COLUMNS, RESULTS_FILE, read_rows
+from probes.classification.runner import RESULTS_FILE
 from probes.classification.sweep import SweepTrainer
 from probes.encoders.internvit import InternViT
-from probes.errors import DatasetError
+from probes.errors import ConfigError, DatasetError
+from probes.results import CLASSIFICATION_COLUMNS as COLUMNS
+from probes.results import TEST_SETS, read_rows
+
+
+def _rows(cfg):
+    return read_rows(Path(cfg.runtime.out) / RESULTS_FILE)
 
 
 @pytest.fixture
@@ -40,20 +45,57 @@ def test_rows_cover_every_head_ema_and_test_set(tiny_cfg):
     assert {r["probe"] for r in rows} == {"linear", "attention_pooling"}
     by_set = {r["test_set"]: r["n_images"] for r in rows}
     assert by_set == {"IN-1K": 4, "IN-ReaL": 3, "IN-V2": 4, "IN-A": 4, "IN-R": 4, "IN-Sketch": 4}
-    assert all(r["protocol"] == "modified" and "epochs=2" in r["protocol_notes"] for r in rows)
+    assert len({r["run_id"] for r in rows}) == 1 and {r["layer"] for r in rows} == {4}
+    # The published head (lr 0.1, raw weights, last block) carries the recipe's word; the grid says lr-grid.
+    published = [r for r in rows if r["head"] == "published"]
+    assert len(published) == 2 * 6 and all(r["lr"] == 0.1 and r["ema"] is False for r in published)
+    assert all(r["protocol"] == "modified" and "epochs=2" in r["protocol_notes"] for r in published)
+    grid = [r for r in rows if r["head"] == "grid"]
+    assert all(r["protocol"] == "lr-grid" and "lr-grid head" in r["protocol_notes"] for r in grid)
     assert all(r["subset"] is True for r in rows)  # tiny sets: allow_subset is written into every row
+    assert all(r["max_over_epochs_top1"] >= r["top1"] for r in rows)
     for probe in ("linear", "attention_pooling"):
         chosen = {(r["lr"], r["ema"]) for r in rows if r["probe"] == probe and r["selected"]}
         assert len(chosen) == 1  # one head per probe type, picked on the held-out split
         best = max(r["heldout_top1"] for r in rows if r["probe"] == probe)
         assert all(r["heldout_top1"] == best for r in rows if r["probe"] == probe and r["selected"])
-    written = read_rows(Path(cfg["runtime"]["out"]))
+    written = _rows(cfg)
     assert len(written) == len(rows)
-    with (Path(cfg["runtime"]["out"]) / RESULTS_FILE).open() as fh:
+    with (Path(cfg.runtime.out) / RESULTS_FILE).open() as fh:
         header = next(csv.reader(fh))
-    assert set(COLUMNS) <= set(header)
-    runner.run_classify(cfg)  # a second run appends
-    assert len(read_rows(Path(cfg["runtime"]["out"]))) == 2 * len(rows)
+    assert list(header) == list(COLUMNS)
+
+
+def test_side_file_and_epoch_scores_sit_beside_the_rows(tiny_cfg):
+    from probes.results import prediction_head_name
+    from probes.sidefiles import read_classification_predictions
+
+    cfg = tiny_cfg()
+    rows = runner.run_classify(cfg)
+    out = Path(cfg.runtime.out)
+    sets = read_classification_predictions(out / rows[0]["predictions"])
+    assert set(sets) == set(TEST_SETS) | {"heldout"}
+    for r in rows:
+        if r["head"] == "published" or r["selected"]:
+            name = prediction_head_name(r["probe"], r["lr"], r["ema"], r["layer"])
+            assert sets[r["test_set"]].top1(name) == pytest.approx(r["top1"], abs=1e-3), (name, r["test_set"])
+    epochs = list(csv.DictReader(open(out / "epochs" / f"{rows[0]['run_id']}.csv")))
+    assert {e["epoch"] for e in epochs} == {"1", "2"}   # every test set scored after every epoch
+    final = {(e["probe"], float(e["lr"]), e["ema"], e["test_set"]): float(e["top1"]) for e in epochs if e["epoch"] == "2"}
+    for r in rows:
+        assert final[(r["probe"], r["lr"], str(r["ema"]), r["test_set"])] == pytest.approx(r["top1"], abs=1e-3)
+
+
+def test_a_finished_run_is_refused_resumed_or_overwritten(tiny_cfg):
+    cfg = tiny_cfg(probe__lrs=[0.1], probe__probes=["linear"], train__epochs=1)
+    first = runner.run_classify(cfg)
+    with pytest.raises(ConfigError, match=f"run {first[0]['run_id']} is already finished.*--overwrite"):
+        runner.run_classify(cfg)
+    assert runner.run_classify(tiny_cfg(probe__lrs=[0.1], probe__probes=["linear"], train__epochs=1,
+                                        runtime__resume=True)) == []
+    again = runner.run_classify(tiny_cfg(probe__lrs=[0.1], probe__probes=["linear"], train__epochs=1,
+                                         runtime__overwrite=True))
+    assert len(_rows(cfg)) == len(first) == len(again)   # replaced, not appended
 
 
 def test_one_backbone_pass_feeds_all_heads(tiny_cfg, count_backbone):
@@ -65,15 +107,16 @@ def test_one_backbone_pass_feeds_all_heads(tiny_cfg, count_backbone):
     count_backbone.update(n=0, images=0)
     runner.run_classify(tiny_cfg(probe__lrs=[0.1], probe__probes=["linear"]))
     assert count_backbone == one_head_pair
-    # 15 train images, batch 8, drop_last: 1 step x 2 epochs; eval: held-out + 5 image sets (val
-    # serves IN-1K and IN-ReaL) in one batch each.
-    assert one_head_pair["n"] == 2 + 1 + 5
+    # 15 train images, batch 8, drop_last: 1 step x 2 epochs; after each epoch: held-out + 5 image sets
+    # (val serves IN-1K and IN-ReaL) in one batch each.
+    assert one_head_pair["n"] == 2 + 2 * (1 + 5)
 
 
 def test_resume_after_a_kill_ends_with_the_same_numbers(tiny_cfg, tmp_path, monkeypatch):
     common = dict(train__epochs=3, train__batch_size=4, probe__lrs=[0.1, 1.0])
     reference = runner.run_classify(tiny_cfg(runtime__out=str(tmp_path / "ref"), **common))
-    ref_state = torch.load(tmp_path / "ref" / "checkpoints" / "custom_56px_live.pth", weights_only=False)
+    checkpoint = f"checkpoints/{reference[0]['run_id']}.pth"
+    ref_state = torch.load(tmp_path / "ref" / checkpoint, weights_only=False)
 
     real_step = SweepTrainer.step
     calls = {"n": 0}
@@ -89,7 +132,7 @@ def test_resume_after_a_kill_ends_with_the_same_numbers(tiny_cfg, tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         runner.run_classify(tiny_cfg(runtime__out=str(out), **common))
     assert not (out / RESULTS_FILE).exists()
-    saved = torch.load(out / "checkpoints" / "custom_56px_live.pth", weights_only=False)
+    saved = torch.load(out / checkpoint, weights_only=False)
     assert saved["epoch"] == 1
     resumed_steps = {"n": 0}
 
@@ -100,7 +143,7 @@ def test_resume_after_a_kill_ends_with_the_same_numbers(tiny_cfg, tmp_path, monk
     monkeypatch.setattr(SweepTrainer, "step", counting_step)
     resumed = runner.run_classify(tiny_cfg(runtime__out=str(out), runtime__resume=True, **common))
     assert resumed_steps["n"] == 6  # epochs 2 and 3 only: it continued, it did not start over
-    final = torch.load(out / "checkpoints" / "custom_56px_live.pth", weights_only=False)
+    final = torch.load(out / checkpoint, weights_only=False)
     for part in ("bank", "ema"):
         for key, value in ref_state["trainer"][part].items():
             torch.testing.assert_close(final["trainer"][part][key], value, rtol=0, atol=0)
@@ -108,12 +151,13 @@ def test_resume_after_a_kill_ends_with_the_same_numbers(tiny_cfg, tmp_path, monk
     assert strip(resumed) == strip(reference)
 
 
-def test_resume_refuses_a_checkpoint_of_other_settings(tiny_cfg):
-    from probes.errors import CheckpointError
-
-    runner.run_classify(tiny_cfg())
-    with pytest.raises(CheckpointError, match="other settings"):
-        runner.run_classify(tiny_cfg(runtime__resume=True, train__smoothing=0.2))
+def test_other_settings_are_another_run_with_its_own_checkpoint(tiny_cfg):
+    one = runner.run_classify(tiny_cfg(probe__lrs=[0.1], train__epochs=1))
+    two = runner.run_classify(tiny_cfg(probe__lrs=[0.1], train__epochs=1, runtime__resume=True,
+                                       train__smoothing=0.2))
+    assert one[0]["run_id"] != two[0]["run_id"] and two   # resumed nothing: trained from scratch
+    out = Path(tiny_cfg().runtime.out)
+    assert {p.stem for p in (out / "checkpoints").glob("*.pth")} == {one[0]["run_id"], two[0]["run_id"]}
 
 
 def test_cached_run_rows_baselines_and_reuse(tiny_cfg, tmp_path, count_backbone):
@@ -131,7 +175,7 @@ def test_cached_run_rows_baselines_and_reuse(tiny_cfg, tmp_path, count_backbone)
     assert np.load(store / "train" / "pooled.npy", mmap_mode="r").shape[1] == 96
 
     count_backbone.update(n=0, images=0)
-    again = runner.run_classify(cfg)
+    again = runner.run_classify(tiny_cfg(cache__dir=str(tmp_path / "cache"), runtime__overwrite=True))
     assert count_backbone["n"] == 0  # heads trained and scored without the backbone
     strip = lambda rs: [{k: v for k, v in r.items() if k != "date"} for r in rs]  # noqa: E731
     assert strip(again) == strip(rows)
@@ -192,15 +236,16 @@ def test_cache_of_a_train_subset_says_so(tiny_cfg, tmp_path):
 def test_published_protocol_is_named_only_when_the_recipe_is_kept():
     from probes.classification.config import load_config
 
-    cfg = load_config("internvit_6b_224px")
-    assert runner.protocol_of(cfg, cached=False)[0] == "published"
-    cfg["train"]["epochs"] = 3
-    protocol, notes = runner.protocol_of(cfg, cached=False)
-    assert protocol == "modified" and "epochs=3" in notes
-    assert runner.protocol_of(cfg, cached=True)[0] == "cached"
-    cfg["runtime"]["protocol_label"] = "demo"
-    protocol, notes = runner.protocol_of(cfg, cached=False)
-    assert protocol == "demo" and notes.startswith("demo run (modified recipe otherwise)")
+    gpu = torch.device("cuda")
+    assert runner.protocol_of(load_config("internvit_6b_224px"), gpu).protocol == "published"
+    changed = runner.protocol_of(load_config("internvit_6b_224px", {"train.epochs": 3}), gpu)
+    assert changed.protocol == "modified" and "epochs=3" in changed.notes
+    bf16 = runner.protocol_of(load_config("internvit_6b_224px", {"train.precision": "bf16"}), gpu)
+    assert bf16.protocol == "modified" and "precision=bf16" in bf16.notes
+    assert runner.protocol_of(load_config("internvit_6b_224px", {"cache.dir": "/c"}), gpu).protocol == "cached"
+    demo = runner.protocol_of(load_config("internvit_6b_224px", {"train.epochs": 3, "runtime.protocol_label": "demo"}),
+                              gpu)
+    assert demo.protocol == "demo" and demo.notes.startswith("demo run (modified recipe otherwise)")
 
 
 def test_any_timm_model_without_class_token_can_be_probed(tiny_cfg):

@@ -9,7 +9,7 @@ import torch
 from timm.data.mixup import mixup_target
 from timm.loss import SoftTargetCrossEntropy
 
-from probes.classification.sweep import HeadBank, SweepTrainer, head_specs, make_features
+from probes.classification.sweep import FeatureNeeds, HeadBank, SweepTrainer, head_specs, make_features
 
 DIM, HEADS, PREFIX = 16, 2, 1
 
@@ -18,7 +18,7 @@ def _feats(seed: int, batch: int = 8):
     g = torch.Generator().manual_seed(seed)
     tokens = torch.randn(batch, 1 + 4, DIM, generator=g)
     targets = torch.randint(0, 1000, (batch,), generator=g)
-    return make_features(tokens, PREFIX, True, True), mixup_target(targets, 1000, 1.0, 0.1)
+    return make_features(tokens, PREFIX, FeatureNeeds(True, True)), mixup_target(targets, 1000, 1.0, 0.1)
 
 
 def _trainer(specs, seed=0, **kw):
@@ -32,19 +32,20 @@ def _trainer(specs, seed=0, **kw):
 def test_default_sweep_is_both_probes_times_eight_lrs():
     from probes.classification.config import load_config
     cfg = load_config()
-    specs = head_specs(cfg["probe"]["probes"], cfg["probe"]["lrs"])
+    specs = head_specs(cfg.probe.probes, cfg.probe.head_lrs)
     assert len(specs) == 16 and len({s.key for s in specs}) == 16
-    assert 0.1 in cfg["probe"]["lrs"]  # the published lr is in the grid
+    assert cfg.probe.head_lrs[0] == 0.1  # the published lr is always in the grid
+    assert load_config(None, {"probe.lrs": [0.5, 1.0]}).probe.head_lrs == (0.1, 0.5, 1.0)
 
 
 def test_each_head_has_its_group_with_lr_scaled_by_batch_over_512():
     specs = head_specs(["linear", "attention_pooling"], [0.1, 0.4])
     trainer = _trainer(specs, total_batch=1024)
-    groups = trainer.optimizer.param_groups
+    groups = trainer.param_groups
     assert [g["name"] for g in groups] == [s.key for s in specs]
     assert [g["initial_lr"] for g in groups] == pytest.approx([0.2, 0.8, 0.2, 0.8])
-    opt = trainer.optimizer.defaults
-    assert opt["momentum"] == 0.9 and opt["nesterov"] and opt["weight_decay"] == 0.0
+    for opt in trainer.optimizers.values():
+        assert opt.defaults["momentum"] == 0.9 and opt.defaults["nesterov"] and opt.defaults["weight_decay"] == 0.0
 
 
 def test_schedule_is_one_epoch_warmup_from_zero_then_per_iteration_cosine_to_zero():
@@ -52,7 +53,7 @@ def test_schedule_is_one_epoch_warmup_from_zero_then_per_iteration_cosine_to_zer
     trainer = _trainer(specs, total_batch=512, iters_per_epoch=4, epochs=3)
     seen = []
     for step in range(12):
-        seen.append([g["lr"] for g in trainer.optimizer.param_groups])
+        seen.append([g["lr"] for g in trainer.param_groups])
         trainer.step(*_feats(step), SoftTargetCrossEntropy())
     lows = [a for a, _ in seen]
     assert lows[0] == 0.0
@@ -90,15 +91,15 @@ def test_gradients_are_clipped_per_head(monkeypatch):
     specs = head_specs(["linear"], [0.1, 0.2])
     trainer = _trainer(specs, clip_grad=0.5)
     norms = {}
-    real_step = trainer.optimizer.step
+    for spec in specs:
+        opt = trainer.optimizers[spec.key]
 
-    def inspect(*a, **k):
-        for spec in specs:
-            grads = [p.grad for p in trainer.bank.heads[spec.key].parameters()]
-            norms[spec.key] = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item()
-        return real_step(*a, **k)
+        def inspect(*a, _real=opt.step, _key=spec.key, **k):
+            grads = [p.grad for p in trainer.bank.heads[_key].parameters()]
+            norms[_key] = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item()
+            return _real(*a, **k)
 
-    monkeypatch.setattr(trainer.optimizer, "step", inspect)
+        monkeypatch.setattr(opt, "step", inspect)
     feats, soft = _feats(0)
     feats["pooled"] = feats["pooled"] * 1e4  # huge gradients
     trainer.step(feats, soft, SoftTargetCrossEntropy())
@@ -114,3 +115,27 @@ def test_ema_follows_the_heads_with_decay_0998():
     expected = 0.998 * before + 0.002 * after
     torch.testing.assert_close(trainer.ema.module.heads[specs[0].key].fc.weight, expected)
     assert not torch.equal(after, before)
+
+
+def test_fp16_loss_scaling_skips_only_the_overflowing_heads_step():
+    specs = head_specs(["linear"], [0.1, 0.2])
+    trainer = _trainer(specs, loss_scaling=True, iters_per_epoch=1, warmup_epochs=0)
+    bad, good = specs[0].key, specs[1].key
+    trainer.bank.heads[bad].fc.weight.register_hook(lambda grad: torch.full_like(grad, float("inf")))
+    before = {k: trainer.bank.heads[k].fc.weight.detach().clone() for k in (bad, good)}
+    trainer.step(*_feats(0), SoftTargetCrossEntropy())
+    assert torch.equal(trainer.bank.heads[bad].fc.weight, before[bad])         # its step was skipped ...
+    assert not torch.equal(trainer.bank.heads[good].fc.weight, before[good])   # ... the other head's was not
+    assert trainer.scalers[bad].get_scale() < trainer.scalers[good].get_scale()
+
+
+def test_a_non_finite_loss_stops_training_naming_the_head():
+    from probes.errors import TrainingDivergedError
+
+    specs = head_specs(["linear"], [0.1])
+    trainer = _trainer(specs)
+    feats, soft = _feats(0)
+    feats["pooled"][0, 0] = float("nan")
+    with pytest.raises(TrainingDivergedError, match=rf"head {specs[0].key} has a non-finite loss .* at step 1"):
+        trainer.step(feats, soft, SoftTargetCrossEntropy())
+
