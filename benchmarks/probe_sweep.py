@@ -19,13 +19,15 @@ import time
 from pathlib import Path
 
 import torch
+from timm.data.mixup import mixup_target
 from timm.loss import SoftTargetCrossEntropy
 
 from probes import load_encoder
 from probes.classification.cache import CachedSource, build_store
 from probes.classification.config import load_config
 from probes.classification.datasets import read_train
-from probes.classification.live import LiveSource, backbone_features
+from probes.classification.distributed import DistInfo
+from probes.classification.live import LiveSource, Preprocessing, backbone_features
 from probes.testing.imagenet_data import shared_a_r_classes, write_imagenet_root
 from probes.classification.sweep import HeadBank, SweepTrainer, head_specs
 from probes.encoders import VERSIONS
@@ -53,7 +55,7 @@ def measure_step_ratio(enc, batches, reps: int, autocast) -> tuple[float, float,
 
     def step(trainer, images, soft):
         start = time.perf_counter()
-        feats = backbone_features(enc, images, trainer.bank.need_tokens, trainer.bank.need_pooled, autocast)
+        feats = backbone_features(enc, images, trainer.bank.needs, autocast)
         trainer.step(feats, soft, loss, autocast())
         return time.perf_counter() - start
 
@@ -106,21 +108,21 @@ def main() -> None:
         classes = shared_a_r_classes(4)
         write_imagenet_root(tmp / "data", classes, train_per_class=train_per_class + 1,
                             size=(args.image_size + 32, args.image_size), sets=("train",), quirks=False)
-        cfg = load_config(None, [
-            ("image_size", args.image_size), ("data.allow_subset", True), ("data.workers", 0),
-            ("train.batch_size", args.batch), ("cache.batch_size", args.batch),
-            ("cache.store", ["pooled", "tokens"]), ("runtime.progress", False)])
+        cfg = load_config(None, {
+            "image_size": args.image_size, "data.allow_subset": True, "data.workers": 0,
+            "train.batch_size": args.batch, "cache.batch_size": args.batch,
+            "cache.store": ["pooled", "tokens"], "runtime.progress": False})
         enc = load_encoder(str(tmp / "encoder"), dtype="float32" if args.device in (None, "cpu") else None,
                            device=args.device or "cpu")
         device = next(enc.parameters()).device
-        autocast = lambda: autocast_for(device)  # noqa: E731
-        from probes.classification.distributed import DistInfo
+        autocast = lambda: autocast_for(device, "bf16")  # noqa: E731
 
         dist = DistInfo(0, 1, device)
         train = read_train(tmp / "data" / "train", allow_subset=True)
         probe_bank = HeadBank(head_specs(["linear", "attention_pooling"], LRS), enc.embed_dim,
                               enc.num_heads, enc.num_prefix_tokens)
-        live = LiveSource(enc, train, cfg, dist, probe_bank.need_tokens, probe_bank.need_pooled, autocast)
+        pre = Preprocessing.resolve(cfg.image, enc.data_config)
+        live = LiveSource(enc, train, pre, cfg.train, cfg.data, 1000, dist, probe_bank.needs, autocast)
 
         # (a) the same augmented batches for both bank sizes
         batches = []
@@ -129,8 +131,8 @@ def main() -> None:
         ratio, t_many, t_one = measure_step_ratio(enc, batches, reps, autocast)
 
         # (b) one epoch live vs one epoch from the cache, 16 heads each
-        store = build_store(tmp / "cache" / "train", train, live, cfg, dist, ["pooled", "tokens"])
-        cached = CachedSource({"train": store}, train, cfg, dist, True, True)
+        store = build_store(tmp / "cache" / "train", train, live, dist, ["pooled", "tokens"], False, 60.0)
+        cached = CachedSource({"train": store}, train, cfg.cache, cfg.train, 1000, dist, probe_bank.needs)
         iters = live.iters_per_epoch
         trainer = _trainer(head_specs(["linear", "attention_pooling"], LRS), enc, iters, args.batch)
         timed_epoch(trainer, cached, 0, autocast)  # warm-up
@@ -152,16 +154,14 @@ def main() -> None:
 
 
 def _image_batches(live: LiveSource, n: int):
-    """``n`` augmented (images, soft targets) batches, decoded once and reused for every timing."""
+    """``n`` augmented (images, soft targets) device batches, decoded once and reused for every timing."""
     live.sampler.set_epoch(0)
     loader = live._loader(live.train_set, live.batch, live.sampler, drop_last=True)
     out = []
-    from timm.data.mixup import mixup_target
-
     while len(out) < n:
-        for batch in loader:
+        for batch in live._device_batches(loader, None, 1):
             soft = mixup_target(batch["targets"], 1000, 1.0, 0.1)
-            out.append((batch["images"].to(live.dist.device), soft.to(live.dist.device)))
+            out.append((batch["images"], soft))
             if len(out) == n:
                 break
     return out

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `probes` console script; returns the process exit code."""
+    """Run one `probes` subcommand and return its exit code (a library call: it always returns)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -47,6 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"probes {args.command}: interrupted", file=sys.stderr)
         code = 130
+    return code
+
+
+def console_main() -> None:
+    """The `probes` console script (and `python -m probes.cli`): `main`, then leave the process."""
+    code = main()
     if _close_process_group():
         # Why: with a gloo group, C++ objects still referenced by the finished runner (DDP reducer,
         # work queues) are destroyed during interpreter teardown with their threads joinable, and
@@ -56,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
-    return code
+    sys.exit(code)
 
 
 def _close_process_group() -> bool:
@@ -70,4 +76,4 @@ def _close_process_group() -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -18,13 +18,14 @@ _PACKAGE = Path(__file__).resolve().parent
 
 
 def config_dir(task: str) -> Path:
-    """The shipped configs of `task` ('classification' or 'segmentation')."""
-    return _PACKAGE.parent / "configs" / task
+    """The shipped configs of `task` ('classification' or 'segmentation'): package data, so a plain
+    `pip install` has them; the checkout's top-level `configs/` is a link to the same folder."""
+    return _PACKAGE / "configs" / task
 
 
 def reference_dir() -> Path:
-    """The published reference tables."""
-    return _PACKAGE.parent / "results" / "reference"
+    """The published reference tables (package data; `results/reference/` in the checkout links here)."""
+    return _PACKAGE / "reference"
 
 
 def resolve_config(name: Optional[str | Path], task: str, default: Optional[Path] = None) -> Path:

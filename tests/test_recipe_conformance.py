@@ -114,3 +114,23 @@ def test_every_shipped_segmentation_config_matches_the_recipe_table(resolved_seg
 def test_the_recipe_table_names_a_source_for_every_row() -> None:
     for row in _section("Segmentation") + _section("Classification"):
         assert row[-1] and row[-1] != "-", row
+
+
+def test_every_shipped_classification_config_matches_the_recipe_table() -> None:
+    from probes.classification.config import load_config
+    from probes.config_files import config_dir
+
+    names = sorted(p.stem for p in config_dir("classification").glob("internvit_*.py"))
+    resolved = {name: load_config(name).as_dict() for name in names}
+    # The flat view the table's keys use: image_size, interpolation, crop_pct at the top, sections below.
+    flat = {name: {**{k: v for k, v in d.items() if k != "image"}, "image_size": d["image"]["size"],
+                   "interpolation": d["image"]["interpolation"], "crop_pct": d["image"]["crop_pct"]}
+            for name, d in resolved.items()}
+    rows = _section("Classification")
+    checked = {name: 0 for name in names}
+    for config_cell, key, value, _source in rows:
+        for name in names if config_cell == "all" else [config_cell]:
+            actual, expected = _lookup(flat[name], key), _value(value)
+            assert _same(actual, expected), f"{name}: {key} is {actual!r}, recipe {expected!r}"
+            checked[name] += 1
+    assert min(checked.values()) >= 20 and len(names) == 8, checked

@@ -1,21 +1,19 @@
 """Per-epoch checkpoints of a sweep, written atomically so a kill never leaves a torn file."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
 
 from probes.errors import CheckpointError
+from probes.io import atomic_path
 
 
 def save_atomic(state: Dict[str, Any], path: Path) -> None:
-    """Write to a temporary file beside ``path`` and rename it over (atomic on POSIX)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Write a checkpoint to a temporary file beside ``path`` and rename it over (atomic on POSIX)."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path, fingerprint: str) -> Optional[Dict[str, Any]]:

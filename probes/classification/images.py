@@ -137,25 +137,3 @@ def build_eval_transform(image_size: int, interpolation: str = "bicubic",
     interpolation_mode(interpolation)
     return create_transform(input_size=image_size, is_training=False, interpolation=interpolation,
                             crop_pct=crop_pct, crop_mode="center", use_prefetcher=True)
-
-
-# ----------------------------------------------------------------------------- float path (legacy)
-# Kept only so that live.py runs unchanged until it moves to DeviceBatches; delete them then.
-
-def _float_normalised(uint8_transform: Callable, mean: Sequence[float], std: Sequence[float]) -> Callable:
-    # ConvertImageDtype is ToTensor's x.float() / 255, so these equal the old float transforms.
-    return T.Compose([uint8_transform, T.ConvertImageDtype(torch.float32), T.Normalize(mean, std)])
-
-
-def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float],
-                   interpolation: str = "bicubic") -> Callable:
-    """Legacy float form of :func:`build_eval_transform`, normalised in the worker."""
-    return _float_normalised(build_eval_transform(image_size, interpolation), mean, std)
-
-
-def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float],
-                    interpolation: str = "bicubic", scale: Sequence[float] = (0.08, 1.0),
-                    ratio: Sequence[float] = (3 / 4, 4 / 3), hflip: float = 0.5) -> Callable:
-    """Legacy float form of :func:`build_train_transform`, normalised in the worker."""
-    return _float_normalised(build_train_transform(image_size, interpolation, scale, ratio, hflip),
-                             mean, std)

@@ -14,6 +14,7 @@ from probes.classification.config import DataSpec, ImageSpec, TrainRecipe
 from probes.classification.datasets import ImageSet
 from probes.classification.device_batches import DeviceBatches
 from probes.classification.distributed import DistInfo, ShardSampler
+from probes.classification.gpu_decode import EncodedFiles, TensorDecodeCrops, collate_encoded, decode_protocol_note
 from probes.classification.images import ImageFiles, build_eval_transform, build_train_transform, collate
 from probes.classification.sweep import FeatureNeeds, make_features
 from probes.errors import ConfigError, TrainingDivergedError
@@ -86,8 +87,15 @@ class LiveSource:
         self.batch = per_rank_batch(recipe.batch_size, dist.world, "train.batch_size")
         self.eval_batch = per_rank_batch(recipe.eval_batch_size or recipe.batch_size, dist.world,
                                          "train.eval_batch_size")
-        self.train_set = ImageFiles(train.files, train.targets, build_train_transform(
-            pre.size, pre.interpolation, recipe.scale, recipe.ratio, recipe.hflip))
+        # data.decode='gpu' (never the published protocol): workers read bytes, the GPU decodes and crops.
+        self.gpu_decode = None
+        if decode_protocol_note(data.decode, dist.device) is not None:
+            self.train_set = EncodedFiles(train.files, train.targets)
+            self.gpu_decode = TensorDecodeCrops(dist.device, pre.size, pre.interpolation, recipe.scale,
+                                                recipe.ratio, recipe.hflip)
+        else:
+            self.train_set = ImageFiles(train.files, train.targets, build_train_transform(
+                pre.size, pre.interpolation, recipe.scale, recipe.ratio, recipe.hflip))
         self.sampler = DistributedSampler(self.train_set, num_replicas=dist.world, rank=dist.rank,
                                           shuffle=True, seed=recipe.seed)
         self.iters_per_epoch = len(self.sampler) // self.batch
@@ -97,16 +105,17 @@ class LiveSource:
                            num_classes=num_classes) if use_mix else None
         self.n_skipped: Dict[str, int] = {}
 
-    def _loader(self, dataset, batch: int, sampler, drop_last: bool) -> DataLoader:
+    def _loader(self, dataset, batch: int, sampler, drop_last: bool, collate_fn=collate) -> DataLoader:
         workers = int(self.data.workers)
         return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=drop_last,
-                          num_workers=workers, collate_fn=collate,
+                          num_workers=workers, collate_fn=collate_fn,
                           pin_memory=self.dist.device.type == "cuda",
                           persistent_workers=False, prefetch_factor=4 if workers else None)
 
-    def _device_batches(self, loader: DataLoader, mixup: Optional[Mixup], min_images: int) -> DeviceBatches:
+    def _device_batches(self, loader: DataLoader, mixup: Optional[Mixup], min_images: int,
+                        decode: Optional[Callable] = None) -> DeviceBatches:
         return DeviceBatches(loader, self.dist.device, self.pre.mean, self.pre.std, on_corrupt=self.data.on_corrupt,
-                             mixup=mixup, min_images=min_images)
+                             mixup=mixup, min_images=min_images, decode=decode)
 
     def _count(self, name: str, batches: DeviceBatches) -> None:
         # The latest pass over a set (sets are scored after every epoch: never add passes up).
@@ -119,9 +128,10 @@ class LiveSource:
     def train_batches(self, epoch: int) -> Iterator[Tuple[Features, torch.Tensor]]:
         """One epoch of (features, soft targets): Mixup/CutMix on the device batch, smoothing on labels."""
         self.sampler.set_epoch(epoch)
-        loader = self._loader(self.train_set, self.batch, self.sampler, drop_last=True)
+        loader = self._loader(self.train_set, self.batch, self.sampler, drop_last=True,
+                              collate_fn=collate if self.gpu_decode is None else collate_encoded)
         # Heads with BatchNorm need two images; Mixup pairs images (odd batches lose one).
-        batches = self._device_batches(loader, self.mixup, min_images=2)
+        batches = self._device_batches(loader, self.mixup, min_images=2, decode=self.gpu_decode)
         for batch in batches:
             soft = batch["targets"] if self.mixup is not None else \
                 mixup_target(batch["targets"], self.num_classes, 1.0, self.recipe.smoothing)

@@ -14,6 +14,7 @@ from torch import nn
 from probes.classification import datasets as ds
 from probes.classification.config import ClassifyConfig, DataSpec, EncoderSpec, TrainRecipe
 from probes.classification.distributed import DistInfo, all_reduce_sum, init_distributed
+from probes.classification.gpu_decode import decode_protocol_note
 from probes.classification.live import LiveSource, Preprocessing
 from probes.classification.metrics import Top1Table
 from probes.classification.predictions import kept_heads, write_run_predictions
@@ -102,6 +103,8 @@ def protocol_of(cfg: ClassifyConfig, device: torch.device, notes_extra: Sequence
         changes.append(f"train_per_class={cfg.data.train_per_class}")
     if cfg.image.crop_pct not in (None, 1.0):
         changes.append(f"crop_pct={cfg.image.crop_pct}")
+    if cfg.data.decode != "cpu" and not cfg.cached:
+        changes.append(decode_protocol_note(cfg.data.decode, device) or "")
     changes += list(notes_extra)
     # The held-out split always leaves the training set (our addition, so it is always stated).
     facts = [f"held-out split: {cfg.data.heldout_per_class} per class, at most {cfg.data.heldout_max_fraction:g}"

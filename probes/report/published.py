@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from probes.config_files import reference_dir as packaged_reference_dir
 from probes.encoders.versions import VERSIONS
 from probes.errors import DatasetError
 from probes.report.tables import DELTA, DELTA1, DELTA2, PROBE_NAMES, T15_CELLS, t15_column
 from probes.results import PROBES, TEST_SETS
 
-DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference"
+DEFAULT_REFERENCE = packaged_reference_dir()   # package data (the checkout's results/reference/ links here)
 TABLE14 = "internvl2_5_table14_classification.csv"
 TABLE15 = "internvl2_5_table15_segmentation.csv"
 

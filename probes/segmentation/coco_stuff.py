@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from probes.errors import DatasetError
+from probes.io import write_atomic
 from probes.segmentation.datasets import LABEL_SUFFIX
 
 log = logging.getLogger(__name__)
@@ -45,15 +45,9 @@ def convert_file(raw: Path) -> bool:
     if (mapped < 0).any():
         bad = int(values[mapped < 0].max())
         raise DatasetError(f"{raw} holds value {bad}, outside COCO-Stuff's raw range 0..181 and 255")
-    # Atomic: a crash leaves a temp file (ignored), never a truncated *_labelTrainIds.png that a resume skips.
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".png", dir=raw.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            Image.fromarray(mapped.astype(np.uint8), mode="L").save(out, format="PNG")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Atomic: a crash never leaves a truncated *_labelTrainIds.png that a resume would skip.
+    write_atomic(target, lambda out: Image.fromarray(mapped.astype(np.uint8), mode="L").save(out, format="PNG"),
+                 mode="wb")
     return True
 
 
@@ -65,8 +59,8 @@ def raw_annotations(root: Path) -> list[Path]:
         if not folder.is_dir():
             raise DatasetError(f"COCO-Stuff annotation folder {folder} is missing "
                                "(unzip stuffthingmaps_trainval2017.zip into annotations/)")
-        files += sorted(p for p in folder.glob("*.png")
-                        if not p.name.endswith(LABEL_SUFFIX) and not p.name.startswith(".tmp_"))
+        # Temp files of an interrupted conversion are hidden (".name.XXXX.tmp"), so *.png never sees them.
+        files += sorted(p for p in folder.glob("*.png") if not p.name.endswith(LABEL_SUFFIX))
     return files
 
 

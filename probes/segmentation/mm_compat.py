@@ -109,7 +109,7 @@ def import_mmseg() -> None:
 
     register_global_bn()
     # Why explicit imports: Config objects built from dicts ignore `custom_imports` (dependencies.md #4).
-    from probes.segmentation import backbone, hooks, layer_decay, linear_head, neck  # noqa: F401
+    from probes.segmentation import backbone, hooks, layer_decay, linear_head, metric, neck  # noqa: F401
 
 
 def init_cpu_process_group(launcher: str) -> None:

@@ -256,6 +256,9 @@ def run_segmentation(opts: SegmentOptions) -> dict:
         return {}
     work_dir = Path(opts.out) / plan.run_id
     cfg.work_dir = str(work_dir)
+    predictions = f"predictions/{plan.run_id}.npz"
+    # Same numbers as the released IoUMetric, plus each image's counts for intervals and comparisons.
+    cfg.val_evaluator = dict(cfg.val_evaluator, type="PerImageIoUMetric", counts_file=str(Path(opts.out) / predictions))
     if opts.resume:
         point = _resume_point(work_dir)
         if point is None:
@@ -284,7 +287,7 @@ def run_segmentation(opts: SegmentOptions) -> dict:
         raise DatasetError(message) from None
     row = segmentation_row(opts, plan, history, _count_trainable(runner.model),
                            n_images=len(runner.val_dataloader.dataset), iters=runner.iter,
-                           precision="bf16" if device == "cuda" else "fp32")
+                           precision="bf16" if device == "cuda" else "fp32", predictions=predictions)
     from mmengine.dist import is_main_process
 
     if is_main_process():
@@ -296,7 +299,7 @@ def run_segmentation(opts: SegmentOptions) -> dict:
 
 
 def segmentation_row(opts: SegmentOptions, plan: SegmentPlan, history: list[dict], trainable: int, *,
-                     n_images: int, iters: int, precision: str) -> dict:
+                     n_images: int, iters: int, precision: str, predictions: str) -> dict:
     """The result row: final evaluation as mIoU, the best one beside it."""
     final = history[-1]
     best = max(history, key=lambda h: h["mIoU"])
@@ -307,6 +310,6 @@ def segmentation_row(opts: SegmentOptions, plan: SegmentPlan, history: list[dict
         "mAcc": round(final.get("mAcc", float("nan")), 2), "n_images": n_images,
         "iters": iters, "crop_size": plan.crop, "batch_size": plan.total_batch,
         "trainable_params": trainable, "precision": precision, **plan.protocol.as_row(),
-        "config": str(plan.config_path), "predictions": "",
+        "config": str(plan.config_path), "predictions": predictions,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -7,12 +7,12 @@ from typing import Any, Mapping, Optional
 
 from probes.errors import ConfigError
 from probes.protocol import ProtocolWords, protocol_words
+from probes.results import MODES
 from probes.segmentation.datasets import DatasetSpec
 from probes.encoders import EncoderInfo
 
 # The released recipe (all 30 InternVL-MMDetSeg configs): what a row's `protocol` is measured against.
 RECIPE = {"iters": 80000, "crop": 504, "batch": 16, "warmup": 1500, "stride": 322, "patch": 14}
-MODES = ("linear", "head", "full")
 # Keys that cannot change a result (loading, logging, hooks, checkpoint and validation cadence): they are
 # not protocol changes and not part of a run's identity.
 _NO_EFFECT = re.compile(r"(num_workers|persistent_workers|pin_memory|^default_hooks|^custom_hooks|^log_|^visualizer"

@@ -42,7 +42,7 @@ def test_prepare_converts_both_splits_then_resumes(coco_stuff_raw: Path) -> None
     converted, skipped = prepare_coco_stuff(coco_stuff_raw, workers=2)
     assert (converted, skipped) == (6, 0)
     outputs = sorted(coco_stuff_raw.glob("annotations/*/*_labelTrainIds.png"))
-    assert len(outputs) == 6 and not list(coco_stuff_raw.rglob(".tmp_*"))
+    assert len(outputs) == 6 and not list(coco_stuff_raw.rglob("*.tmp"))
     first = outputs[0]
     stamp = first.stat().st_mtime_ns
     outputs[1].unlink()                     # an interrupted earlier run: one file missing
