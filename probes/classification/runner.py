@@ -67,11 +67,18 @@ def storage_dtype(spec: EncoderSpec, precision: str, device: torch.device) -> An
     """The frozen encoder's weight dtype: never a lossy cast of the checkpoint's values.
 
     fp16 (the official protocol) keeps fp32 weights under fp16 autocast, as the official run; bf16 stores
-    bf16 on GPU (half the memory); fp32 stores fp32. `encoder.dtype` in the config wins.
+    bf16 on GPU (half the memory) unless the checkpoint holds fp16 values, which bf16 would round (then
+    fp32); fp32 stores fp32. `encoder.dtype` in the config wins.
     """
     if spec.dtype is not None:
         return spec.dtype
-    return "bfloat16" if precision == "bf16" and device.type == "cuda" else "float32"
+    if precision != "bf16" or device.type != "cuda":
+        return "float32"
+    from probes.encoders import parse_source
+    from probes.encoders.checkpoint import stored_float_dtypes
+
+    source = parse_source(str(spec.source), version=spec.version, weights=spec.weights, revision=spec.revision)
+    return "float32" if torch.float16 in stored_float_dtypes(source) else "bfloat16"
 
 
 def load_probe_encoder(spec: EncoderSpec, dtype: Any, device: torch.device) -> nn.Module:

@@ -253,3 +253,88 @@ def test_any_timm_model_without_class_token_can_be_probed(tiny_cfg):
                                         data__test_sets=["IN-A"]))
     assert {r["encoder_version"] for r in rows} == {"timm:resnet18"}
     assert {r["probe"] for r in rows} == {"linear", "attention_pooling"}
+
+
+def test_an_fp16_checkpoint_is_never_cast_to_bf16(tmp_path):
+    from probes.classification.config import EncoderSpec
+    from probes.testing.checkpoints import random_internvit, save_hf_folder, tiny_config
+
+    cfg = tiny_config("300m")
+    weights = random_internvit(cfg, 0).state_dict()
+    half = save_hf_folder({k: v.half() for k, v in weights.items()}, cfg, tmp_path / "half")
+    full = save_hf_folder(weights, cfg, tmp_path / "full")
+    gpu = torch.device("cuda")
+    spec = lambda path: EncoderSpec(str(path), None, None, None, None, None)  # noqa: E731
+    assert runner.storage_dtype(spec(half), "bf16", gpu) == "float32"     # bf16 would round fp16 values
+    assert runner.storage_dtype(spec(full), "bf16", gpu) == "bfloat16"
+    assert runner.storage_dtype(spec(half), "fp16", gpu) == "float32"     # the official: fp32 under fp16 autocast
+    assert runner.storage_dtype(spec(full), "bf16", torch.device("cpu")) == "float32"
+
+
+def test_per_layer_heads_ride_on_the_same_backbone_pass(tiny_cfg, monkeypatch, tmp_path):
+    calls = {"n": 0}
+    for name in ("forward_features", "forward_intermediates"):
+        real = getattr(InternViT, name)
+
+        def counting(self, *a, _real=real, **k):
+            calls["n"] += 1
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(InternViT, name, counting)
+    runner.run_classify(tiny_cfg(probe__lrs=[0.1], train__epochs=1))
+    without = calls["n"]
+    calls["n"] = 0
+    rows = runner.run_classify(tiny_cfg(probe__lrs=[0.1], train__epochs=1, probe__layers=[1, 2],
+                                        runtime__out=str(tmp_path / "layers")))
+    assert calls["n"] == without   # one backbone pass per batch feeds the extra blocks' heads too
+    assert {r["layer"] for r in rows} == {1, 2, 4}
+    for layer in (1, 2):
+        extra = [r for r in rows if r["layer"] == layer]
+        assert {r["probe"] for r in extra} == {"linear"} and {r["head"] for r in extra} == {"grid"}
+        assert len({r["test_set"] for r in extra if r["selected"]}) == len(TEST_SETS)   # chosen per block
+    assert {r["layer"] for r in rows if r["head"] == "published"} == {4}
+
+
+def test_non_finite_features_stop_the_run_naming_the_block(tiny_cfg, tiny_encoder, monkeypatch):
+    from probes import load_encoder
+    from probes.errors import TrainingDivergedError
+
+    broken = load_encoder(str(tiny_encoder))
+    with torch.no_grad():
+        broken.blocks[2].mlp.fc2.bias.fill_(float("inf"))   # e.g. an fp16 overflow inside block 2
+    monkeypatch.setattr(runner, "load_probe_encoder", lambda *a, **k: broken)
+    cfg = tiny_cfg(probe__lrs=[0.1], train__epochs=1)
+    with pytest.raises(TrainingDivergedError, match=r"non-finite values from encoder block 2 .*bf16 or fp32"):
+        runner.run_classify(cfg)
+    assert not (Path(cfg.runtime.out) / RESULTS_FILE).exists()
+
+
+def test_logs_off_a_terminal_are_plain_lines_with_loss_lr_eta_and_throughput(tiny_cfg, caplog, capsys):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="probes.progress")
+    runner.run_classify(tiny_cfg(probe__lrs=[0.1], runtime__progress=True, runtime__log_interval_s=0.0))
+    lines = [r.getMessage() for r in caplog.records if r.name == "probes.progress"]
+    train = [line for line in lines if line.startswith("Epoch(train) [2/2] [1/1]")]
+    assert train and all(k in train[-1] for k in ("lr: ", "eta: ", "time: ", "img/s: ", "loss: "))
+    assert any(line.startswith("Eval(IN-A)") for line in lines)
+    assert "\r" not in capsys.readouterr().err   # no carriage-return progress bars in a log file
+
+
+def test_two_runs_into_one_folder_at_once_both_finish(tiny_encoder, data_root, tmp_path):
+    import subprocess
+    import sys
+
+    from probes.testing.checkpoints import write_tiny_hf_encoder
+
+    other = write_tiny_hf_encoder(tmp_path / "other" / "tiny300m", style="300m", seed=1)   # same folder name
+    out = tmp_path / "shared"
+    runs = [subprocess.Popen([sys.executable, "-m", "probes.cli", "classify", "--encoder", str(enc), "--data",
+                              str(data_root), "--config", "tiny_demo", "--out", str(out), "--lrs", "0.1",
+                              "--probes", "linear", "--epochs", "1"], stderr=subprocess.PIPE, text=True)
+            for enc in (tiny_encoder, other)]
+    errors = [run.communicate(timeout=300)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], errors
+    rows = read_rows(out / RESULTS_FILE)
+    assert len({r["run_id"] for r in rows}) == 2 and len(rows) == 2 * 2 * 6
+    assert len(list((out / "checkpoints").glob("*.pth"))) == 2   # never one shared checkpoint path

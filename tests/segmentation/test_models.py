@@ -30,6 +30,12 @@ from probes.batchnorm import GlobalBatchNorm  # noqa: E402
 CONFIGS = config_dir("segmentation")
 
 
+def _info(embed_dim: int, num_layers: int, version: str) -> EncoderInfo:
+    """What describe_source says of an InternViT of this shape (patch 14, ImageNet statistics)."""
+    return EncoderInfo(embed_dim, num_layers, version, patch_size=14, mean=(0.485, 0.456, 0.406),
+                       std=(0.229, 0.224, 0.225))
+
+
 def _model_cfg(mode: str, source: str, info: EncoderInfo, dataset: str = "ade20k", **backbone) -> Config:
     cfg = Config.fromfile(str(CONFIGS / f"{dataset}_{mode}.py"))
     cfg.model.backbone.source = source
@@ -42,7 +48,7 @@ def _model_cfg(mode: str, source: str, info: EncoderInfo, dataset: str = "ade20k
 
 
 def _tiny_model(mode: str, tiny_encoder: Path, channels: int = 16):
-    cfg = _model_cfg(mode, str(tiny_encoder), EncoderInfo(48, 4, "custom"), input_size=56)
+    cfg = _model_cfg(mode, str(tiny_encoder), _info(48, 4, "custom"), input_size=56)
     cfg.model.data_preprocessor.size = (56, 56)
     if mode != "linear":
         cfg.model.decode_head.channels = channels
@@ -200,7 +206,7 @@ def test_layer_ids_for_timm_names() -> None:
 ])
 def test_trainable_parameters_on_the_real_6b_shape(mode: str, low: float, high: float) -> None:
     version = "InternViT-6B-224px"
-    cfg = _model_cfg(mode, f"random:{version}", EncoderInfo(3200, 48, version))
+    cfg = _model_cfg(mode, f"random:{version}", _info(3200, 48, version))
     released = Config.fromfile(str(CONFIGS / version / f"ade20k_{mode}.py"))
     cfg.model.backbone.update(num_layers=48, out_indices=released.model.backbone.out_indices)
     with torch.device("meta"):

@@ -95,3 +95,14 @@ def test_rows_accumulate_in_one_csv(tiny_encoder: Path, ade20k: Path, tmp_path: 
     assert len(rows) == 2 and not list(out.glob(".tmp_*"))
     assert "cfg-options randomness.seed=1" in rows[1]["protocol_notes"]
     assert "cfg-options" not in rows[0]["protocol_notes"]
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_loss(tiny_encoder: Path, ade20k: Path, tmp_path: Path) -> None:
+    from probes.errors import TrainingDivergedError
+
+    out = tmp_path / "out"
+    # An absurd lr blows the head up after its first step; the next loss is not finite.
+    with pytest.raises(TrainingDivergedError, match=r"loss is (nan|inf) at iteration \d+ .*try bf16 or fp32"):
+        tiny_run(tiny_encoder, "ade20k", ade20k, "linear", out, iters=6,
+                 cfg_options={"optim_wrapper.optimizer.lr": 1e30, "param_scheduler": []})
+    assert not (out / "segmentation.csv").exists()   # no row for a diverged run
