@@ -37,10 +37,10 @@ from probes.testing.checkpoints import random_internvit, save_hf_folder
 LRS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0]
 
 
-def _trainer(specs, enc, iters: int, batch: int) -> SweepTrainer:
+def _trainer(specs, enc, iters: int, batch: int, autocast=None) -> SweepTrainer:
     torch.manual_seed(0)
     bank = HeadBank(specs, enc.embed_dim, enc.num_heads, enc.num_prefix_tokens)
-    return SweepTrainer(bank, total_batch=batch, iters_per_epoch=iters, epochs=1000)
+    return SweepTrainer(bank, total_batch=batch, iters_per_epoch=iters, epochs=1000, autocast=autocast)
 
 
 def measure_step_ratio(enc, batches, reps: int, autocast) -> tuple[float, float, float]:
@@ -49,14 +49,14 @@ def measure_step_ratio(enc, batches, reps: int, autocast) -> tuple[float, float,
     The minimum, not the mean: on a shared machine other processes only ever add time.
     """
     loss = SoftTargetCrossEntropy()
-    many = _trainer(head_specs(["linear", "attention_pooling"], LRS), enc, 100, len(batches[0][0]))
-    one = _trainer(head_specs(["linear"], [0.1]), enc, 100, len(batches[0][0]))
+    many = _trainer(head_specs(["linear", "attention_pooling"], LRS), enc, 100, len(batches[0][0]), autocast)
+    one = _trainer(head_specs(["linear"], [0.1]), enc, 100, len(batches[0][0]), autocast)
     times = {"many": [], "one": []}
 
     def step(trainer, images, soft):
         start = time.perf_counter()
         feats = backbone_features(enc, images, trainer.bank.needs, autocast)
-        trainer.step(feats, soft, loss, autocast())
+        trainer.step(feats, soft, loss)
         return time.perf_counter() - start
 
     for i in range(reps + 1):
@@ -69,12 +69,12 @@ def measure_step_ratio(enc, batches, reps: int, autocast) -> tuple[float, float,
     return m / o, m, o
 
 
-def timed_epoch(trainer: SweepTrainer, source, epoch: int, autocast) -> float:
+def timed_epoch(trainer: SweepTrainer, source, epoch: int) -> float:
     """Wall time of one training epoch of ``trainer`` fed by ``source``."""
     loss = SoftTargetCrossEntropy()
     start = time.perf_counter()
     for feats, soft in source.train_batches(epoch):
-        trainer.step(feats, soft, loss, autocast())
+        trainer.step(feats, soft, loss)
     return time.perf_counter() - start
 
 
@@ -134,10 +134,10 @@ def main() -> None:
         store = build_store(tmp / "cache" / "train", train, live, dist, ["pooled", "tokens"], False, 60.0)
         cached = CachedSource({"train": store}, train, cfg.cache, cfg.train, 1000, dist, probe_bank.needs)
         iters = live.iters_per_epoch
-        trainer = _trainer(head_specs(["linear", "attention_pooling"], LRS), enc, iters, args.batch)
-        timed_epoch(trainer, cached, 0, autocast)  # warm-up
-        t_cached = min(timed_epoch(trainer, cached, e, autocast) for e in (1, 2, 3))
-        t_live = min(timed_epoch(trainer, live, e, autocast) for e in range(1, 1 + live_epochs))
+        trainer = _trainer(head_specs(["linear", "attention_pooling"], LRS), enc, iters, args.batch, autocast)
+        timed_epoch(trainer, cached, 0)  # warm-up
+        t_cached = min(timed_epoch(trainer, cached, e) for e in (1, 2, 3))
+        t_live = min(timed_epoch(trainer, live, e) for e in range(1, 1 + live_epochs))
         speedup = t_live / t_cached
     total = time.perf_counter() - t0
     threads = torch.get_num_threads()

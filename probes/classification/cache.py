@@ -195,8 +195,8 @@ class CachedSource:
 
 def cached_source(cfg: ClassifyConfig, encoder: nn.Module, train: ImageSet, heldout: ImageSet,
                   tests: Sequence[ImageSet], live: LiveSource, dist: DistInfo, needs: FeatureNeeds
-                  ) -> Tuple[CachedSource, Dict[str, FeatureStore], ImageSet]:
-    """Build (or reuse) the stores of every split; returns the source, the stores and the (possibly cut) train set."""
+                  ) -> Tuple[CachedSource, Dict[str, FeatureStore]]:
+    """Build (or reuse) the stores of every split; returns the source and the stores."""
     kinds = list(cfg.cache.store)
     if needs.layers:
         raise ConfigError("probe.layers needs a live run (the feature cache stores the last block only).")
@@ -207,22 +207,8 @@ def cached_source(cfg: ClassifyConfig, encoder: nn.Module, train: ImageSet, held
     where = fingerprint({"source": str(getattr(encoder, "source", "")), "layers": encoder.num_layers,
                          "weights": str(getattr(encoder, "fingerprint", ""))})[:8]
     root = Path(cfg.cache.dir) / slug(f"{encoder.version}_{live.pre.size}px_{where}", 80)
-    if cfg.cache.train_per_class:
-        train = limit_per_class(train, int(cfg.cache.train_per_class))
     stores = {s.name: build_store(root / slug(s.name, 80), s, live, dist, kinds, cfg.runtime.progress,
                                   cfg.runtime.log_interval_s)
               for s in [train, heldout, *tests]}
     source = CachedSource(stores, train, cfg.cache, cfg.train, cfg.probe.num_classes, dist, needs)
-    return source, stores, train
-
-
-def limit_per_class(image_set: ImageSet, per_class: int) -> ImageSet:
-    """The first `per_class` images of each class (a subset protocol, said in the rows)."""
-    seen: Dict[int, int] = {}
-    keep = []
-    for i, t in enumerate(image_set.targets):
-        if seen.get(t, 0) < per_class:
-            seen[t] = seen.get(t, 0) + 1
-            keep.append(i)
-    return ImageSet(image_set.name, image_set.root, [image_set.files[i] for i in keep],
-                    [image_set.targets[i] for i in keep], subset=dict(image_set.subset))
+    return source, stores

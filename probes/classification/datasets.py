@@ -337,3 +337,15 @@ def split_heldout(train: ImageSet, per_class: int, seed: int, train_per_class: O
                         [train.targets[i] for i in idx], subset={name: train.subset["train"]})
 
     return pick("train", keep), pick("heldout", held)
+
+
+def limit_per_class(image_set: ImageSet, per_class: int) -> ImageSet:
+    """The first `per_class` images of each class (a subset protocol, said in the rows)."""
+    seen: Dict[int, int] = {}
+    keep = []
+    for i, t in enumerate(image_set.targets):
+        if seen.get(t, 0) < per_class:
+            seen[t] = seen.get(t, 0) + 1
+            keep.append(i)
+    return ImageSet(image_set.name, image_set.root, [image_set.files[i] for i in keep],
+                    [image_set.targets[i] for i in keep], subset=dict(image_set.subset))

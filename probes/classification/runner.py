@@ -5,7 +5,7 @@ import datetime as _dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from timm.loss import SoftTargetCrossEntropy
@@ -44,8 +44,8 @@ class Data:
     tests: List[ds.ImageSet]
 
 
-def load_data(data: DataSpec, seed: int) -> Data:
-    """Train (minus the held-out split) and every test set present under data.root."""
+def load_data(data: DataSpec, seed: int, cache_per_class: Optional[int] = None) -> Data:
+    """Train (minus the held-out split, at most `cache_per_class` per class) and every test set present."""
     if not data.root:
         raise ConfigError("data.root is not set (pass --data ROOT).")
     root = Path(data.root).expanduser()
@@ -57,6 +57,8 @@ def load_data(data: DataSpec, seed: int) -> Data:
     full = ds.read_train(ds.resolve_path(root, data.paths["train"]), data.allow_subset)
     train, heldout = ds.split_heldout(full, data.heldout_per_class, seed, data.train_per_class,
                                       data.heldout_max_fraction)
+    if cache_per_class:
+        train = ds.limit_per_class(train, int(cache_per_class))
     tests = ds.load_test_sets(root, data.paths, data.test_sets, data.allow_subset, data.val_labels)
     if not tests:
         log.warning("no test set found under %s: only the held-out split will be scored", root)
@@ -143,7 +145,7 @@ def run_classify(cfg: ClassifyConfig) -> List[Dict[str, Any]]:
     """Run the whole probe sweep described by ``cfg``; return (and append to the CSV) its rows."""
     dist = init_distributed(cfg.runtime.device)
     out = Path(cfg.runtime.out)
-    data = load_data(cfg.data, cfg.train.seed)
+    data = load_data(cfg.data, cfg.train.seed, cfg.cache.train_per_class if cfg.cached else None)
     precision = cfg.train.precision if dist.device.type == "cuda" else "fp32"
     encoder = load_probe_encoder(cfg.encoder, storage_dtype(cfg.encoder, precision, dist.device), dist.device)
     layers = parse_layers(cfg.probe.layers, encoder.num_layers)
@@ -163,8 +165,7 @@ def run_classify(cfg: ClassifyConfig) -> List[Dict[str, Any]]:
     if cfg.cached:
         from probes.classification.cache import cached_source
 
-        source, stores, data.train = cached_source(cfg, encoder, data.train, data.heldout, data.tests, live, dist,
-                                                   bank.needs)
+        source, stores = cached_source(cfg, encoder, data.train, data.heldout, data.tests, live, dist, bank.needs)
     elif live.iters_per_epoch == 0:
         raise DatasetError(f"train at {data.train.root} has {len(data.train)} training images after the held-out "
                            f"split took {len(data.heldout)}, fewer than one batch of {live.batch} per process "
@@ -177,7 +178,7 @@ def run_classify(cfg: ClassifyConfig) -> List[Dict[str, Any]]:
                            iters_per_epoch=source.iters_per_epoch, epochs=epochs, warmup_epochs=t.warmup_epochs,
                            momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay,
                            clip_grad=t.clip_grad, ema_decay=t.ema_decay, lr_batch_ref=t.lr_batch_ref, model=model,
-                           loss_scaling=precision == "fp16")
+                           loss_scaling=precision == "fp16", autocast=autocast)
     loop = LoopSettings(epochs=epochs, seed=t.seed, checkpoint=out / "checkpoints" / f"{run_id}.pth",
                         fingerprint=fingerprint({"run": run_id, "world": dist.world}), resume=cfg.runtime.resume,
                         show_progress=cfg.runtime.progress, log_interval_s=cfg.runtime.log_interval_s,
@@ -185,10 +186,10 @@ def run_classify(cfg: ClassifyConfig) -> List[Dict[str, Any]]:
     sets = [data.heldout, *data.tests]
 
     def evaluate(final: bool) -> List[Tuple[ds.ImageSet, Top1Table]]:
-        return [(s, evaluate_sweep(trainer, source, s, s.scores, dist, autocast, loop.show_progress, record=final,
+        return [(s, evaluate_sweep(trainer, source, s, s.scores, dist, loop.show_progress, record=final,
                                    log_interval_s=loop.log_interval_s)) for s in sets]
 
-    history, final = train_sweep(trainer, source, SoftTargetCrossEntropy(), loop, dist, autocast, evaluate)
+    history, final = train_sweep(trainer, source, SoftTargetCrossEntropy(), loop, dist, evaluate)
     heldout, tests = final[0][1], final[1:]
     skipped = _reduce_skipped(source.n_skipped, [s.name for s in data.tests], dist)
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Callable, ContextManager, Dict, List, Mapping, Optional, Sequence
 
 import torch
 from timm.scheduler import CosineLRScheduler
@@ -108,8 +108,10 @@ class SweepTrainer:
                  warmup_epochs: float = 1.0, momentum: float = 0.9, nesterov: bool = True,
                  weight_decay: float = 0.0, clip_grad: Optional[float] = 5.0,
                  ema_decay: float = 0.998, lr_batch_ref: int = 512, model: Optional[nn.Module] = None,
-                 loss_scaling: bool = False) -> None:
+                 loss_scaling: bool = False, autocast: Optional[Callable[[], ContextManager]] = None) -> None:
         self.bank = bank
+        # The heads' mixed precision (a fresh context per use); none: full precision.
+        self.autocast = autocast or contextlib.nullcontext
         # `model` is what is called in forward (the DDP wrapper under torchrun); bank holds weights.
         self.model = model if model is not None else bank
         total = max(1, iters_per_epoch * epochs)
@@ -141,10 +143,10 @@ class SweepTrainer:
         return [opt.param_groups[0] for opt in self.optimizers.values()]
 
     def step(self, feats: Mapping[str, torch.Tensor], soft_targets: torch.Tensor,
-             loss_fn: nn.Module, autocast=None) -> Dict[str, float]:
+             loss_fn: nn.Module) -> Dict[str, float]:
         """One optimisation step of every head on the same features; returns each head's loss."""
         self.model.train()
-        with (autocast if autocast is not None else contextlib.nullcontext()):
+        with self.autocast():
             logits = self.model(feats)
         losses = {k: loss_fn(v.float(), soft_targets) for k, v in logits.items()}
         for key, loss in losses.items():

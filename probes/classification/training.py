@@ -96,7 +96,7 @@ class EpochScores:
 
 
 def train_sweep(trainer: SweepTrainer, source: FeatureSource, loss_fn: torch.nn.Module,
-                settings: LoopSettings, dist: DistInfo, autocast: Callable[[], Any],
+                settings: LoopSettings, dist: DistInfo,
                 evaluate: Optional[Callable[[bool], List[Tuple[ImageSet, Top1Table]]]] = None
                 ) -> Tuple[EpochScores, List[Tuple[ImageSet, Top1Table]]]:
     """Train every head for the configured epochs, checkpointing after each; evaluate as configured.
@@ -122,7 +122,7 @@ def train_sweep(trainer: SweepTrainer, source: FeatureSource, loss_fn: torch.nn.
                        f"Epoch(train) [{epoch + 1}/{settings.epochs}]", settings.show_progress and dist.is_main,
                        settings.log_interval_s, images_per_step=source.batch * dist.world)
         for feats, soft_targets in bar:
-            losses = trainer.step(feats, soft_targets, loss_fn, autocast())
+            losses = trainer.step(feats, soft_targets, loss_fn)
             bar.note(lr=max(trainer.current_lrs().values()), loss=min(losses.values()))
         last = epoch + 1 == settings.epochs
         if evaluate is not None and (settings.eval_every_epoch or last):
@@ -143,8 +143,8 @@ def train_sweep(trainer: SweepTrainer, source: FeatureSource, loss_fn: torch.nn.
 
 
 def evaluate_sweep(trainer: SweepTrainer, source: FeatureSource, image_set: ImageSet,
-                   scores: Sequence[str], dist: DistInfo, autocast: Callable[[], Any],
-                   show_progress: bool, record: bool = False, log_interval_s: float = 60.0) -> Top1Table:
+                   scores: Sequence[str], dist: DistInfo, show_progress: bool, record: bool = False,
+                   log_interval_s: float = 60.0) -> Top1Table:
     """Top-1 of every raw and EMA head on one image set (one feature pass for all heads)."""
     scores = tuple(scores)
     table = Top1Table(record=record)
@@ -156,7 +156,7 @@ def evaluate_sweep(trainer: SweepTrainer, source: FeatureSource, image_set: Imag
                        show_progress and dist.is_main, log_interval_s)
     with torch.inference_mode():
         for feats, indices in batches:
-            with autocast():
+            with trainer.autocast():
                 logits = {(k, False): v.float() for k, v in raw(feats).items()}
                 logits.update({(k, True): v.float() for k, v in ema(feats).items()})
             table.update(logits, indices, image_set, scores)

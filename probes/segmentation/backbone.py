@@ -7,7 +7,6 @@ from typing import Optional, Sequence, Union
 import torch
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
-from torch import nn
 
 from probes.errors import ConfigError
 

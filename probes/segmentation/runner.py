@@ -13,7 +13,7 @@ import torch
 from probes.config_files import apply_options, config_dir, load_file
 from probes.errors import ConfigError, DatasetError
 from probes.protocol import ProtocolWords
-from probes.results import SEGMENTATION_COLUMNS, append_rows, run_finished
+from probes.results import MODES, SEGMENTATION_COLUMNS, append_rows, run_finished
 from probes.run_identity import check_rerun, make_run_id
 from probes.segmentation import settings
 from probes.encoders import EncoderInfo, describe_source
@@ -94,8 +94,8 @@ def _add_strategy(cfg: Any, strategy: str) -> None:
 
 def plan_segmentation(opts: SegmentOptions, check_data: bool = True) -> SegmentPlan:
     """The resolved config of a run (no weights are read; data folders are checked when `check_data`)."""
-    if opts.mode not in settings.MODES:
-        raise ConfigError(f"--mode {opts.mode!r} is not one of {', '.join(settings.MODES)}")
+    if opts.mode not in MODES:
+        raise ConfigError(f"--mode {opts.mode!r} is not one of {', '.join(MODES)}")
     spec = dataset_spec(opts.dataset)
     info = describe_source(opts.encoder, revision=opts.revision)
     if opts.crop_size is not None:

@@ -7,7 +7,6 @@ from typing import Any, Mapping, Optional
 
 from probes.errors import ConfigError
 from probes.protocol import ProtocolWords, protocol_words
-from probes.results import MODES
 from probes.segmentation.datasets import DatasetSpec
 from probes.encoders import EncoderInfo
 

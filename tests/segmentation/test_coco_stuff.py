@@ -51,7 +51,8 @@ def test_prepare_converts_both_splits_then_resumes(coco_stuff_raw: Path) -> None
 
 
 def test_leftover_temp_file_is_not_an_annotation(coco_stuff_raw: Path) -> None:
-    (coco_stuff_raw / "annotations" / "val2017" / ".tmp_abc.png").write_bytes(b"partial")
+    # What an interrupted atomic write leaves (probes.io.atomic_path): a hidden temp file beside the target.
+    (coco_stuff_raw / "annotations" / "val2017" / ".000000000013_labelTrainIds.png.k2x9.tmp").write_bytes(b"partial")
     assert prepare_coco_stuff(coco_stuff_raw, workers=1) == (6, 0)
 
 

@@ -9,7 +9,7 @@ import pytest
 from probes.config_files import config_dir
 from probes.encoders.versions import VERSIONS
 from probes.testing.launch import torchrun_probes
-from probes.segmentation import settings
+from probes.results import MODES
 
 CONFIGS = config_dir("segmentation")
 
@@ -33,7 +33,7 @@ def test_every_version_has_six_configs() -> None:
     for version in VERSIONS:
         names = {p.name for p in (CONFIGS / version).glob("*.py")}
         for dataset in ("ade20k", "coco-stuff"):
-            assert {f"{dataset}_{m}.py" for m in settings.MODES} <= names, version
+            assert {f"{dataset}_{m}.py" for m in MODES} <= names, version
 
 
 def test_fsdp_strategy_config_wraps_each_6b_block() -> None:

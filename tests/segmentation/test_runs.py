@@ -61,8 +61,6 @@ def test_six_runs_append_one_row_each(dataset: str, mode: str, tiny_encoder: Pat
 
 def _constant_prediction_miou(counts) -> float:
     """mIoU of predicting one class everywhere (the best such class): what a model that learned nothing gets."""
-    import numpy as np
-
     label = counts.label_area.sum(0).astype(float)
     present = label > 0
     return 100.0 * float((label / label.sum()).max()) / int(present.sum())
