@@ -123,6 +123,7 @@ CLASS_CHANGES_NOTE = (
     "and test set (per true class top-1; IN-ReaL left out, its images carry label sets), segmentation per mode "
     "and dataset (per-class IoU). A class rests on few images (50 per class on IN-1K): a single class's change "
     "says where to look, not that it is real.")
+COLUMN_DIGITS = {"depth": 2}  # relative depth reads in hundredths; every other number in tenths
 PER_LAYER_NOTE = (
     "The held-out-selected linear head on each block a run probed (block counted from 1; `depth` = block / the "
     "run's last block), with 95% bootstrap intervals where side files exist.")
@@ -218,7 +219,7 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
     report = Report(index=out_dir / "report.md", headline="", skipped=list(results.skipped), frames=frames,
                     interval_seconds=interval_seconds, side_file_reads=side_files.reads)
     for name, frame in frames.items():
-        report.tables += write_table(frame, out_dir / "tables", name, set(formats))
+        report.tables += write_table(frame, out_dir / "tables", name, set(formats), column_digits=COLUMN_DIGITS)
     built = plots.figures(t14, t15, vs_published, f"{metric_name} (%)", per_layer)
     report.plots = plots.save({**built, **change_figures}, out_dir / "plots")
 
@@ -240,7 +241,8 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
         sections += ["### Other runs", "", to_markdown(t15_others)]
     sections += ["## Measured beside published", "", PAIRS_NOTE, "", to_markdown(vs_published)]
     if "per_layer" in frames:
-        sections += ["## Linear probe per block (`per_layer`, top-1 %)", "", PER_LAYER_NOTE, "", to_markdown(per_layer)]
+        sections += ["## Linear probe per block (`per_layer`, top-1 %)", "", PER_LAYER_NOTE, "",
+                     to_markdown(per_layer, column_digits=COLUMN_DIGITS)]
     if "baselines_cached_features" in frames:
         sections += ["## kNN and logistic-regression baselines (cached features, top-1 %)", "",
                      to_markdown(frames["baselines_cached_features"])]

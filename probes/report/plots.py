@@ -8,6 +8,7 @@ a 95% bootstrap interval (the tables' `X ci_low` / `X ci_high` columns) gets an 
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -277,7 +278,8 @@ def class_changes(table: pd.DataFrame, title: str, sets: Sequence[str] | None = 
             ax.grid(axis="x", alpha=0.3)
             ax.set_title(f"{setting} · {name}", fontsize=9)
             ax.set_xlabel("change (points)", fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    # Wrapped to the figure's width (about 11 characters of a 10-pt title per inch), so it is never cut.
+    fig.suptitle(textwrap.fill(title, max(20, int(fig.get_figwidth() * 11))), fontsize=10)
     return fig
 
 

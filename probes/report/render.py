@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
 
@@ -110,8 +110,10 @@ def _true(value) -> bool:
     return value is True or str(value) in ("True", "true")
 
 
-def _display(frame: pd.DataFrame, digits: int) -> tuple[list, list[bool], list[list[str]]]:
+def _display(frame: pd.DataFrame, digits: int, column_digits: Optional[Mapping[str, int]] = None
+             ) -> tuple[list, list[bool], list[list[str]]]:
     """(headers, right-aligned per column, rows of cell texts) with companions folded into their values."""
+    column_digits = column_digits or {}
     found, hidden = _companions(frame)
     shown = [c for c in frame.columns if c not in hidden]
     where = {c: i for i, c in enumerate(frame.columns)}
@@ -128,14 +130,14 @@ def _display(frame: pd.DataFrame, digits: int) -> tuple[list, list[bool], list[l
                 low, high, mark = found[column]
                 interval = (values[where[low]], values[where[high]])
                 significant = mark is not None and _true(values[where[mark]])
-            cells.append(format_cell(value, digits, interval, significant))
+            cells.append(format_cell(value, column_digits.get(column, digits), interval, significant))
         rows.append(cells)
     return shown, [_numeric(frame, c) for c in shown], rows
 
 
-def to_markdown(frame: pd.DataFrame, digits: int = 1) -> str:
-    """A GitHub table; numbers right-aligned, intervals folded into their cells."""
-    headers, numeric, rows = _display(frame, digits)
+def to_markdown(frame: pd.DataFrame, digits: int = 1, column_digits: Optional[Mapping[str, int]] = None) -> str:
+    """A GitHub table; numbers right-aligned, intervals folded into their cells (`column_digits`: exceptions)."""
+    headers, numeric, rows = _display(frame, digits, column_digits)
     lines = ["| " + " | ".join(str(c) for c in headers) + " |",
              "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
     for cells in rows:
@@ -145,14 +147,14 @@ def to_markdown(frame: pd.DataFrame, digits: int = 1) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_latex(frame: pd.DataFrame, digits: int = 1) -> str:
+def to_latex(frame: pd.DataFrame, digits: int = 1, column_digits: Optional[Mapping[str, int]] = None) -> str:
     """A booktabs tabular; missing cells as '--'."""
     def esc(text: str) -> str:
         for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
                      ("Δ", r"$\Delta$"), ("−", "-"), ("†", r"$^\dagger$"), ("±", r"$\pm$"), ("<", r"$<$")):
             text = text.replace(a, b)
         return text
-    headers, numeric, rows = _display(frame, digits)
+    headers, numeric, rows = _display(frame, digits, column_digits)
     align = "".join("r" if n else "l" for n in numeric)
     lines = [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(esc(str(c)) for c in headers) + r" \\",
              r"\midrule"]
@@ -162,10 +164,12 @@ def to_latex(frame: pd.DataFrame, digits: int = 1) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(frame: pd.DataFrame, out_dir: Path, name: str, formats: set[str], digits: int = 1) -> list[Path]:
+def write_table(frame: pd.DataFrame, out_dir: Path, name: str, formats: set[str], digits: int = 1,
+                column_digits: Optional[Mapping[str, int]] = None) -> list[Path]:
     """`name.md` and `name.csv` always, `name.tex` when asked; returns the paths written."""
-    outputs = {"md": lambda: to_markdown(frame, digits), "csv": lambda: frame.to_csv(index=False, na_rep=""),
-               "tex": lambda: to_latex(frame, digits)}
+    outputs = {"md": lambda: to_markdown(frame, digits, column_digits),
+               "csv": lambda: frame.to_csv(index=False, na_rep=""),
+               "tex": lambda: to_latex(frame, digits, column_digits)}
     written = []
     for fmt in ("md", "csv", "tex"):
         if fmt in formats or fmt in ("md", "csv"):
