@@ -14,7 +14,7 @@ from probes.io import write_text_atomic
 from probes.report import plots
 from probes.report.class_changes import classification_changes, segmentation_changes, table_name
 from probes.report.differences import compare_names
-from probes.report.intervals import SideFiles, accuracy_samples, miou_samples
+from probes.report.intervals import Resampler, SideFiles, accuracy_samples, miou_samples
 from probes.report.measured import Skipped, load_results
 from probes.report.published import load_published, published_table14, published_table15
 from probes.report.render import to_markdown, write_table
@@ -115,8 +115,8 @@ def _intervals_note(bootstrap: Optional[Bootstrap]) -> str:
 
 COMPARISON_NOTE = (
     "B − A on the images both scored, with its paired-bootstrap 95% interval (both resampled with the same "
-    "images) and a two-sided p-value; a trailing `*` marks a difference whose interval excludes 0. The heads of Table 14 "
-    "and the cells of Table 15; an encoder label stands for the run its table shows. `version_differences` "
+    "images) and a two-sided p-value; a trailing `*` marks a difference whose interval excludes 0 (the unrounded "
+    "interval: a rounded `0.8 ±0.8 *` does exclude it). The heads of Table 14 and the cells of Table 15; an encoder label stands for the run its table shows. `version_differences` "
     "lists the same in long form (`difference, ci_low, ci_high, p_value, significant`).")
 CLASS_CHANGES_NOTE = (
     "The classes with the largest gains and losses of {b} against {a} (top {k} each): classification per probe "
@@ -172,6 +172,7 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
     results = load_results(results_dir, exclude=out_dir)
     pub14, pub15 = load_published(reference_dir)
     boot = Bootstrap(n_resamples=bootstrap, seed=seed) if bootstrap else None
+    resampler = Resampler(boot) if boot else None
     side_files = SideFiles()
     started = time.perf_counter()
 
@@ -179,13 +180,15 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
     cells, layers = head_cells(identified), layer_cells(identified)
     cell_requests = classification_cells(cells)
     wanted = {**cell_requests, **layer_cells_to_request(layers)}
-    estimates = accuracy_samples(wanted, side_files, boot) if boot else {}
+    estimates = accuracy_samples(wanted, side_files, resampler) if resampler else {}
     runs14 = with_classification_intervals(classification_runs(cells), estimates)
     runs_baselines = with_classification_intervals(baseline_runs(cells), estimates)
     seg_runs = segmentation_runs(identify_segmentation_runs(results.segmentation), metric_column)
-    seg_requests = segmentation_cells(seg_runs, metric_column)
+    # Only the runs Table 15 shows get intervals (and enter comparisons); older reruns are listed bare.
+    seg_requests = segmentation_cells(seg_runs[seg_runs["default"].astype(bool)] if len(seg_runs) else seg_runs,
+                                      metric_column)
     t15 = with_segmentation_intervals(table15(seg_runs), seg_runs,
-                                      miou_samples(seg_requests, side_files, boot) if boot else {})
+                                      miou_samples(seg_requests, side_files, resampler) if resampler else {})
     t14, t14_others = table14(runs14), table14(runs14, default=False)
     t15_others, published15 = table15_other_runs(seg_runs), published_table15(pub15)
     pairs = [frame for frame in (classification_vs_published(runs14, cells, pub14),
@@ -196,12 +199,16 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
 
     names = list(compare) if compare else comparison_names(runs14, t15)
     known = known_names(runs14, t15)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"--compare names {', '.join(repeated)} more than once")
     missing = [n for n in names if n not in known]
     if missing:
         raise ConfigError(f"--compare: no results for {', '.join(missing)} (have: {', '.join(known) or 'none'})")
     comparison, differences_long = pd.DataFrame(), pd.DataFrame()
     if len(names) >= 2:
-        found = compare_names(names, runs14, seg_runs, cell_requests, seg_requests, side_files, boot) if boot else {}
+        found = (compare_names(names, runs14, seg_runs, cell_requests, seg_requests, side_files, resampler)
+                 if resampler else {})
         comparison = compare_versions(runs14, t15, names, found)
         differences_long = version_differences(comparison, names, found,
                                                default_note="" if boot else "intervals are off (--bootstrap 0)")

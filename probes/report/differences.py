@@ -14,8 +14,8 @@ from typing import Dict, Hashable, List, Mapping, Optional, Sequence, Tuple, Uni
 import numpy as np
 import pandas as pd
 
-from probes.report.intervals import Cell, SideFiles, resample_key
-from probes.report.stats import Bootstrap, Comparison, Samples, StatsError, compare
+from probes.report.intervals import Cell, Resampler, SideFiles, no_interval, resample_key, token_of
+from probes.report.stats import Comparison, Samples, StatsError, compare
 from probes.report.tables import (DELTA, DELTA1, DELTA2, PROBE_NAMES, classification_rows, segmentation_rows)
 from probes.results import DATASETS, MODES, PROBES, TEST_SETS
 
@@ -36,7 +36,7 @@ def _compare(a: Optional[Samples], b: Optional[Samples], why: str) -> Result:
     try:
         return compare(a, b)
     except StatsError as error:
-        return f"{' '.join(str(error).split())}: no interval"
+        return no_interval(error)
 
 
 def _mean(items: Sequence[Optional[Samples]]) -> Optional[Samples]:
@@ -48,21 +48,30 @@ def _summaries(per_set: Mapping[str, Mapping[Tuple[str, str], Samples]], sets: S
     return _mean([per_set.get(s, {}).get((side, setting)) for s in sets])
 
 
-def _shared_samples(set_name: str, vectors: Mapping[Hashable, Tuple[np.ndarray, object]], resample,
-                    ) -> Tuple[Dict[Hashable, Samples], str]:
-    """Cut every vector to the ids all of them hold, resample them together: ({key: Samples}, note)."""
+def _shared_samples(set_name: str, vectors: Mapping[Hashable, tuple], resample) -> Tuple[Dict[Hashable, Samples], str]:
+    """Cut every vector to the ids all of them hold and resample them together: ({key: Samples}, note).
+
+    ``vectors[key]`` = (ids, data, token, resample key of all its ids); ``resample(set_key, {token: (data,
+    positions)})`` returns {token: Samples}. When every vector lists the same images (both versions
+    scored the whole set) nothing is cut and the tables' resamples are reused as they are.
+    """
     if not vectors:
         return {}, ""
     keys = list(vectors)
-    positions = _common([vectors[k][0] for k in keys])
-    if len(positions[0]) == 0:
-        return {}, f"{set_name}: the compared runs share no image: no interval"
-    shared_ids = vectors[keys[0]][0][positions[0]]
-    return resample(resample_key(set_name, shared_ids), {k: (vectors[k][1], p) for k, p in zip(keys, positions)}), ""
+    whole = {vectors[k][3] for k in keys}
+    if len(whole) == 1:
+        set_key, positions = whole.pop(), [slice(None)] * len(keys)
+    else:
+        positions = _common([vectors[k][0] for k in keys])
+        if len(positions[0]) == 0:
+            return {}, f"{set_name}: the compared runs share no image: no interval"
+        set_key = resample_key(set_name, vectors[keys[0]][0][positions[0]])
+    done = resample(set_key, {vectors[k][2]: (vectors[k][1], p) for k, p in zip(keys, positions)})
+    return {k: done[vectors[k][2]] for k in keys}, ""
 
 
 def classification_differences(rows_a: pd.DataFrame, rows_b: pd.DataFrame, cells: Mapping[Hashable, Cell],
-                               side_files: SideFiles, bootstrap: Bootstrap) -> Dict[Key, Result]:
+                               side_files: SideFiles, resampler: Resampler) -> Dict[Key, Result]:
     """B − A on every Table 14 cell, avg and Δ the two names share, from one pass per set."""
     runs = {("a", p): r for p, r in zip(rows_a["probe_key"], rows_a["run_key"])}
     runs |= {("b", p): r for p, r in zip(rows_b["probe_key"], rows_b["run_key"])}
@@ -77,10 +86,10 @@ def classification_differences(rows_a: pd.DataFrame, rows_b: pd.DataFrame, cells
                 why[(side, probe, test_set)] = found
             elif found is not None:
                 ids, correct = found[0].scored_correct(cell.head)
-                vectors[(side, probe)] = (ids, correct)
+                vectors[(side, probe)] = (ids, correct, token_of(cell), found[1])
 
         def resample(set_key, aligned):
-            return bootstrap.accuracies(set_key, {k: c[p] for k, (c, p) in aligned.items()})
+            return resampler.accuracies(set_key, {t: c[p] for t, (c, p) in aligned.items()})
 
         per_set[test_set], note = _shared_samples(test_set, vectors, resample)
         for key in (vectors if note else ()):
@@ -105,7 +114,7 @@ def classification_differences(rows_a: pd.DataFrame, rows_b: pd.DataFrame, cells
 
 
 def segmentation_differences(runs_a: pd.DataFrame, runs_b: pd.DataFrame, cells: Mapping[str, Cell],
-                             side_files: SideFiles, bootstrap: Bootstrap) -> Dict[Key, Result]:
+                             side_files: SideFiles, resampler: Resampler) -> Dict[Key, Result]:
     """B − A on every Table 15 cell, mode average, Δ1 and Δ2 the two names share."""
     runs = {(side, d, m): r for side, frame in (("a", runs_a), ("b", runs_b))
             for d, m, r in zip(frame["dataset"], frame["mode"], frame["run"])}
@@ -120,7 +129,7 @@ def segmentation_differences(runs_a: pd.DataFrame, runs_b: pd.DataFrame, cells: 
             if isinstance(found, str):
                 why[(side, mode, dataset)] = found
             elif found is not None:
-                vectors[(side, mode)] = (found[0].ids, found[0])
+                vectors[(side, mode)] = (found[0].ids, found[0], token_of(cells[run]), found[1])
                 names.add(tuple(found[0].class_names))
         if len(names) > 1:
             for key in vectors:
@@ -128,7 +137,7 @@ def segmentation_differences(runs_a: pd.DataFrame, runs_b: pd.DataFrame, cells: 
             vectors = {}
 
         def resample(set_key, aligned):
-            return bootstrap.class_ratios(set_key, {k: (c.intersect[p], c.union[p]) for k, (c, p) in aligned.items()})
+            return resampler.class_ratios(set_key, {t: (c.intersect[p], c.union[p]) for t, (c, p) in aligned.items()})
 
         per_set[dataset], note = _shared_samples(dataset, vectors, resample)
         for key in (vectors if note else ()):
@@ -160,13 +169,13 @@ def _first_note(why: Mapping[Tuple[str, str, str], str], setting: str) -> str:
 
 def compare_names(names: Sequence[str], runs14: pd.DataFrame, seg_runs: pd.DataFrame,
                   classification: Mapping[Hashable, Cell], segmentation: Mapping[str, Cell],
-                  side_files: SideFiles, bootstrap: Bootstrap) -> Dict[Tuple[str, Key], Result]:
+                  side_files: SideFiles, resampler: Resampler) -> Dict[Tuple[str, Key], Result]:
     """{(other, key): Comparison or note} of every other name against the first, as the comparison table wants."""
     base, out = names[0], {}
     for other in names[1:]:
         found = classification_differences(classification_rows(runs14, base), classification_rows(runs14, other),
-                                           classification, side_files, bootstrap)
+                                           classification, side_files, resampler)
         found |= segmentation_differences(segmentation_rows(seg_runs, base), segmentation_rows(seg_runs, other),
-                                          segmentation, side_files, bootstrap)
+                                          segmentation, side_files, resampler)
         out |= {(other, key): result for key, result in found.items()}
     return out

@@ -67,7 +67,8 @@ def resample_key(set_name: str, ids: np.ndarray) -> str:
     return f"{set_name}:{fingerprint(ids)}"
 
 
-def _note(path: Path, error: BaseException) -> str:
+def no_interval(error: BaseException) -> str:
+    """A cell's note for an error that left it without an interval: the error's one line."""
     return f"{' '.join(str(error).split())}: no interval"
 
 
@@ -94,7 +95,7 @@ class SideFiles:
             try:
                 sets = read_classification_predictions(path)
             except (ProbeError, OSError, ValueError) as error:
-                self._classification[path] = _note(path, error)
+                self._classification[path] = no_interval(error)
             else:
                 # Top-5 indices are 10 bytes per image and head, `correct` one: keep memory to what is used.
                 self._classification[path] = {
@@ -112,7 +113,7 @@ class SideFiles:
             try:
                 self._segmentation[path] = read_segmentation_counts(path)
             except (ProbeError, OSError, ValueError) as error:
-                self._segmentation[path] = _note(path, error)
+                self._segmentation[path] = no_interval(error)
         return self._segmentation[path]
 
     def predictions(self, cell: Cell) -> Union[Tuple[SetPredictions, str], str]:
@@ -155,46 +156,87 @@ class SideFiles:
         return counts, self._fingerprints[token]
 
 
+Token = Hashable  # names one per-image vector: (side file, set, head) or (side file,)
+
+
+def token_of(cell: Cell) -> Token:
+    """The name of a cell's per-image vector, the same for every cell (and comparison) that reads it."""
+    return (str(Path(cell.side_file).resolve()), cell.set_name, cell.head)
+
+
+class Resampler:
+    """`Bootstrap` with a memory: a vector resampled once over a set's images is never resampled again.
+
+    Keyed by (resample key, token): the resample key names the images (see `resample_key`), the token
+    the vector, so a version comparison on the images the tables already resampled (the usual case:
+    both versions scored the whole set) reuses the tables' resamples instead of drawing them again.
+    """
+
+    def __init__(self, bootstrap: Bootstrap) -> None:
+        self.bootstrap = bootstrap
+        self._done: Dict[Tuple[str, Token], Samples] = {}
+
+    def accuracies(self, set_key: str, vectors: Mapping[Token, np.ndarray]) -> Dict[Token, Samples]:
+        """Resampled top-1 of each vector (all over the same images), one pass for those not done yet."""
+        todo = {t: v for t, v in vectors.items() if (set_key, t) not in self._done}
+        if todo:
+            self._done.update({(set_key, t): s for t, s in self.bootstrap.accuracies(set_key, todo).items()})
+        return {t: self._done[(set_key, t)] for t in vectors}
+
+    def class_ratios(self, set_key: str, pairs: Mapping[Token, Tuple[np.ndarray, np.ndarray]]
+                     ) -> Dict[Token, Samples]:
+        """Resampled mIoU of each (intersect, union) pair, in batches that bound the stacked columns."""
+        todo = {t: p for t, p in pairs.items() if (set_key, t) not in self._done}
+        batch: Dict[Token, Tuple[np.ndarray, np.ndarray]] = {}
+        columns = 0
+        for token, pair in todo.items():  # every batch of a set draws the same stream: still paired
+            if batch and columns + 2 * pair[0].shape[1] > _MAX_SEGMENTATION_COLUMNS:
+                self._run(set_key, batch)
+                batch, columns = {}, 0
+            batch[token] = pair
+            columns += 2 * pair[0].shape[1]
+        if batch:
+            self._run(set_key, batch)
+        return {t: self._done[(set_key, t)] for t in pairs}
+
+    def _run(self, set_key: str, batch: Mapping[Token, Tuple[np.ndarray, np.ndarray]]) -> None:
+        self._done.update({(set_key, t): s for t, s in self.bootstrap.class_ratios(set_key, batch).items()})
+
+
 def accuracy_samples(cells: Mapping[Hashable, Cell], side_files: SideFiles,
-                     bootstrap: Bootstrap) -> Dict[Hashable, Estimate]:
+                     resampler: Resampler) -> Dict[Hashable, Estimate]:
     """Each cell's resampled top-1, one `Bootstrap.accuracies` pass per set and image list."""
     out: Dict[Hashable, Estimate] = {}
-    groups: Dict[str, Dict[Hashable, np.ndarray]] = {}
+    groups: Dict[str, Dict[Token, np.ndarray]] = {}
+    keys: Dict[Hashable, Tuple[str, Token]] = {}
     for key, cell in cells.items():
         found = side_files.predictions(cell)
         if isinstance(found, str):
             out[key] = found
             continue
         preds, set_key = found
-        groups.setdefault(set_key, {})[key] = preds.scored_correct(cell.head)[1]
-    for set_key, vectors in groups.items():
-        out.update(bootstrap.accuracies(set_key, vectors))
-    return out
+        keys[key] = (set_key, token_of(cell))
+        groups.setdefault(set_key, {})[token_of(cell)] = preds.scored_correct(cell.head)[1]
+    done = {(k, t): s for k, vectors in groups.items() for t, s in resampler.accuracies(k, vectors).items()}
+    return {**out, **{key: done[where] for key, where in keys.items()}}
 
 
 def miou_samples(cells: Mapping[Hashable, Cell], side_files: SideFiles,
-                 bootstrap: Bootstrap) -> Dict[Hashable, Estimate]:
+                 resampler: Resampler) -> Dict[Hashable, Estimate]:
     """Each cell's resampled mIoU (images resampled, intersections / unions summed), shared per image list."""
     out: Dict[Hashable, Estimate] = {}
-    groups: Dict[str, Dict[Hashable, Tuple[np.ndarray, np.ndarray]]] = {}
+    groups: Dict[str, Dict[Token, Tuple[np.ndarray, np.ndarray]]] = {}
+    keys: Dict[Hashable, Tuple[str, Token]] = {}
     for key, cell in cells.items():
         found = side_files.counts(cell)
         if isinstance(found, str):
             out[key] = found
             continue
         counts, set_key = found
-        groups.setdefault(set_key, {})[key] = (counts.intersect, counts.union)
-    for set_key, pairs in groups.items():
-        batch: Dict[Hashable, Tuple[np.ndarray, np.ndarray]] = {}
-        columns = 0
-        for key, pair in pairs.items():  # the same stream for every batch of a set: still paired
-            if batch and columns + 2 * pair[0].shape[1] > _MAX_SEGMENTATION_COLUMNS:
-                out.update(bootstrap.class_ratios(set_key, batch))
-                batch, columns = {}, 0
-            batch[key] = pair
-            columns += 2 * pair[0].shape[1]
-        out.update(bootstrap.class_ratios(set_key, batch))
-    return out
+        keys[key] = (set_key, token_of(cell))
+        groups.setdefault(set_key, {})[token_of(cell)] = (counts.intersect, counts.union)
+    done = {(k, t): s for k, pairs in groups.items() for t, s in resampler.class_ratios(k, pairs).items()}
+    return {**out, **{key: done[where] for key, where in keys.items()}}
 
 
 def combine(function: Callable[..., Samples], *items: Optional[Estimate]) -> Optional[Estimate]:
@@ -207,7 +249,7 @@ def combine(function: Callable[..., Samples], *items: Optional[Estimate]) -> Opt
     try:
         return function(*items)
     except StatsError as error:
-        return f"{' '.join(str(error).split())}: no interval"
+        return no_interval(error)
 
 
 def mean(items: Sequence[Optional[Estimate]]) -> Optional[Estimate]:

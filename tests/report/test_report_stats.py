@@ -181,6 +181,19 @@ def test_the_comparison_table_marks_significant_differences(three_versions):
     assert "6.0 ±" in line and line.count(" *") == 1  # B − A marked, C − A (zero) not
 
 
+def test_versions_are_compared_on_the_images_both_scored(tmp_path):
+    a = random_correct(0, 400, 0.6)
+    b = np.ones(300, dtype=bool)  # B scored only the first 300 images, all right
+    rows = write_classification_run(tmp_path / "r", "a", A, {("linear", 24): {"IN-A": a}})
+    rows += write_classification_run(tmp_path / "r", "b", B, {("linear", 24): {"IN-A": b}})
+    write_csv(tmp_path / "r" / "c.csv", CLASSIFICATION_COLUMNS, rows)
+    build_report(tmp_path / "r", tmp_path / "out", compare=[A, B])
+    row = _table(tmp_path / "out", "version_differences").iloc[0]
+    assert (row["column"], row["n_images"]) == ("IN-A", 300)
+    assert row["a"] == pytest.approx(100 * a[:300].mean()) and row["b"] == 100.0  # not A's 400-image top-1
+    assert row["difference"] == pytest.approx(100 - 100 * a[:300].mean()) and row["significant"]
+
+
 # ----------------------------------------------------------------------------- per-class changes
 def test_per_class_changes_are_exactly_the_planted_ones(tmp_path):
     n = 100  # 10 images per class (class = image index mod 10)
@@ -250,14 +263,16 @@ def test_no_per_layer_output_without_a_sweep(three_versions):
 
 
 # ----------------------------------------------------------------------------- flags and formatting
-def test_seed_and_resample_count_are_flags(tmp_path, three_versions):
-    folder, _, _ = three_versions
+def test_seed_and_resample_count_are_flags(tmp_path):
+    rows = write_classification_run(tmp_path / "r", "r", A, both_probes(seed=5, n=300, sets=["IN-A"]))
+    write_csv(tmp_path / "r" / "c.csv", CLASSIFICATION_COLUMNS, rows)
     bounds = {}
-    for name, extra in (("s0", []), ("s0again", []), ("s1", ["--seed", "1"])):
-        assert main(["report", str(folder), "--out", str(tmp_path / name), "--bootstrap", "200", *extra]) == 0
+    for name, extra in (("s0", []), ("s0again", []), ("s1", ["--seed", "1"]), ("r50", ["--bootstrap", "50"])):
+        assert main(["report", str(tmp_path / "r"), "--out", str(tmp_path / name), *extra]) == 0
         bounds[name] = _table(tmp_path / name, "table14_classification")["IN-A ci_low"].tolist()
-    assert bounds["s0"] == bounds["s0again"] and bounds["s0"] != bounds["s1"]
-    assert main(["report", str(folder), "--out", str(tmp_path / "off"), "--bootstrap", "0"]) == 0
+    assert bounds["s0"] == bounds["s0again"] and bounds["s0"] != bounds["s1"] and bounds["s0"] != bounds["r50"]
+    assert "1000 resamples, seed 0" in (tmp_path / "s0" / "report.md").read_text()
+    assert main(["report", str(tmp_path / "r"), "--out", str(tmp_path / "off"), "--bootstrap", "0"]) == 0
     off = _table(tmp_path / "off", "table14_classification")
     assert off["IN-A ci_low"].isna().all() and off["IN-A"].notna().all()
     assert "Intervals are off" in (tmp_path / "off" / "report.md").read_text()
