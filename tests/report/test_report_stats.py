@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from probes.cli import main
+from probes.errors import ConfigError
 from probes.report.build import build_report
 from probes.report.intervals import NO_SIDE_FILE
 from probes.report.render import format_cell, format_p, to_markdown
@@ -292,3 +293,9 @@ def test_markdown_folds_companion_columns_into_their_values():
                           "p_value": [0.02], "significant": [True], "note": [""]})
     assert to_markdown(frame).splitlines() == ["| name | difference | p_value |", "|---|---:|---:|",
                                                 "| x | 1.2 ±0.8 * | 0.020 |"]
+
+
+def test_compare_refuses_a_name_given_twice(three_versions, tmp_path):
+    folder, _, _ = three_versions
+    with pytest.raises(ConfigError, match="more than once"):
+        build_report(folder, tmp_path / "out", compare=[A, B, A])
