@@ -1,23 +1,32 @@
 """Assemble the whole report: read results, build tables, write files and plots, and an index."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from probes.errors import ConfigError
 from probes.io import write_text_atomic
 from probes.report import plots
+from probes.report.class_changes import classification_changes, segmentation_changes, table_name
+from probes.report.differences import compare_names
+from probes.report.intervals import Resampler, SideFiles, accuracy_samples, miou_samples
 from probes.report.measured import Skipped, load_results
 from probes.report.published import load_published, published_table14, published_table15
 from probes.report.render import to_markdown, write_table
-from probes.report.runs import head_cells, identify_classification_runs, identify_segmentation_runs
-from probes.report.tables import (PAIR_COLUMNS, baseline_runs, baselines, classification_runs,
+from probes.report.runs import head_cells, identify_classification_runs, identify_segmentation_runs, layer_cells
+from probes.report.stats import Bootstrap
+from probes.report.table_intervals import (classification_cells, layer_cells_to_request, per_layer_table,
+                                           segmentation_cells, with_classification_intervals,
+                                           with_segmentation_intervals)
+from probes.report.tables import (PAIR_COLUMNS, baseline_runs, baselines, classification_rows, classification_runs,
                                   classification_vs_published, compare_versions, comparison_names, known_names,
-                                  segmentation_runs, segmentation_vs_published, table14, table15,
-                                  table15_other_runs)
+                                  segmentation_rows, segmentation_runs, segmentation_vs_published, table14, table15,
+                                  table15_other_runs, version_differences)
 
 DEMO_NOTE = ("**These are demo numbers** (tiny encoders trained for seconds, probed briefly on tiny data made "
              "from scikit-learn's bundled digits and photos): they exercise the real pipeline and are not "
@@ -63,6 +72,8 @@ class Report:
     plots: list[Path] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+    interval_seconds: float = 0.0  # reading side files, resampling, comparing, per-class changes
+    side_file_reads: int = 0       # side files read from disk (each at most once)
 
 
 def _flag_note(frames: Sequence[pd.DataFrame]) -> str:
@@ -93,65 +104,163 @@ def skipped_summary(skipped: Sequence[Skipped]) -> str:
                       *(f"  {s}" for s in skipped)])
 
 
+def _intervals_note(bootstrap: Optional[Bootstrap]) -> str:
+    if bootstrap is None:
+        return "Intervals are off (`--bootstrap 0`)."
+    return (f"**±** is half the width of the 95% percentile-bootstrap interval over images ({bootstrap.n_resamples} "
+            f"resamples, seed {bootstrap.seed}; written `[low, high]` where the interval is lopsided); averages and "
+            "Δ are resampled with their cells. A value without one has no per-image predictions (its `note` says "
+            "why). The CSV tables hold the bounds as `X ci_low` / `X ci_high`.")
+
+
+COMPARISON_NOTE = (
+    "B − A on the images both scored, with its paired-bootstrap 95% interval (both resampled with the same "
+    "images) and a two-sided p-value; a trailing `*` marks a difference whose interval excludes 0 (the unrounded "
+    "interval: a rounded `0.8 ±0.8 *` does exclude it). The heads of Table 14 and the cells of Table 15; an encoder label stands for the run its table shows. `version_differences` "
+    "lists the same in long form (`difference, ci_low, ci_high, p_value, significant`).")
+CLASS_CHANGES_NOTE = (
+    "The classes with the largest gains and losses of {b} against {a} (top {k} each): classification per probe "
+    "and test set (per true class top-1; IN-ReaL left out, its images carry label sets), segmentation per mode "
+    "and dataset (per-class IoU). A class rests on few images (50 per class on IN-1K): a single class's change "
+    "says where to look, not that it is real.")
+COLUMN_DIGITS = {"depth": 2}  # relative depth reads in hundredths; every other number in tenths
+PER_LAYER_NOTE = (
+    "The held-out-selected linear head on each block a run probed (block counted from 1; `depth` = block / the "
+    "run's last block), with 95% bootstrap intervals where side files exist.")
+
+
+def _class_changes(names: Sequence[str], runs14: pd.DataFrame, seg_runs: pd.DataFrame, cells: dict,
+                   segmentation: dict, side_files: SideFiles, k: int
+                   ) -> tuple[dict[str, pd.DataFrame], dict[str, Figure], list[str], list[str]]:
+    """(tables, figures, report lines, notes) of per-class changes for every other name against the first."""
+    base, frames, figures, lines, notes = names[0], {}, {}, [], []
+    for other in names[1:]:
+        found = {"classification": classification_changes(classification_rows(runs14, base),
+                                                          classification_rows(runs14, other), cells, side_files, k),
+                 "segmentation": segmentation_changes(segmentation_rows(seg_runs, base),
+                                                      segmentation_rows(seg_runs, other), segmentation, side_files, k)}
+        for task, (table, missing) in found.items():
+            notes += [f"{other} vs {base}, {task} {note}" for note in missing]
+            if table.empty:
+                continue
+            name = table_name(task, base, other)
+            frames[name] = table
+            # The figure: IN-1K per probe for classification (every set is in the table), every mode x dataset.
+            sets = ["IN-1K"] if task == "classification" and "IN-1K" in set(table["set"]) else None
+            figures[name] = plots.class_changes(table, f"{other} − {base}: largest per-class changes ({task})", sets)
+            lines.append(f"- {task}, {other} − {base}: [`{name}`](tables/{name}.md) "
+                         f"([csv](tables/{name}.csv)), plot `plots/{name}.png`")
+    return frames, figures, lines, notes
+
+
 def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path] = None,
                  formats: set[str] = frozenset({"md", "csv"}), compare: Optional[Sequence[str]] = None,
-                 segmentation_metric: str = "final") -> Report:
-    """Write every table (md/csv/tex), the plots and `report.md` into `out_dir`."""
+                 segmentation_metric: str = "final", bootstrap: int = 1000, seed: int = 0,
+                 top_classes: int = 10) -> Report:
+    """Write every table (md/csv/tex), the plots and `report.md` into `out_dir`.
+
+    ``bootstrap`` resamples per interval (0: no intervals), ``seed`` their seed; ``top_classes`` how many
+    classes per direction the per-class changes of an explicit ``compare`` list.
+    """
     if segmentation_metric not in SEGMENTATION_METRICS:
         raise ConfigError(f"--segmentation-metric {segmentation_metric} is not one of final, best")
+    if bootstrap < 0 or seed < 0 or top_classes < 1:
+        raise ConfigError(f"--bootstrap {bootstrap} and --seed {seed} must be >= 0 and --top-classes {top_classes} "
+                          ">= 1")
     metric_column, metric_name = SEGMENTATION_METRICS[segmentation_metric]
     out_dir = Path(out_dir)
     results = load_results(results_dir, exclude=out_dir)
     pub14, pub15 = load_published(reference_dir)
+    boot = Bootstrap(n_resamples=bootstrap, seed=seed) if bootstrap else None
+    resampler = Resampler(boot) if boot else None
+    side_files = SideFiles()
+    started = time.perf_counter()
 
-    cells = head_cells(identify_classification_runs(results.classification))
-    runs14, runs_baselines = classification_runs(cells), baseline_runs(cells)
+    identified = identify_classification_runs(results.classification)
+    cells, layers = head_cells(identified), layer_cells(identified)
+    cell_requests = classification_cells(cells)
+    wanted = {**cell_requests, **layer_cells_to_request(layers)}
+    estimates = accuracy_samples(wanted, side_files, resampler) if resampler else {}
+    runs14 = with_classification_intervals(classification_runs(cells), estimates)
+    runs_baselines = with_classification_intervals(baseline_runs(cells), estimates)
     seg_runs = segmentation_runs(identify_segmentation_runs(results.segmentation), metric_column)
-    t14, t14_others, t15 = table14(runs14), table14(runs14, default=False), table15(seg_runs)
+    # Only the runs Table 15 shows get intervals (and enter comparisons); older reruns are listed bare.
+    seg_requests = segmentation_cells(seg_runs[seg_runs["default"].astype(bool)] if len(seg_runs) else seg_runs,
+                                      metric_column)
+    t15 = with_segmentation_intervals(table15(seg_runs), seg_runs,
+                                      miou_samples(seg_requests, side_files, resampler) if resampler else {})
+    t14, t14_others = table14(runs14), table14(runs14, default=False)
     t15_others, published15 = table15_other_runs(seg_runs), published_table15(pub15)
     pairs = [frame for frame in (classification_vs_published(runs14, cells, pub14),
                                  segmentation_vs_published(t15, seg_runs, published15, metric_name)) if len(frame)]
     vs_published = pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame(columns=PAIR_COLUMNS)
+    labels = dict(zip(runs14["run_key"], runs14["encoder"]))
+    per_layer = per_layer_table(layers, labels, estimates)
 
     names = list(compare) if compare else comparison_names(runs14, t15)
     known = known_names(runs14, t15)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"--compare names {', '.join(repeated)} more than once")
     missing = [n for n in names if n not in known]
     if missing:
         raise ConfigError(f"--compare: no results for {', '.join(missing)} (have: {', '.join(known) or 'none'})")
-    comparison = compare_versions(runs14, t15, names) if len(names) >= 2 else pd.DataFrame()
+    comparison, differences_long = pd.DataFrame(), pd.DataFrame()
+    if len(names) >= 2:
+        found = (compare_names(names, runs14, seg_runs, cell_requests, seg_requests, side_files, resampler)
+                 if resampler else {})
+        comparison = compare_versions(runs14, t15, names, found)
+        differences_long = version_differences(comparison, names, found,
+                                               default_note="" if boot else "intervals are off (--bootstrap 0)")
+    change_frames, change_figures, change_lines, change_notes = (
+        _class_changes(names, runs14, seg_runs, cell_requests, seg_requests, side_files, top_classes)
+        if compare and len(names) >= 2 else ({}, {}, [], []))
+    interval_seconds = time.perf_counter() - started
 
     frames = {"table14_classification": t14, "table15_segmentation": t15, "measured_vs_published": vs_published,
               "published_table14": published_table14(pub14), "published_table15": published15}
     optional = {"table14_other_runs": t14_others, "table15_other_runs": t15_others,
-                "version_comparison": comparison, "baselines_cached_features": baselines(runs_baselines)}
+                "version_comparison": comparison, "version_differences": differences_long,
+                "baselines_cached_features": baselines(runs_baselines), "per_layer": per_layer, **change_frames}
     frames.update({name: frame for name, frame in optional.items() if not frame.empty})
-    report = Report(index=out_dir / "report.md", headline="", skipped=list(results.skipped), frames=frames)
+    report = Report(index=out_dir / "report.md", headline="", skipped=list(results.skipped), frames=frames,
+                    interval_seconds=interval_seconds, side_file_reads=side_files.reads)
     for name, frame in frames.items():
-        report.tables += write_table(frame, out_dir / "tables", name, set(formats))
-    report.plots = plots.save(plots.figures(t14, t15, vs_published, f"{metric_name} (%)"), out_dir / "plots")
+        report.tables += write_table(frame, out_dir / "tables", name, set(formats), column_digits=COLUMN_DIGITS)
+    built = plots.figures(t14, t15, vs_published, f"{metric_name} (%)", per_layer)
+    report.plots = plots.save({**built, **change_figures}, out_dir / "plots")
 
     protocols = set(results.classification["protocol"]) | set(results.segmentation["protocol"])
     demo = "demo" in protocols
+    intervals_note = _intervals_note(boot)
     sections = ["# Probe report", ""] + ([DEMO_NOTE, ""] if demo else [])
     note = _flag_note([t14, t15])
     sections += [note, ""] if note else []
-    sections += ["## Classification (InternVL 2.5 Table 14 layout, top-1 %)", "", TABLE14_NOTE, "", to_markdown(t14)]
+    sections += ["## Classification (InternVL 2.5 Table 14 layout, top-1 %)", "", TABLE14_NOTE, "", intervals_note, "",
+                 to_markdown(t14)]
     if "table14_other_runs" in frames:
         sections += ["### Other runs (Table 14 layout)", "", to_markdown(t14_others)]
     sections += [f"## Segmentation (InternVL 2.5 Table 15 layout, {metric_name} %)", "",
-                 SEGMENTATION_NOTES[segmentation_metric], "", TABLE15_NOTE, "", "### Measured", "", to_markdown(t15),
-                 "### Published (InternVL 2.5 Table 15; averages and deltas as printed)", "",
+                 SEGMENTATION_NOTES[segmentation_metric], "", TABLE15_NOTE, "", intervals_note, "", "### Measured", "",
+                 to_markdown(t15), "### Published (InternVL 2.5 Table 15; averages and deltas as printed)", "",
                  to_markdown(published15)]
     if "table15_other_runs" in frames:
         sections += ["### Other runs", "", to_markdown(t15_others)]
     sections += ["## Measured beside published", "", PAIRS_NOTE, "", to_markdown(vs_published)]
+    if "per_layer" in frames:
+        sections += ["## Linear probe per block (`per_layer`, top-1 %)", "", PER_LAYER_NOTE, "",
+                     to_markdown(per_layer, column_digits=COLUMN_DIGITS)]
     if "baselines_cached_features" in frames:
         sections += ["## kNN and logistic-regression baselines (cached features, top-1 %)", "",
                      to_markdown(frames["baselines_cached_features"])]
     if not comparison.empty:
-        sections += [f"## Version comparison (differences against {names[0]})", "",
-                     "The heads of Table 14 and the cells of Table 15; an encoder label stands for the run its "
-                     "table shows.", "", to_markdown(comparison)]
+        sections += [f"## Version comparison (differences against {names[0]})", "", COMPARISON_NOTE, "",
+                     to_markdown(comparison)]
+    if compare and len(names) >= 2:
+        sections += ["## Where they differ (per-class changes)", "",
+                     CLASS_CHANGES_NOTE.format(a=names[0], b=", ".join(names[1:]), k=top_classes), ""]
+        sections += change_lines or ["No per-class changes: the compared runs have no per-image predictions."]
+        sections += [""] + [f"- {n}" for n in change_notes] + ([""] if change_notes else [])
     sections += _skipped_section(results.skipped)
     sections += ["## Published Table 14", "", to_markdown(frames["published_table14"]), "## Plots", ""]
     sections += [f"![{p.stem}](plots/{p.name})" for p in report.plots if p.suffix == ".png"]

@@ -19,6 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--segmentation-metric", choices=("final", "best"), default="final",
                         help="Table 15 shows the final evaluation (mIoU, default) or the best one over training "
                              "(best_mIoU: selected on the validation set, which is the test set)")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                        help="resamples per 95%% bootstrap interval over images, from the runs' per-image side files "
+                             "(default 1000; 0: no intervals)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the bootstrap resamples (default 0)")
+    parser.add_argument("--top-classes", type=int, default=10, metavar="K",
+                        help="with --compare: the K classes with the largest gains and the K with the largest losses "
+                             "per set (default 10)")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 2 if any result row was malformed and skipped (the report is "
                              "still written)")
@@ -37,7 +44,8 @@ def run_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"--format {','.join(sorted(unknown))} is not one of md, csv, tex")
     out = args.out or args.results / "report"
     report = build_report(args.results, out, reference_dir=args.reference, formats=formats, compare=args.compare,
-                          segmentation_metric=args.segmentation_metric)
+                          segmentation_metric=args.segmentation_metric, bootstrap=args.bootstrap, seed=args.seed,
+                          top_classes=args.top_classes)
     if args.strict and report.skipped:
         count = f"{len(report.skipped)} malformed result row{'' if len(report.skipped) == 1 else 's'}"
         raise ResultFileError(f"{count} skipped (first: {report.skipped[0]}); {report.index} lists them all")
@@ -47,4 +55,5 @@ def run_report(args: argparse.Namespace) -> int:
     print(f"report: {report.index}")
     print(f"tables: {', '.join(str(p) for p in report.tables if p.suffix == '.md')}")
     print(f"plots:  {', '.join(str(p) for p in report.plots if p.suffix == '.png')}")
+    print(f"intervals: {report.interval_seconds:.1f} s ({report.side_file_reads} side files read)")
     return 0

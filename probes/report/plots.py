@@ -2,11 +2,13 @@
 
 Legends sit outside the axes (one per figure, to the right), a missing cell is marked 'n/a' where
 its bar would stand (a zero is a labelled bar of height zero), value labels are rotated and dropped
-only when bars get too thin to hold them, and the width grows with the number of bars.
+only when bars get too thin to hold them, and the width grows with the number of bars. A value with
+a 95% bootstrap interval (the tables' `X ci_low` / `X ci_high` columns) gets an error bar.
 `figures` builds them (for tests and callers that want the objects), `save` writes and closes them.
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -19,6 +21,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from probes.io import atomic_path  # noqa: E402
+from probes.report.render import ci_columns  # noqa: E402
 from probes.report.tables import DELTA, SET_COLUMNS, t15_column  # noqa: E402
 from probes.results import DATASETS, MODES  # noqa: E402
 
@@ -46,14 +49,40 @@ def _bar_figure(n_panels: int, n_bars: int) -> tuple[Figure, list]:
     return fig, list(axes[:, 0])
 
 
+def _intervals(frame: pd.DataFrame, index, columns: Sequence[str]) -> list[tuple[float, float]]:
+    """(low, high) of each column's value in one row (NaN where the table has no interval)."""
+    out = []
+    for column in columns:
+        low, high = ci_columns(column)
+        has = index is not None and low in frame.columns and high in frame.columns
+        out.append((float(frame.at[index, low]), float(frame.at[index, high])) if has else (np.nan, np.nan))
+    return out
+
+
+def _error_bars(ax, positions, values, bounds, **style) -> None:
+    """Error bars from (low, high) bounds at the positions where value and bounds are known."""
+    bounds = np.array(bounds, dtype=float).reshape(-1, 2)
+    values = np.asarray(values, dtype=float)
+    keep = np.isfinite(values) & np.isfinite(bounds).all(axis=1)
+    if keep.any():
+        below, above = values[keep] - bounds[keep, 0], bounds[keep, 1] - values[keep]
+        ax.errorbar(np.asarray(positions)[keep], values[keep], yerr=np.clip([below, above], 0, None), fmt="none",
+                    **{"ecolor": "black", "elinewidth": 0.8, "capsize": 2, **style})
+
+
 def _grouped_bars(ax, groups: Sequence[str], series: Mapping[str, Sequence[float]], colours: Sequence,
-                  ylabel: str, fig_width: float) -> None:
-    """One bar per series in each group; NaN drawn as an 'n/a' mark, values written on the bars."""
+                  ylabel: str, fig_width: float,
+                  intervals: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> None:
+    """One bar per series in each group; NaN drawn as an 'n/a' mark, values written on the bars (above
+    their error bars, where `intervals` gives them)."""
     n = max(len(series), 1)
     width = 0.8 / n
     x = np.arange(len(groups))
     values = np.array([[np.nan if v is None else float(v) for v in vals] for vals in series.values()], dtype=float)
-    top = np.nanmax(values) if np.isfinite(values).any() else 1.0
+    bounds = np.array([intervals.get(name, [(np.nan, np.nan)] * len(groups)) if intervals else
+                       [(np.nan, np.nan)] * len(groups) for name in series], dtype=float).reshape(n, len(groups), 2)
+    label_at = np.fmax(values, np.where(np.isfinite(values), bounds[:, :, 1], np.nan))
+    top = np.nanmax(label_at) if np.isfinite(values).any() else 1.0
     bottom = min(0.0, np.nanmin(values)) if np.isfinite(values).any() else 0.0
     span = max(top - bottom, 1e-9)
     bar_inches = (fig_width - _LEGEND_INCHES - 1.0) * width / max(len(groups), 1)
@@ -62,15 +91,16 @@ def _grouped_bars(ax, groups: Sequence[str], series: Mapping[str, Sequence[float
     for i, ((name, _), colour) in enumerate(zip(series.items(), colours)):
         positions = x + (i - (n - 1) / 2) * width
         ax.bar(positions, np.nan_to_num(values[i], nan=0.0), width, label=name, color=colour)
-        for pos, value in zip(positions, values[i]):
+        _error_bars(ax, positions, values[i], bounds[i])
+        for pos, value, label_y in zip(positions, values[i], label_at[i]):
             if np.isnan(value):  # a hatched empty slot, so a gap never reads as a bar of height zero
                 ax.bar(pos, top - bottom, width, bottom=bottom, fill=False, hatch="///", edgecolor="lightgray",
                        linewidth=0)
                 ax.text(pos, bottom + 0.02 * span, MISSING_MARK, rotation=90, ha="center", va="bottom",
                         fontsize=fontsize, color="dimgray", fontstyle="italic")
             elif labelled:
-                ax.text(pos, max(value, 0.0) + 0.01 * span, f"{value:.1f}", rotation=90, ha="center", va="bottom",
-                        fontsize=fontsize)
+                ax.text(pos, max(label_y, 0.0) + 0.01 * span, f"{value:.1f}", rotation=90, ha="center",
+                        va="bottom", fontsize=fontsize)
     ax.set_ylim(bottom, top + 0.18 * span)  # room for the rotated labels above the tallest bar
     ax.set_xticks(x, groups)
     ax.set_ylabel(ylabel)
@@ -92,9 +122,10 @@ def top1_by_version(t14: pd.DataFrame) -> Figure:
     colours = _colours(len(encoders))
     fig, axes = _bar_figure(len(probes), len(SET_COLUMNS) * len(encoders))
     for ax, probe in zip(axes, probes):
-        rows = t14[t14["probe"] == probe].set_index("encoder")
+        rows = t14[t14["probe"] == probe].drop_duplicates("encoder").set_index("encoder")
         series = {e: [rows.at[e, s] if e in rows.index else np.nan for s in SET_COLUMNS] for e in encoders}
-        _grouped_bars(ax, SET_COLUMNS, series, colours, "top-1 accuracy (%)", fig.get_figwidth())
+        intervals = {e: _intervals(rows, e if e in rows.index else None, SET_COLUMNS) for e in encoders}
+        _grouped_bars(ax, SET_COLUMNS, series, colours, "top-1 accuracy (%)", fig.get_figwidth(), intervals)
         ax.set_title(f"{probe} probe: top-1 per test set")
         ax.set_xlabel("test set")
     _legend(fig, axes[0])
@@ -104,19 +135,23 @@ def top1_by_version(t14: pd.DataFrame) -> Figure:
 def delta_by_version(t14: pd.DataFrame) -> Figure:
     """Δ = attention-pooling average − linear average, one bar per encoder (named on the axis)."""
     encoders = list(dict.fromkeys(t14["encoder"]))
-    deltas = t14[t14["probe"] == "attention pooling"].set_index("encoder")[DELTA]
-    values = np.array([deltas.get(e, np.nan) for e in encoders], dtype=float)
+    rows = t14[t14["probe"] == "attention pooling"].drop_duplicates("encoder").set_index("encoder")
+    values = np.array([rows.at[e, DELTA] if e in rows.index else np.nan for e in encoders], dtype=float)
+    bounds = np.array([_intervals(rows, e if e in rows.index else None, [DELTA])[0] for e in encoders], dtype=float)
     fig, ax = plt.subplots(figsize=(min(_MAX_WIDTH, max(5.0, 0.55 * len(encoders) + 2)), 4.5), layout="constrained")
     x = np.arange(len(encoders))
     ax.bar(x, np.nan_to_num(values, nan=0.0), color="tab:purple")
-    span = max(np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0, 1e-9)
-    for pos, value in zip(x, values):
+    _error_bars(ax, x, values, bounds)
+    span = max(np.nanmax(np.abs(np.concatenate([values, bounds.ravel()]))) if np.isfinite(values).any() else 1.0,
+               1e-9)
+    for pos, value, (low, high) in zip(x, values, bounds):
         if np.isnan(value):
             ax.bar(pos, span, 0.8, fill=False, hatch="///", edgecolor="lightgray", linewidth=0)
             ax.text(pos, 0.02 * span, MISSING_MARK, ha="center", va="bottom", fontsize=7, color="dimgray",
                     fontstyle="italic")
         else:
-            ax.text(pos, value + (0.02 if value >= 0 else -0.02) * span, f"{value:.1f}", ha="center",
+            end = (high if value >= 0 else low) if np.isfinite([low, high]).all() else value
+            ax.text(pos, end + (0.02 if value >= 0 else -0.02) * span, f"{value:.1f}", ha="center",
                     va="bottom" if value >= 0 else "top", fontsize=7)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.margins(y=0.15)
@@ -135,7 +170,9 @@ def miou_by_version(t15: pd.DataFrame, metric_label: str = "mIoU (%)") -> Figure
     rows = t15.set_index("encoder")
     for ax, dataset in zip(axes, DATASETS):
         series = {e: [rows.at[e, t15_column(dataset, m)] for m in MODES] for e in encoders}
-        _grouped_bars(ax, [MODE_NAMES[m] for m in MODES], series, colours, metric_label, fig.get_figwidth())
+        intervals = {e: _intervals(rows, e, [t15_column(dataset, m) for m in MODES]) for e in encoders}
+        _grouped_bars(ax, [MODE_NAMES[m] for m in MODES], series, colours, metric_label, fig.get_figwidth(),
+                      intervals)
         ax.set_title(f"{dataset}: {metric_label} by mode")
         ax.set_xlabel("mode")
     _legend(fig, axes[0])
@@ -148,8 +185,12 @@ def measured_vs_published(pairs: pd.DataFrame) -> Figure:
     # Differences (Δ, Δ1, Δ2) live on another scale than accuracies: only absolute values are plotted.
     points = pairs.dropna(subset=["published", "measured"])
     points = points[~points["column"].astype(str).str.startswith("Δ")]
+    low_column, high_column = ci_columns("measured")
     for task, group in points.groupby("task"):
         ax.scatter(group["published"].astype(float), group["measured"].astype(float), label=task, alpha=0.8)
+        if low_column in group and high_column in group:
+            _error_bars(ax, group["published"].astype(float), group["measured"].astype(float),
+                        group[[low_column, high_column]].astype(float).to_numpy(), ecolor="gray", capsize=0)
     values = pd.concat([points["published"], points["measured"]]).astype(float) if len(points) \
         else pd.Series([0.0, 100.0])
     low, high = float(values.min()) - 2, float(values.max()) + 2
@@ -163,8 +204,87 @@ def measured_vs_published(pairs: pd.DataFrame) -> Figure:
     return fig
 
 
+def per_layer(table: pd.DataFrame) -> Figure:
+    """Top-1 of the held-out-selected linear head at every probed block, one line per run (per_layer table).
+
+    x is the block number when every run has the same depth, else the relative depth (block / the
+    run's last block), so encoders of 24 and 45 blocks share one axis. Panels: IN-1K, and the average
+    over the six sets where some run has it at two or more blocks.
+    """
+    panels = ["IN-1K"] + (["avg"] if (table.dropna(subset=["avg"]).groupby("encoder").size() > 1).any() else [])
+    same_depth = table["num_layers"].nunique() == 1
+    x_column, x_label = ("layer", "block (counted from 1)") if same_depth else \
+        ("depth", "relative depth (block / the run's last block)")
+    encoders = list(dict.fromkeys(table["encoder"]))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7.0 + _LEGEND_INCHES, 3.8 * len(panels)), squeeze=False,
+                             layout="constrained")
+    for ax, column in zip(axes[:, 0], panels):
+        for encoder, colour in zip(encoders, _colours(len(encoders))):
+            rows = table[table["encoder"] == encoder].sort_values("layer")
+            x, y = rows[x_column].astype(float).to_numpy(), rows[column].astype(float).to_numpy()
+            ax.plot(x, y, marker="o", markersize=4, color=colour, label=encoder)
+            low, high = ci_columns(column)
+            _error_bars(ax, x, y, rows[[low, high]].astype(float).to_numpy(), ecolor=colour, capsize=3)
+        ax.set_title(f"linear probe on each block: top-1 on {column if column != 'avg' else 'the six sets (avg)'}")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.grid(alpha=0.3)
+    _legend(fig, axes[0, 0])
+    return fig
+
+
+_CHANGE_BAR_INCHES = 0.24  # height per class bar, so names never overlap as k grows
+_NAME_CHAR_INCHES = 0.075  # width of one character of an 8-pt class name
+
+
+def class_changes(table: pd.DataFrame, title: str, sets: Sequence[str] | None = None) -> Figure:
+    """Largest per-class gains (right, green) and losses (left, red) of B against A: one panel per setting
+    (probe or mode, rows) and set (columns), from a class-changes table; the height grows with k.
+
+    Bars are labelled with the change and A → B; class names sit on the y axis, never clipped (the
+    width grows with the longest name).
+    """
+    shown = table if sets is None else table[table["set"].isin(sets)]
+    settings, columns = list(dict.fromkeys(shown["setting"])), list(dict.fromkeys(shown["set"]))
+    counts = shown.groupby(["setting", "set"]).size()
+    heights = [_CHANGE_BAR_INCHES * max([counts.get((r, c), 0) for c in columns] + [1]) + 1.3 for r in settings]
+    longest = max([len(str(n)) for n in shown["class_name"]] + [8])
+    width = (3.8 + _NAME_CHAR_INCHES * longest) * max(len(columns), 1)
+    fig = plt.figure(figsize=(min(width, _MAX_WIDTH), sum(heights) + 0.7), layout="constrained")
+    axes = fig.subplots(max(len(settings), 1), max(len(columns), 1), squeeze=False,
+                        gridspec_kw={"height_ratios": heights or [1]})
+    for r, setting in enumerate(settings):
+        for c, name in enumerate(columns):
+            ax = axes[r, c]
+            rows = shown[(shown["setting"] == setting) & (shown["set"] == name)]
+            ordered = pd.concat([rows[rows["direction"] == "gain"].sort_values("rank"),
+                                 rows[rows["direction"] == "loss"].sort_values("rank", ascending=False)])
+            if ordered.empty:
+                ax.axis("off")
+                ax.set_title(f"{setting} · {name}: no class changed", fontsize=9)
+                continue
+            y = np.arange(len(ordered))
+            change = ordered["change"].astype(float).to_numpy()
+            ax.barh(y, change, color=np.where(change > 0, "tab:green", "tab:red"), height=0.7)
+            reach = max(np.abs(change).max(), 1e-9)
+            for pos, (value, a, b) in enumerate(zip(change, ordered["a"], ordered["b"])):
+                ax.text(value + (0.02 if value > 0 else -0.02) * reach, pos, f"{value:+.1f} ({a:.0f}→{b:.0f})",
+                        va="center", ha="left" if value > 0 else "right", fontsize=7)
+            ax.set_xlim(-1.6 * reach if (change < 0).any() else -0.1 * reach,
+                        1.6 * reach if (change > 0).any() else 0.1 * reach)
+            ax.set_yticks(y, [str(n) for n in ordered["class_name"]], fontsize=8)
+            ax.set_ylim(len(ordered) - 0.5, -0.5)  # first row at the top
+            ax.axvline(0, color="black", linewidth=0.8)
+            ax.grid(axis="x", alpha=0.3)
+            ax.set_title(f"{setting} · {name}", fontsize=9)
+            ax.set_xlabel("change (points)", fontsize=8)
+    # Wrapped to the figure's width (about 11 characters of a 10-pt title per inch), so it is never cut.
+    fig.suptitle(textwrap.fill(title, max(20, int(fig.get_figwidth() * 11))), fontsize=10)
+    return fig
+
+
 def figures(t14: pd.DataFrame, t15: pd.DataFrame, pairs: pd.DataFrame,
-            metric_label: str = "mIoU (%)") -> dict[str, Figure]:
+            metric_label: str = "mIoU (%)", layers: pd.DataFrame | None = None) -> dict[str, Figure]:
     """Every figure the tables can fill, by file name (open: close them, or pass them to `save`)."""
     built: dict[str, Figure] = {}
     if not t14.empty:
@@ -174,6 +294,8 @@ def figures(t14: pd.DataFrame, t15: pd.DataFrame, pairs: pd.DataFrame,
         built["segmentation_miou_by_version"] = miou_by_version(t15, metric_label)
     if not pairs.dropna(subset=["measured", "published"]).empty:
         built["measured_vs_published"] = measured_vs_published(pairs)
+    if layers is not None and not layers.empty:
+        built["classification_top1_per_layer"] = per_layer(layers)
     return built
 
 

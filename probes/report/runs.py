@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from probes.encoders.versions import VERSIONS
-from probes.results import PUBLISHED_HEAD, STANDARD_PROTOCOL
+from probes.results import PUBLISHED_HEAD, STANDARD_PROTOCOL, prediction_head_name
 
 _TRUE = {"true", "1", "yes"}
 # Which head a classification cell scores (the `head` column of Table 14).
@@ -106,9 +106,18 @@ def pick_defaults(runs: pd.DataFrame, within: Sequence[str]) -> pd.Series:
     return pd.Series(runs.index.isin(latest), index=runs.index)
 
 
-# A cell keeps its run's side file (`predictions`, relative to `file`'s folder) for per-cell statistics.
+# A cell keeps its run's side file (`predictions`, relative to `file`'s folder) and its head's name in
+# that file (`prediction_head`) for per-cell statistics.
 CELL_COLUMNS = ["run", "probe", "test_set", "top1", "selected_top1", "max_over_epochs_top1", "head_used", "flag",
-                "run_name", "group", "encoder_version", "image_size", "date", "order", "file", "predictions"]
+                "run_name", "group", "encoder_version", "image_size", "date", "order", "file", "predictions",
+                "layer", "prediction_head"]
+LAYER_COLUMNS = ["run", "run_name", "group", "layer", "num_layers", "test_set", "top1", "file", "predictions",
+                 "prediction_head"]
+
+
+def _head_names(rows: pd.DataFrame) -> list[str]:
+    return [prediction_head_name(p, lr, ema, layer)
+            for p, lr, ema, layer in zip(rows["probe"], rows["lr"], rows["ema"], rows["layer"])]
 
 
 def head_cells(rows: pd.DataFrame) -> pd.DataFrame:
@@ -137,5 +146,31 @@ def head_cells(rows: pd.DataFrame) -> pd.DataFrame:
         used = used.drop_duplicates("test_set", keep="last")
         chosen = selected.drop_duplicates("test_set", keep="last").set_index("test_set")["top1"]
         cells.append(used.assign(head_used=kind, selected_top1=used["test_set"].map(chosen).astype(float),
-                                 order=used["order"].min()))
+                                 order=used["order"].min(), prediction_head=_head_names(used)))
     return pd.concat(cells)[CELL_COLUMNS] if cells else pd.DataFrame(columns=CELL_COLUMNS)
+
+
+def layer_cells(rows: pd.DataFrame, probe: str = "linear") -> pd.DataFrame:
+    """One row per (run, layer, test set): the held-out-selected `probe` head of every block a run probed.
+
+    For runs with heads on more than one block (a per-layer sweep) only; `num_layers` is the run's
+    highest block, the one its standard heads read. A layer without a selected head uses its only
+    head when it trained just one, and is left out otherwise.
+    """
+    rows = rows[(rows["probe"] == probe) & rows["layer"].notna()]
+    if rows.empty:
+        return pd.DataFrame(columns=LAYER_COLUMNS)
+    rows = rows.assign(is_selected=rows["selected"].str.strip().str.lower().isin(_TRUE),
+                       num_layers=rows.groupby("run")["layer"].transform("max"))
+    rows = rows[rows.groupby("run")["layer"].transform("nunique") > 1]
+    cells = []
+    for _, group in rows.groupby(["run", "layer"], sort=False):
+        selected = group[group["is_selected"]]
+        if selected.empty and len(group[["lr", "ema"]].drop_duplicates()) == 1:
+            selected = group
+        if not selected.empty:
+            cells.append(selected.drop_duplicates("test_set", keep="last"))
+    if not cells:
+        return pd.DataFrame(columns=LAYER_COLUMNS)
+    found = pd.concat(cells)
+    return found.assign(prediction_head=_head_names(found))[LAYER_COLUMNS].reset_index(drop=True)

@@ -1,28 +1,32 @@
 """The report's tables as DataFrames: Table 14 / 15 layouts, other runs, published beside measured, comparisons.
 
-Every cell stays a number (NaN when missing) until `render.format_cell` writes it, so a later change
-can put an interval beside each cell. Averages are taken only over complete rows: a missing set
-leaves the average (and any delta built on it) missing, never a mean of what happens to be there.
+Every cell stays a number (NaN when missing) until `render.format_cell` writes it. Each measured value
+column X has interval columns `X ci_low` / `X ci_high` (NaN until `table_intervals` fills them) after
+the paper's columns, and a `note` says why a row has none. Averages are taken only over complete rows:
+a missing set leaves the average (and any delta built on it) missing, never a mean of what happens
+to be there.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pandas as pd
 
 from probes.encoders.versions import VERSIONS
+from probes.report.render import NOTE, P_VALUE, SIGNIFICANT, ci_columns, interval_columns
 from probes.report.runs import number_runs, pick_defaults
 from probes.results import BASELINES, DATASETS, MODES, PROBES, TEST_SETS
 
 PROBE_NAMES = {"linear": "linear", "attention_pooling": "attention pooling"}
 DELTA, DELTA1, DELTA2 = "Δ", "Δ1", "Δ2"
 SET_COLUMNS = [*TEST_SETS, "avg"]
-T14_COLUMNS = ["encoder", "probe", *TEST_SETS, "avg", DELTA, "head", "protocol", "run"]
-BASELINE_COLUMNS = ["encoder", "baseline", *TEST_SETS, "avg", "protocol", "run"]
+T14_VALUES = [*SET_COLUMNS, DELTA]
+T14_COLUMNS = ["encoder", "probe", *T14_VALUES, "head", "protocol", "run", NOTE, *interval_columns(T14_VALUES)]
+BASELINE_COLUMNS = ["encoder", "baseline", *SET_COLUMNS, "protocol", "run", NOTE, *interval_columns(SET_COLUMNS)]
 # What the all-runs frame keeps beside the shown columns, to find a row's run and published counterpart.
 _RUN_KEYS = ["group", "default", "run_key", "probe_key", "encoder_version", "image_size"]
 PAIR_COLUMNS = ["task", "encoder", "probe", "column", "published", "measured", "difference", "measured_selected",
-                "max_over_epochs", "head", "protocol"]
+                "max_over_epochs", "head", "protocol", *ci_columns("measured")]
 
 
 def t15_column(dataset: str, mode: str) -> str:
@@ -32,7 +36,7 @@ def t15_column(dataset: str, mode: str) -> str:
 
 # The paper's order: per mode, ADE20K, COCO-Stuff and their average; then the two deltas.
 T15_CELLS = [t15_column(d, m) for m in MODES for d in (*DATASETS, "avg")] + [DELTA1, DELTA2]
-T15_COLUMNS = ["encoder", *T15_CELLS, "protocol"]
+T15_COLUMNS = ["encoder", *T15_CELLS, "protocol", NOTE, *interval_columns(T15_CELLS)]
 OTHER_SEGMENTATION_COLUMNS = ["encoder", "dataset", "mode", "mIoU", "best_mIoU", "best_iter", "protocol", "run",
                               "date"]
 
@@ -82,6 +86,8 @@ def classification_runs(cells: pd.DataFrame, probes: Sequence[str] = PROBES) -> 
     table = table.sort_values(["_rank", "date", "order", "_probe"], kind="stable")
     table = table.rename(columns={"run": "run_key", "probe": "probe_key", "label": "encoder", "run_name": "run"})
     table["probe"] = table["probe_key"].map(lambda p: PROBE_NAMES.get(p, p))
+    table[NOTE] = ""
+    table = table.assign(**{c: float("nan") for c in interval_columns(T14_VALUES)})
     return table[[*T14_COLUMNS, *_RUN_KEYS]].reset_index(drop=True)
 
 
@@ -111,8 +117,9 @@ def classification_vs_published(runs: pd.DataFrame, cells: pd.DataFrame, publish
     if shown.empty:
         return pd.DataFrame(columns=PAIR_COLUMNS)
     columns = [*SET_COLUMNS, DELTA]
-    long = shown.melt(id_vars=["encoder", "probe", "probe_key", "run_key", "head", "protocol", "encoder_version",
-                               "image_size"], value_vars=columns, var_name="column", value_name="measured")
+    ids = ["encoder", "probe", "probe_key", "run_key", "head", "protocol", "encoder_version", "image_size"]
+    long = shown.melt(id_vars=ids, value_vars=columns, var_name="column", value_name="measured")
+    long = _with_measured_intervals(long, shown, ids, columns)
     for value, name in (("selected_top1", "measured_selected"), ("max_over_epochs_top1", "max_over_epochs")):
         other = per_set(cells[cells["run"].isin(shown["run_key"])], value)[columns].stack(future_stack=True)
         other = other.rename(name).rename_axis(["run_key", "probe_key", "column"]).reset_index()
@@ -127,6 +134,16 @@ def classification_vs_published(runs: pd.DataFrame, cells: pd.DataFrame, publish
     merged = merged.assign(_row=[position[k] for k in zip(merged["run_key"], merged["probe_key"])],
                            _column=merged["column"].map(columns.index))
     return merged.sort_values(["_row", "_column"]).assign(task="classification")[PAIR_COLUMNS].reset_index(drop=True)
+
+
+def _with_measured_intervals(long: pd.DataFrame, wide: pd.DataFrame, ids: list[str], columns: list[str]
+                             ) -> pd.DataFrame:
+    """The long frame with each `measured` value's interval, taken from the wide table's `X ci_*` columns."""
+    for bound, name in zip(("ci_low", "ci_high"), ci_columns("measured")):
+        values = wide.melt(id_vars=ids, value_vars=[f"{c} {bound}" for c in columns], var_name="column",
+                           value_name=name)
+        long[name] = values[name].to_numpy()  # melt stacks column by column: rows line up
+    return long
 
 
 def segmentation_runs(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -157,6 +174,7 @@ def table15(runs: pd.DataFrame) -> pd.DataFrame:
         row[DELTA1] = row[t15_column("avg", "head")] - row[t15_column("avg", "linear")]
         row[DELTA2] = row[t15_column("avg", "full")] - row[t15_column("avg", "linear")]
         row["protocol"] = _join_flags(mine["flag"])
+        row[NOTE] = ""
         rows.append(row)
     return pd.DataFrame(rows, columns=T15_COLUMNS)
 
@@ -180,9 +198,10 @@ def segmentation_vs_published(table: pd.DataFrame, runs: pd.DataFrame, published
     if table.empty:
         return pd.DataFrame(columns=PAIR_COLUMNS)
     versions = runs[runs["default"].astype(bool)].groupby("group")["encoder_version"].first()
-    long = table.assign(encoder_version=table["encoder"].map(versions)).melt(
-        id_vars=["encoder", "encoder_version", "protocol"], value_vars=T15_CELLS, var_name="column",
-        value_name="measured")
+    ids = ["encoder", "encoder_version", "protocol"]
+    with_version = table.assign(encoder_version=table["encoder"].map(versions))
+    long = with_version.melt(id_vars=ids, value_vars=T15_CELLS, var_name="column", value_name="measured")
+    long = _with_measured_intervals(long, with_version, ids, T15_CELLS)
     pub = published.rename(columns={"encoder": "encoder_version"}).melt(
         id_vars=["encoder_version"], value_vars=T15_CELLS, var_name="column", value_name="published")
     merged = long.merge(pub, on=["encoder_version", "column"], how="inner")
@@ -204,34 +223,112 @@ def known_names(runs14: pd.DataFrame, t15: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys([*runs14["encoder"], *runs14["group"], *t15["encoder"]]))
 
 
-def compare_versions(runs14: pd.DataFrame, t15: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+def classification_rows(runs14: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The Table 14 rows a comparison name stands for: a run label's rows, or an encoder label's shown run."""
+    rows = runs14[runs14["encoder"] == name]
+    if rows.empty:
+        rows = runs14[(runs14["group"] == name) & runs14["default"].astype(bool)]
+    return rows
+
+
+def segmentation_rows(runs: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The segmentation runs a Table 15 row (encoder label) shows, one per dataset and mode."""
+    if runs.empty:
+        return runs
+    return runs[(runs["group"] == name) & runs["default"].astype(bool)]
+
+
+# Rows of the comparison: (task, setting, column). Δ sits on the attention-pooling row as in Table 14;
+# Δ1 / Δ2 (on the averages of both datasets) on the head / full rows.
+COMPARISON_KEYS = ([("classification", PROBE_NAMES[p], c) for p in PROBES for c in SET_COLUMNS]
+                   + [("classification", PROBE_NAMES["attention_pooling"], DELTA)]
+                   + [("segmentation", m, d) for m in MODES for d in (*DATASETS, "avg")]
+                   + [("segmentation", "head", DELTA1), ("segmentation", "full", DELTA2)])
+DIFFERENCE_COLUMNS = ["task", "setting", "column", "A", "B", "a", "b", "difference", "ci_low", "ci_high", P_VALUE,
+                      SIGNIFICANT, "n_images", NOTE]
+
+
+def difference_column(base: str, other: str) -> str:
+    """The version comparison's column of other − base."""
+    return f"{other} − {base}"
+
+
+def _values(runs14: pd.DataFrame, t15: pd.DataFrame, name: str) -> dict:
+    """{comparison key: (value, ci_low, ci_high)} of one name, from the Table 14 / 15 frames."""
+    found = {}
+    for _, row in classification_rows(runs14, name).iterrows():
+        for column in (*SET_COLUMNS, DELTA):
+            low, high = ci_columns(column)
+            found[("classification", row["probe"], column)] = (row[column], row[low], row[high])
+    for _, row in t15[t15["encoder"] == name].iterrows():
+        for mode in MODES:
+            for dataset in (*DATASETS, "avg"):
+                column = t15_column(dataset, mode)
+                low, high = ci_columns(column)
+                found[("segmentation", mode, dataset)] = (row[column], row[low], row[high])
+        for delta, mode in ((DELTA1, "head"), (DELTA2, "full")):
+            low, high = ci_columns(delta)
+            found[("segmentation", mode, delta)] = (row[delta], row[low], row[high])
+    return found
+
+
+def compare_versions(runs14: pd.DataFrame, t15: pd.DataFrame, names: Sequence[str],
+                     differences: Mapping | None = None) -> pd.DataFrame:
     """Two or more runs or encoders side by side on every probe cell, with differences against the first.
 
-    A name is a run label ('X (run 2)'), or an encoder label, which stands for its default run.
+    A name is a run label ('X (run 2)'), or an encoder label, which stands for its default run. Each
+    value keeps its interval (`NAME ci_low` / `NAME ci_high`); each difference column `B − A` gets the
+    paired comparison's interval, p-value and `significant` from ``differences`` ({(other, key):
+    Comparison or note}, see `differences.compare_names`).
     """
     base, others = names[0], list(names[1:])
-    # Every possible row, in table order; rows no name fills are dropped at the end.
-    keys = [("classification", PROBE_NAMES[p], c) for p in PROBES for c in SET_COLUMNS]
-    keys += [("segmentation", m, d) for m in MODES for d in (*DATASETS, "avg")]
-    wide = {key: {"task": key[0], "setting": key[1], "column": key[2]} for key in keys}
-
-    def put(task: str, setting: str, column: str, name: str, value: float) -> None:
-        if (task, setting, column) in wide:
-            wide[(task, setting, column)][name] = value
-
-    for name in names:
-        rows = runs14[runs14["encoder"] == name]
-        if rows.empty:
-            rows = runs14[(runs14["group"] == name) & runs14["default"].astype(bool)]
-        for _, row in rows.iterrows():
-            for column in SET_COLUMNS:
-                put("classification", row["probe"], column, name, row[column])
-        for _, row in t15[t15["encoder"] == name].iterrows():
-            for mode in MODES:
-                for dataset in (*DATASETS, "avg"):
-                    put("segmentation", mode, dataset, name, row[t15_column(dataset, mode)])
-    table = pd.DataFrame(list(wide.values()), columns=["task", "setting", "column", *names])
-    table = table.dropna(subset=list(names), how="all").reset_index(drop=True)
+    values = {name: _values(runs14, t15, name) for name in names}
+    rows = []
+    for key in COMPARISON_KEYS:
+        row = {"task": key[0], "setting": key[1], "column": key[2]}
+        for name in names:
+            value, low, high = values[name].get(key, (float("nan"),) * 3)
+            row.update({name: value, f"{name} ci_low": low, f"{name} ci_high": high})
+        rows.append(row)
+    columns = ["task", "setting", "column", *names]
+    table = pd.DataFrame(rows)
+    table = table[table[list(names)].notna().any(axis=1)].reset_index(drop=True)
     for other in others:
-        table[f"{other} − {base}"] = table[other] - table[base]
-    return table
+        name = difference_column(base, other)
+        table[name] = table[other] - table[base]
+        found = [(differences or {}).get((other, key)) for key in zip(table["task"], table["setting"], table["column"])]
+        table[f"{name} ci_low"] = [getattr(c, "ci_low", float("nan")) for c in found]
+        table[f"{name} ci_high"] = [getattr(c, "ci_high", float("nan")) for c in found]
+        table[f"{name} {P_VALUE}"] = [getattr(c, "p_value", float("nan")) for c in found]
+        table[f"{name} {SIGNIFICANT}"] = [getattr(c, "significant", None) for c in found]
+        columns += [name, f"{name} {P_VALUE}"]
+    columns += [c for name in names for c in ci_columns(name)]
+    columns += [c for other in others for c in (*ci_columns(difference_column(base, other)),
+                                                f"{difference_column(base, other)} {SIGNIFICANT}")]
+    return table[columns]
+
+
+def version_differences(table: pd.DataFrame, names: Sequence[str], differences: Mapping | None = None,
+                        default_note: str = "") -> pd.DataFrame:
+    """The comparison in long form: per other name and cell, B − A with its paired interval and p-value.
+
+    `a` / `b` / `difference` are the paired comparison's (on the images both scored, `n_images`);
+    without side files, the tables' values and their difference, with a `note` instead of an interval.
+    """
+    base, rows = names[0], []
+    for other in names[1:]:
+        for _, row in table.iterrows():
+            if pd.isna(row[base]) or pd.isna(row[other]):
+                continue
+            key = (row["task"], row["setting"], row["column"])
+            found = (differences or {}).get((other, key))
+            line = {"task": key[0], "setting": key[1], "column": key[2], "A": base, "B": other}
+            if found is None or isinstance(found, str):
+                line.update(a=row[base], b=row[other], difference=row[other] - row[base],
+                            note=found or default_note or "no paired comparison")
+            else:
+                line.update(a=found.a, b=found.b, difference=found.difference, ci_low=found.ci_low,
+                            ci_high=found.ci_high, p_value=found.p_value, significant=found.significant,
+                            n_images=found.n, note="")
+            rows.append(line)
+    return pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)

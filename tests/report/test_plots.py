@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import pytest
 
 from probes.report import plots
@@ -76,4 +77,50 @@ def test_figures_grow_with_the_number_of_encoders(tmp_path, ten):
     for name in ("classification_top1_by_version", "segmentation_miou_by_version"):
         assert ten[name].get_figwidth() > two[name].get_figwidth()
     for figure in two.values():
+        plt.close(figure)
+
+
+def _changes(k, settings=("linear", "attention pooling"), sets=("IN-1K",)):
+    """A class-changes table with k gains and k losses per panel, the longest ImageNet-style names."""
+    rows = []
+    for setting in settings:
+        for name in sets:
+            for direction, sign in (("gain", 1), ("loss", -1)):
+                for rank in range(1, k + 1):
+                    rows.append(dict(setting=setting, set=name, direction=direction, rank=rank, class_index=rank,
+                                     class_name=f"German short-haired pointer variant {rank}", a=50.0,
+                                     b=50.0 + sign * (20 - rank), change=sign * (20.0 - rank), n=50))
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("sets", [("IN-1K",), ("ADE20K", "COCO-Stuff")])
+def test_class_change_plot_keeps_every_class_name_and_the_title_inside_the_figure(sets):
+    title = "InternViT-6B-448px-V2_5 (run 2) − InternViT-6B-448px-V1-5 @224: largest per-class changes (segmentation)"
+    figure = plots.class_changes(_changes(15, sets=sets), title)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    whole = figure.bbox
+
+    def inside(text):
+        box = text.get_window_extent(renderer)
+        return whole.x0 <= box.x0 and box.x1 <= whole.x1 and whole.y0 <= box.y0 and box.y1 <= whole.y1
+
+    assert inside(figure._suptitle)
+    names = 0
+    for ax in figure.axes:
+        for label in ax.get_yticklabels():
+            box = label.get_window_extent(renderer)
+            assert inside(label), label.get_text()
+            for other in figure.axes:
+                if other is not ax:
+                    assert not box.overlaps(other.get_window_extent(renderer)), label.get_text()
+            names += 1
+    assert names == 2 * len(sets) * 30  # every class of every panel is named
+    plt.close(figure)
+
+
+def test_class_change_plot_grows_with_k():
+    small, large = plots.class_changes(_changes(3), "t"), plots.class_changes(_changes(20), "t")
+    assert large.get_figheight() > 2 * small.get_figheight()
+    for figure in (small, large):
         plt.close(figure)

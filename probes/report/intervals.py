@@ -1,0 +1,288 @@
+"""Bootstrap intervals for the report's cells, from the per-image side files the runs keep.
+
+A cell names its side file (a row's `predictions` column, relative to its CSV's folder), its set, its
+head and the value the result CSV gives. `SideFiles` reads each file once and hands out per-image
+vectors; `accuracy_samples` / `miou_samples` resample every requested cell of a set in as few passes
+as possible: cells whose set lists the same images share one ``Bootstrap`` call (and so the same
+resamples), which is what makes averages, Δ and version differences paired.
+
+The resampling key of a set is its name plus a fingerprint of its image ids: the same images always
+get the same stream (so two versions, or two modes, scored on them are paired), different image
+lists never pass for paired ones.
+
+A cell without an interval keeps its value and gets a one-line note instead (no side file, a file that
+cannot be read, a head or set it lacks, or a side file that disagrees with the CSV: a wrong head
+name must never put someone else's interval on a cell). Nothing here raises for a bad side file.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Hashable, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import pandas as pd
+
+from probes.errors import ProbeError
+from probes.report.render import ci_columns
+from probes.report.stats import Bootstrap, Samples, StatsError, interval, miou
+from probes.sidefiles import (HeadPredictions, SegmentationCounts, SetPredictions, read_classification_predictions,
+                              read_segmentation_counts)
+
+NO_SIDE_FILE = "no per-image predictions: no interval"
+# The CSV writes the same number the side file recomputes; a gap above this means the wrong head or run.
+POINT_TOLERANCE = 0.05
+# Cap on the columns one mIoU resampling call stacks (images x columns float64), to bound memory.
+_MAX_SEGMENTATION_COLUMNS = 2048
+
+Estimate = Union[Samples, str]  # a cell's resamples, or why it has none
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table value to put an interval on: where its per-image data lives and what the CSV says."""
+
+    side_file: Optional[Path]   # None: the row kept no per-image predictions
+    set_name: str               # test set (classification) or dataset (segmentation)
+    value: float                # the result CSV's value, checked against the side file
+    head: str = ""              # the head's name in a classification side file
+    note: str = ""              # set instead of a side file: why this cell has no interval
+
+
+def side_file_of(csv_file: str, predictions: str) -> Optional[Path]:
+    """A row's side file: its `predictions` path taken relative to the result CSV's folder, or None."""
+    predictions = str(predictions or "").strip()
+    return Path(csv_file).parent / predictions if predictions and predictions != "nan" else None
+
+
+def fingerprint(ids: np.ndarray) -> str:
+    """A short digest of an image-id list (order included): equal lists, equal fingerprints."""
+    return hashlib.sha1("\n".join(ids.tolist()).encode("utf-8")).hexdigest()[:12]
+
+
+def resample_key(set_name: str, ids: np.ndarray) -> str:
+    """The Bootstrap set key of a set's images: the set's name and its ids' fingerprint."""
+    return f"{set_name}:{fingerprint(ids)}"
+
+
+def no_interval(error: BaseException) -> str:
+    """A cell's note for an error that left it without an interval: the error's one line."""
+    return f"{' '.join(str(error).split())}: no interval"
+
+
+def _off(side: float, table: float) -> Optional[str]:
+    if math.isnan(table) or abs(side - table) <= POINT_TOLERANCE:
+        return None
+    return f"its side file gives {side:.2f}, the result CSV {table:.2f}: no interval"
+
+
+class SideFiles:
+    """Every side file the report needs, each read once; a file that cannot be read yields its note."""
+
+    def __init__(self) -> None:
+        self._classification: Dict[Path, Union[Dict[str, SetPredictions], str]] = {}
+        self._segmentation: Dict[Path, Union[SegmentationCounts, str]] = {}
+        self._fingerprints: Dict[Tuple[Path, str], str] = {}
+        self.reads = 0  # files read from disk (each at most once)
+
+    def classification(self, path: Path) -> Union[Dict[str, SetPredictions], str]:
+        """{set: predictions} of a classification side file (top-5 dropped: the report needs `correct`)."""
+        path = Path(path).resolve()
+        if path not in self._classification:
+            self.reads += 1
+            try:
+                sets = read_classification_predictions(path)
+            except (ProbeError, OSError, ValueError) as error:
+                self._classification[path] = no_interval(error)
+            else:
+                # Top-5 indices are 10 bytes per image and head, `correct` one: keep memory to what is used.
+                self._classification[path] = {
+                    name: SetPredictions(s.ids, s.labels, {h: HeadPredictions(np.empty((len(s), 0), np.int16),
+                                                                               p.correct)
+                                                           for h, p in s.heads.items()}, s.real_sets)
+                    for name, s in sets.items()}
+        return self._classification[path]
+
+    def segmentation(self, path: Path) -> Union[SegmentationCounts, str]:
+        """A segmentation side file's per-image counts."""
+        path = Path(path).resolve()
+        if path not in self._segmentation:
+            self.reads += 1
+            try:
+                self._segmentation[path] = read_segmentation_counts(path)
+            except (ProbeError, OSError, ValueError) as error:
+                self._segmentation[path] = no_interval(error)
+        return self._segmentation[path]
+
+    def predictions(self, cell: Cell) -> Union[Tuple[SetPredictions, str], str]:
+        """(the set's predictions, its resample key) for a classification cell, or why not."""
+        if cell.side_file is None:
+            return cell.note or NO_SIDE_FILE
+        sets = self.classification(cell.side_file)
+        if isinstance(sets, str):
+            return sets
+        if cell.set_name not in sets:
+            return f"side file {cell.side_file.name} has no set {cell.set_name}: no interval"
+        preds = sets[cell.set_name]
+        if cell.head not in preds.heads:
+            return f"side file {cell.side_file.name} has no head {cell.head} on {cell.set_name}: no interval"
+        if not np.any(preds.scored()):
+            return f"side file {cell.side_file.name} scores no image of {cell.set_name}: no interval"
+        off = _off(preds.top1(cell.head), cell.value)
+        if off:
+            return f"{cell.set_name} {cell.head}: {off}"
+        token = (Path(cell.side_file).resolve(), cell.set_name)
+        if token not in self._fingerprints:
+            self._fingerprints[token] = resample_key(cell.set_name, preds.ids[preds.scored()])
+        return preds, self._fingerprints[token]
+
+    def counts(self, cell: Cell) -> Union[Tuple[SegmentationCounts, str], str]:
+        """(a segmentation cell's counts, its resample key), or why not."""
+        if cell.side_file is None:
+            return cell.note or NO_SIDE_FILE
+        counts = self.segmentation(cell.side_file)
+        if isinstance(counts, str):
+            return counts
+        if len(counts) == 0:
+            return f"side file {cell.side_file.name} holds no image: no interval"
+        off = _off(miou(counts.intersect, counts.union), cell.value)
+        if off:
+            return f"{cell.set_name}: {off}"
+        token = (Path(cell.side_file).resolve(), "")
+        if token not in self._fingerprints:
+            self._fingerprints[token] = resample_key(cell.set_name, counts.ids)
+        return counts, self._fingerprints[token]
+
+
+Token = Hashable  # names one per-image vector: (side file, set, head) or (side file,)
+
+
+def token_of(cell: Cell) -> Token:
+    """The name of a cell's per-image vector, the same for every cell (and comparison) that reads it."""
+    return (str(Path(cell.side_file).resolve()), cell.set_name, cell.head)
+
+
+class Resampler:
+    """`Bootstrap` with a memory: a vector resampled once over a set's images is never resampled again.
+
+    Keyed by (resample key, token): the resample key names the images (see `resample_key`), the token
+    the vector, so a version comparison on the images the tables already resampled (the usual case:
+    both versions scored the whole set) reuses the tables' resamples instead of drawing them again.
+    """
+
+    def __init__(self, bootstrap: Bootstrap) -> None:
+        self.bootstrap = bootstrap
+        self._done: Dict[Tuple[str, Token], Samples] = {}
+
+    def accuracies(self, set_key: str, vectors: Mapping[Token, np.ndarray]) -> Dict[Token, Samples]:
+        """Resampled top-1 of each vector (all over the same images), one pass for those not done yet."""
+        todo = {t: v for t, v in vectors.items() if (set_key, t) not in self._done}
+        if todo:
+            self._done.update({(set_key, t): s for t, s in self.bootstrap.accuracies(set_key, todo).items()})
+        return {t: self._done[(set_key, t)] for t in vectors}
+
+    def class_ratios(self, set_key: str, pairs: Mapping[Token, Tuple[np.ndarray, np.ndarray]]
+                     ) -> Dict[Token, Samples]:
+        """Resampled mIoU of each (intersect, union) pair, in batches that bound the stacked columns."""
+        todo = {t: p for t, p in pairs.items() if (set_key, t) not in self._done}
+        batch: Dict[Token, Tuple[np.ndarray, np.ndarray]] = {}
+        columns = 0
+        for token, pair in todo.items():  # every batch of a set draws the same stream: still paired
+            if batch and columns + 2 * pair[0].shape[1] > _MAX_SEGMENTATION_COLUMNS:
+                self._run(set_key, batch)
+                batch, columns = {}, 0
+            batch[token] = pair
+            columns += 2 * pair[0].shape[1]
+        if batch:
+            self._run(set_key, batch)
+        return {t: self._done[(set_key, t)] for t in pairs}
+
+    def _run(self, set_key: str, batch: Mapping[Token, Tuple[np.ndarray, np.ndarray]]) -> None:
+        self._done.update({(set_key, t): s for t, s in self.bootstrap.class_ratios(set_key, batch).items()})
+
+
+def accuracy_samples(cells: Mapping[Hashable, Cell], side_files: SideFiles,
+                     resampler: Resampler) -> Dict[Hashable, Estimate]:
+    """Each cell's resampled top-1, one `Bootstrap.accuracies` pass per set and image list."""
+    out: Dict[Hashable, Estimate] = {}
+    groups: Dict[str, Dict[Token, np.ndarray]] = {}
+    keys: Dict[Hashable, Tuple[str, Token]] = {}
+    for key, cell in cells.items():
+        found = side_files.predictions(cell)
+        if isinstance(found, str):
+            out[key] = found
+            continue
+        preds, set_key = found
+        keys[key] = (set_key, token_of(cell))
+        groups.setdefault(set_key, {})[token_of(cell)] = preds.scored_correct(cell.head)[1]
+    done = {(k, t): s for k, vectors in groups.items() for t, s in resampler.accuracies(k, vectors).items()}
+    return {**out, **{key: done[where] for key, where in keys.items()}}
+
+
+def miou_samples(cells: Mapping[Hashable, Cell], side_files: SideFiles,
+                 resampler: Resampler) -> Dict[Hashable, Estimate]:
+    """Each cell's resampled mIoU (images resampled, intersections / unions summed), shared per image list."""
+    out: Dict[Hashable, Estimate] = {}
+    groups: Dict[str, Dict[Token, Tuple[np.ndarray, np.ndarray]]] = {}
+    keys: Dict[Hashable, Tuple[str, Token]] = {}
+    for key, cell in cells.items():
+        found = side_files.counts(cell)
+        if isinstance(found, str):
+            out[key] = found
+            continue
+        counts, set_key = found
+        keys[key] = (set_key, token_of(cell))
+        groups.setdefault(set_key, {})[token_of(cell)] = (counts.intersect, counts.union)
+    done = {(k, t): s for k, pairs in groups.items() for t, s in resampler.class_ratios(k, pairs).items()}
+    return {**out, **{key: done[where] for key, where in keys.items()}}
+
+
+def combine(function: Callable[..., Samples], *items: Optional[Estimate]) -> Optional[Estimate]:
+    """`function` of several estimates: None if a value is missing, the first note if one has none."""
+    if any(item is None for item in items):
+        return None
+    notes = [item for item in items if isinstance(item, str)]
+    if notes:
+        return notes[0]
+    try:
+        return function(*items)
+    except StatsError as error:
+        return no_interval(error)
+
+
+def mean(items: Sequence[Optional[Estimate]]) -> Optional[Estimate]:
+    """The per-resample mean of several estimates (None if any value is missing)."""
+    return combine(lambda *xs: Samples.mean(list(xs)), *items)
+
+
+def difference(minuend: Optional[Estimate], subtrahend: Optional[Estimate]) -> Optional[Estimate]:
+    """minuend − subtrahend, resample by resample."""
+    return combine(lambda a, b: a - b, minuend, subtrahend)
+
+
+def fill(frame: pd.DataFrame, estimates: Sequence[Mapping[str, Optional[Estimate]]], note_column: str = "note",
+         level: float = 0.95) -> pd.DataFrame:
+    """Write each row's intervals into its `X ci_low` / `X ci_high` columns and its notes into `note`.
+
+    ``estimates[i]`` maps value columns of row i to their estimates; a column whose row value is
+    missing gets no interval and no note.
+    """
+    frame = frame.copy()
+    notes = []
+    for position, (index, row_estimates) in enumerate(zip(frame.index, estimates)):
+        said: list[str] = []
+        for column, estimate in row_estimates.items():
+            if estimate is None or pd.isna(frame.at[index, column]):
+                continue
+            if isinstance(estimate, str):
+                if estimate not in said:
+                    said.append(estimate)
+                continue
+            low, high = ci_columns(column)
+            frame.at[index, low], frame.at[index, high] = interval(estimate, level)
+        notes.append("; ".join(said))
+    if len(frame):
+        frame[note_column] = notes
+    return frame
