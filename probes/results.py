@@ -30,6 +30,8 @@ CLASSIFICATION_COLUMNS = (
     "run_id", "encoder", "encoder_version", "probe", "layer", "head", "lr", "ema", "test_set",
     "n_images", "top1", "max_over_epochs_top1", "epochs", "image_size", "precision", "protocol",
     "protocol_notes", "subset", "selected", "heldout_top1", "n_skipped", "predictions", "date")
+# A run's per-epoch scores (`OUT/epochs/<run_id>.csv`): what the official loop logs after every epoch.
+EPOCH_COLUMNS = ("run_id", "epoch", "probe", "lr", "ema", "layer", "test_set", "top1")
 SEGMENTATION_COLUMNS = (
     "run_id", "encoder", "encoder_version", "dataset", "mode", "mIoU", "best_mIoU", "best_iter",
     "aAcc", "mAcc", "n_images", "iters", "crop_size", "batch_size", "trainable_params", "precision",

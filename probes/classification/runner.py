@@ -23,7 +23,7 @@ from probes.classification.sweep import HeadBank, SweepTrainer, head_specs
 from probes.classification.training import LoopSettings, evaluate_sweep, fingerprint, train_sweep
 from probes.errors import ConfigError, DatasetError
 from probes.protocol import ProtocolWords, protocol_words
-from probes.results import CACHED_PROTOCOL, CLASSIFICATION_COLUMNS, append_rows, run_finished
+from probes.results import CACHED_PROTOCOL, CLASSIFICATION_COLUMNS, EPOCH_COLUMNS, append_rows, run_finished
 from probes.run_identity import check_rerun, make_run_id
 from probes.runtime import autocast_for
 
@@ -240,7 +240,7 @@ def write_epoch_scores(path: Path, run_id: str, specs, history) -> None:
     by_key = {s.key: s for s in specs}
 
     def write(handle) -> None:
-        handle.write("run_id,epoch,probe,lr,ema,layer,test_set,top1\n")
+        handle.write(",".join(EPOCH_COLUMNS) + "\n")
         for epoch, scores in sorted(history.by_epoch.items()):
             for (key, ema, score), top1 in sorted(scores.items()):
                 spec = by_key[key]

@@ -15,7 +15,7 @@ from typing import Optional
 import pandas as pd
 
 from probes.errors import DatasetError
-from probes.results import (BASELINES, CLASSIFICATION_COLUMNS, DATASETS, MODES, PROBES, SEGMENTATION_COLUMNS,
+from probes.results import (BASELINES, CLASSIFICATION_COLUMNS, DATASETS, EPOCH_COLUMNS, MODES, PROBES, SEGMENTATION_COLUMNS,
                             TEST_SETS)
 
 CLASSIFICATION, SEGMENTATION = "classification", "segmentation"
@@ -93,6 +93,8 @@ def read_result_file(path: Path) -> tuple[Optional[str], list[dict], list[Skippe
         with path.open(newline="") as handle:
             reader = csv.DictReader(handle)
             header = list(reader.fieldnames or [])
+            if header == list(EPOCH_COLUMNS):
+                return None, [], []   # a run's per-epoch scores: read by nobody here, and not a problem
             kind = _kind(header)
             if kind is None:
                 return None, [], [Skipped(path, 1, "not a probes result CSV (no test_set or mode/mIoU column)")]
