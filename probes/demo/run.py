@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 # Two versions of one tiny encoder (300M style) that differ in training: the comparison has meaning.
 ENCODERS = {"tiny-internvit-v1": 150, "tiny-internvit-v2": 600}  # name -> training steps
 PROTOCOL = "demo"
-CLASSIFY_OPTIONS = [  # on top of configs/classification/tiny_demo.py
-    ("data.heldout_per_class", 4), ("train.epochs", 10), ("train.batch_size", 16), ("train.eval_batch_size", 64),
-    ("probe.lrs", [2.0, 8.0]), ("runtime.protocol_label", PROTOCOL)]
+CLASSIFY_OPTIONS = {  # on top of configs/classification/tiny_demo.py
+    "data.heldout_per_class": 4, "train.epochs": 10, "train.batch_size": 16, "train.eval_batch_size": 64,
+    "probe.lrs": [2.0, 8.0], "runtime.protocol_label": PROTOCOL}
 SMALL_UPERNET = {"model.decode_head.channels": 32, "model.auxiliary_head.channels": 16}  # for a 48-wide encoder
 SEGMENT_OPTIONS = {
     "optim_wrapper.optimizer.lr": 1e-3,  # the recipe's 4e-5 is for 80k iterations, not a few dozen
@@ -76,8 +76,8 @@ def run_demo(out: Path, seg_iters: int = 60) -> Report:
     log.info("demo: encoders and data written in %.0fs", time.perf_counter() - start)
     results = out / "results"
     for name, folder in encoders.items():
-        cfg = load_config("tiny_demo", [("encoder.source", str(folder)), ("data.root", str(data["imagenet"])),
-                                        ("runtime.out", str(results / "classification")), *CLASSIFY_OPTIONS])
+        cfg = load_config("tiny_demo", {"encoder.source": str(folder), "data.root": str(data["imagenet"]),
+                                        "runtime.out": str(results / "classification"), **CLASSIFY_OPTIONS})
         run_classify(cfg)
         for dataset in ("ade20k", "coco-stuff"):
             for mode in ("linear", "head", "full"):
