@@ -5,52 +5,36 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import mmseg  # noqa: F401  (the seg extra is part of the test install: missing it is a failure, not a skip)
+from probes.testing import segmentation_data
+from probes.testing.segmentation_data import Scene
 
 
-def _scene(rng: np.random.Generator, height: int, width: int, values: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """An RGB image whose colour follows a label map of vertical bands (learnable, not trivial)."""
-    labels = np.zeros((height, width), dtype=np.uint8)
-    bands = np.sort(rng.choice(np.arange(8, width - 8), size=len(values) - 1, replace=False))
-    for value, start in zip(values[1:], bands):
-        labels[:, start:] = value
-    palette = {v: rng.integers(0, 256, size=3) for v in values}
-    image = np.stack([palette[v] for v in labels.ravel()]).reshape(height, width, 3)
-    image = np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
-    return image, labels
+def band_scene(values: list[int]) -> Scene:
+    """Scenes whose colour follows a label map of vertical bands of `values` (learnable, not trivial)."""
+    def scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.zeros((height, width), dtype=np.uint8)
+        bands = np.sort(rng.choice(np.arange(8, width - 8), size=len(values) - 1, replace=False))
+        for value, start in zip(values[1:], bands):
+            labels[:, start:] = value
+        palette = {v: rng.integers(0, 256, size=3) for v in values}
+        image = np.stack([palette[v] for v in labels.ravel()]).reshape(height, width, 3)
+        image = np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
+        return image, labels
+    return scene
 
 
 def write_ade20k(root: Path, n_train: int = 4, n_val: int = 2, seed: int = 0) -> Path:
     """ADEChallengeData2016/{images,annotations}/{training,validation}/ADE_*.{jpg,png}, labels 0..3."""
-    rng = np.random.default_rng(seed)
-    root = root / "ADEChallengeData2016"
-    for split, count, tag in (("training", n_train, "train"), ("validation", n_val, "val")):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "annotations" / split).mkdir(parents=True)
-        for i in range(count):
-            image, labels = _scene(rng, 70 + 14 * (i % 2), 84, [0, 1, 2, 3])
-            name = f"ADE_{tag}_{i + 1:08d}"
-            Image.fromarray(image).save(root / "images" / split / f"{name}.jpg", quality=95)
-            Image.fromarray(labels, mode="L").save(root / "annotations" / split / f"{name}.png")
-    return root
+    return segmentation_data.write_ade20k(root, band_scene([0, 1, 2, 3]), n_train, n_val,
+                                          sizes=((70, 84), (84, 84)), seed=seed)
 
 
 def write_coco_stuff(root: Path, n_train: int = 4, n_val: int = 2, seed: int = 1) -> Path:
     """coco_stuff164k/{images,annotations}/{train2017,val2017}/<id>.{jpg,png}, RAW values (0..181, 255)."""
-    rng = np.random.default_rng(seed)
-    root = root / "coco_stuff164k"
-    ident = 9
-    for split, count in (("train2017", n_train), ("val2017", n_val)):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "annotations" / split).mkdir(parents=True)
-        for _ in range(count):
-            image, labels = _scene(rng, 84, 70, [0, 12, 181, 255])
-            Image.fromarray(image).save(root / "images" / split / f"{ident:012d}.jpg", quality=95)
-            Image.fromarray(labels, mode="L").save(root / "annotations" / split / f"{ident:012d}.png")
-            ident += 1
-    return root
+    return segmentation_data.write_coco_stuff_raw(root, band_scene([0, 12, 181, 255]), n_train, n_val,
+                                                  sizes=((84, 70),), seed=seed, first_id=9)
 
 
 @pytest.fixture
