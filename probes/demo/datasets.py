@@ -1,55 +1,60 @@
-"""Demo datasets written in the real on-disk layouts from the bundled digits and photos."""
+"""The demo's data: the layout writers of `probes.testing` filled with the bundled digits and photos.
+
+Sizes are chosen so that the two demo versions differ beyond chance: 100 IN-1K images and 48
+validation scenes per segmentation dataset give paired intervals a few points wide, while every run
+stays a few seconds long.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
 
 from probes.demo.images import DigitPool, digit_image, digit_scene
+from probes.testing.imagenet_data import shared_a_r_classes, write_imagenet_root
+from probes.testing.segmentation_data import Scene, write_ade20k, write_coco_stuff_raw
 
-# ADE20K: 0 = "other" (not scored); digits 0..9 -> 1..10, photo background -> 11.
+IMAGE_SIZE = 56  # the tiny encoders' native size: 4 x 4 patches of 14
+IMAGENET_COUNTS = dict(train_per_class=24, val_per_class=10, other_per_class=5)  # 10 classes
+SCENE_COUNTS = dict(n_train=48, n_val=48)
+# ADE20K raw values: 0 = "other" (not scored); digits 0..9 -> 1..10, photo background -> 11.
 ADE_DIGITS, ADE_BACKGROUND, ADE_EDGE = list(range(1, 11)), 11, 0
 # COCO-Stuff raw ids: ten thing classes for the digits, 'grass' stuff for the photo, 255 unlabeled.
-COCO_DIGITS, COCO_BACKGROUND, COCO_EDGE = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 123, 255
+COCO_DIGITS, COCO_BACKGROUND, COCO_EDGE = list(range(10)), 123, 255
 
 
-def _scenes(root: Path, splits: dict[str, tuple[str, int, str, str]], size: tuple[int, int], seed: int,
-            background: int, edge: int, digit_values: list[int], first_ids: dict[str, int] | None = None) -> None:
-    rng = np.random.default_rng(seed)
+def _digit_images(classes: list[int], seed: int) -> Callable[[int, np.random.Generator, tuple], Image.Image]:
+    """An image function for the ImageNet writer: class k of `classes` shows handwritten digit k."""
     pool = DigitPool(seed)
-    for split, (image_dir, count, stem, suffix) in splits.items():
-        (root / "images" / image_dir).mkdir(parents=True, exist_ok=True)
-        (root / "annotations" / image_dir).mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            digits = rng.choice(10, size=int(rng.integers(1, 3)), replace=False).tolist()
-            image, labels = digit_scene(pool, rng, *size, digits, background, edge, digit_values)
-            name = stem.format(i=i + 1 + (first_ids or {}).get(split, 0))
-            image.save(root / "images" / image_dir / f"{name}.jpg", quality=92)
-            Image.fromarray(labels, mode="L").save(root / "annotations" / image_dir / f"{name}{suffix}")
+    digit_of = {cls: k for k, cls in enumerate(classes)}
+    return lambda cls, rng, size: digit_image(pool, digit_of[cls], size[0], rng)
 
 
-def write_ade20k(parent: Path, n_train: int = 24, n_val: int = 8, size: tuple[int, int] = (84, 112),
-                 seed: int = 0) -> Path:
-    """`ADEChallengeData2016/{images,annotations}/{training,validation}/ADE_*.{jpg,png}`."""
-    root = Path(parent) / "ADEChallengeData2016"
-    _scenes(root, {"train": ("training", n_train, "ADE_train_{i:08d}", ".png"),
-                   "val": ("validation", n_val, "ADE_val_{i:08d}", ".png")},
-            size, seed, ADE_BACKGROUND, ADE_EDGE, ADE_DIGITS)
+def _digit_scenes(seed: int, background: int, edge: int, digit_values: list[int]) -> Scene:
+    """A scene function for the segmentation writers: one digit card on a photo crop."""
+    pool = DigitPool(seed)
+
+    def scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        # One card per scene: its patches can then name its digit from the whole image's context.
+        return digit_scene(pool, rng, height, width, [int(rng.integers(10))], background, edge, digit_values)
+    return scene
+
+
+def write_imagenet(data: Path, seed: int = 0) -> Path:
+    """The six ImageNet-family sets and the train split (10 classes, the real layouts' quirks included)."""
+    classes = shared_a_r_classes(10)  # in IN-A and IN-R too, so every set has all ten
+    root = Path(data) / "imagenet"
+    write_imagenet_root(root, classes, size=(IMAGE_SIZE, IMAGE_SIZE), seed=seed,
+                        image_fn=_digit_images(classes, seed), **IMAGENET_COUNTS)
     return root
 
 
-def write_coco_stuff_raw(parent: Path, n_train: int = 24, n_val: int = 8, size: tuple[int, int] = (112, 84),
-                         seed: int = 1) -> Path:
-    """`coco_stuff164k/{images,annotations}/{train2017,val2017}/<id>.{jpg,png}` with RAW values (0..181, 255)."""
-    root = Path(parent) / "coco_stuff164k"
-    # COCO image ids are unique across splits: val ids start past the train ones.
-    _scenes(root, {"train": ("train2017", n_train, "{i:012d}", ".png"),
-                   "val": ("val2017", n_val, "{i:012d}", ".png")},
-            size, seed, COCO_BACKGROUND, COCO_EDGE, COCO_DIGITS, first_ids={"val": 500000})
-    return root
-
-
-def digit_class_image(pool: DigitPool, digit: int, size: int, rng: np.random.Generator) -> Image.Image:
-    """One classification image of a digit (the class)."""
-    return digit_image(pool, digit, size, rng)
+def write_segmentation(data: Path) -> dict[str, Path]:
+    """ADE20K (56 x 84 scenes) and COCO-Stuff with raw label values (84 x 56), not yet converted."""
+    ade20k = write_ade20k(data, _digit_scenes(0, ADE_BACKGROUND, ADE_EDGE, ADE_DIGITS),
+                          sizes=((IMAGE_SIZE, 84),), seed=0, **SCENE_COUNTS)
+    coco = write_coco_stuff_raw(data, _digit_scenes(1, COCO_BACKGROUND, COCO_EDGE, COCO_DIGITS),
+                                sizes=((84, IMAGE_SIZE),), seed=1, **SCENE_COUNTS)
+    return {"ade20k": ade20k, "coco-stuff": coco}

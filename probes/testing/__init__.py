@@ -1,4 +1,4 @@
-"""Builders of tiny checkpoints (in the real on-disk layouts) and reference models.
+"""Builders of tiny checkpoints and tiny datasets (in the real on-disk layouts), reference models, launchers.
 
 Used by the tests, the benchmarks and the demo; nothing here is needed to probe a real encoder.
 """
