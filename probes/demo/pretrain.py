@@ -5,8 +5,10 @@ one tiny InternViT for a few hundred AdamW steps on its own half of the digits (
 datasets' half) and keeps it at two points of its training: the two "versions" the demo compares,
 as checkpoints of one encoder are. Objective: the class token and the mean patch token name the
 digit, and every patch token names what lies under it (the digit where there is ink, else
-"background"), so that the patch tokens a segmentation probe reads learn the digits too.
-Linear warm-up then cosine decay: on this budget it learns faster than a constant rate.
+"background"), so that the patch tokens a segmentation probe reads learn the digits too (a
+logistic regression named the digit under a scene's patches 39% of the time after 700 steps with
+this term, 29% without). Linear warm-up, then cosine decay from 4e-3: in a small sweep it read
+digits a few points better after 700 steps than a constant 2e-3; higher peaks did worse.
 """
 from __future__ import annotations
 

@@ -61,7 +61,8 @@ class _Stages:
 @contextmanager
 def _one_thread() -> Iterator[None]:
     """Run torch on one thread: 48-wide matrices gain nothing from a second thread and pay its
-    synchronisation (every step was several times slower with two threads on 2 busy cores)."""
+    synchronisation (on 2 cores shared with other jobs the demo took 8x longer on two threads than
+    on one; on idle cores two were no faster)."""
     import torch
 
     before = torch.get_num_threads()
