@@ -63,6 +63,7 @@ def run_worker(args: argparse.Namespace) -> dict:
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
+    from probes.config_files import config_dir
     from probes.segmentation import settings
     from probes.segmentation.mm_compat import import_mmseg
 
@@ -77,16 +78,17 @@ def run_worker(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     baseline = _rss_kib("VmRSS")
     info = describe_source(args.encoder)
-    cfg = Config.fromfile(str(ROOT / "configs" / "segmentation" / f"ade20k_{args.worker}.py"))
+    cfg = Config.fromfile(str(config_dir("segmentation") / f"ade20k_{args.worker}.py"))
     cfg.model.backbone.update(source=args.encoder, num_layers=args.num_layers)
     if device.type == "cuda" and args.worker != "full":
         cfg.model.backbone.dtype = "bfloat16"   # as `probes segment` stores a frozen encoder on GPU
-    settings.fill_encoder_shape(cfg, args.worker, info)
-    settings.set_crop(cfg, args.crop)
+    settings.fill_encoder(cfg, args.worker, info)
+    settings.set_crop(cfg, args.crop, info.patch_size)
     if args.worker != "linear":
-        cfg.model.decode_head.channels = args.channels
+        # The recipe gives the UPerHead and the auxiliary FCN head the same width (1536).
+        cfg.model.decode_head.channels = cfg.model.auxiliary_head.channels = args.channels
         for head in ("decode_head", "auxiliary_head"):
-            cfg.model[head].norm_cfg = dict(type="BN", requires_grad=True)   # SyncBN needs a process group
+            cfg.model[head].norm_cfg = dict(type="BN", requires_grad=True)   # one process: plain BN
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).to(device).train()
     optim_cfg = cfg.optim_wrapper.copy()

@@ -12,6 +12,8 @@ from timm.loss import SoftTargetCrossEntropy
 from torch import nn
 
 from probes.classification import datasets as ds
+from probes.classification.baselines import baseline_tables
+from probes.classification.cache import cached_source
 from probes.classification.config import ClassifyConfig, DataSpec, EncoderSpec, TrainRecipe
 from probes.classification.distributed import DistInfo, all_reduce_sum, init_distributed
 from probes.classification.gpu_decode import decode_protocol_note
@@ -21,7 +23,10 @@ from probes.classification.predictions import kept_heads, write_run_predictions
 from probes.classification.rows import RunFacts, baseline_rows, head_rows, is_published, select_heads
 from probes.classification.sweep import HeadBank, SweepTrainer, head_specs
 from probes.classification.training import LoopSettings, evaluate_sweep, fingerprint, train_sweep
+from probes.encoders import load_encoder, parse_source
+from probes.encoders.checkpoint import stored_float_dtypes
 from probes.errors import ConfigError, DatasetError
+from probes.io import write_atomic
 from probes.protocol import ProtocolWords, protocol_words
 from probes.results import CACHED_PROTOCOL, CLASSIFICATION_COLUMNS, EPOCH_COLUMNS, append_rows, run_finished
 from probes.run_identity import check_rerun, make_run_id
@@ -76,17 +81,12 @@ def storage_dtype(spec: EncoderSpec, precision: str, device: torch.device) -> An
         return spec.dtype
     if precision != "bf16" or device.type != "cuda":
         return "float32"
-    from probes.encoders import parse_source
-    from probes.encoders.checkpoint import stored_float_dtypes
-
     source = parse_source(str(spec.source), version=spec.version, weights=spec.weights, revision=spec.revision)
     return "float32" if torch.float16 in stored_float_dtypes(source) else "bfloat16"
 
 
 def load_probe_encoder(spec: EncoderSpec, dtype: Any, device: torch.device) -> nn.Module:
     """The frozen encoder named by ``encoder.*``."""
-    from probes.encoders import load_encoder, parse_source
-
     if not spec.source:
         raise ConfigError("encoder.source is not set (pass --encoder SRC).")
     # A version in the config names a plain path's architecture; parse_source checks it against the others.
@@ -163,8 +163,6 @@ def run_classify(cfg: ClassifyConfig) -> List[Dict[str, Any]]:
     live = LiveSource(encoder, data.train, pre, cfg.train, cfg.data, cfg.probe.num_classes, dist, bank.needs, autocast)
     source, stores = live, {}
     if cfg.cached:
-        from probes.classification.cache import cached_source
-
         source, stores = cached_source(cfg, encoder, data.train, data.heldout, data.tests, live, dist, bank.needs)
     elif live.iters_per_epoch == 0:
         raise DatasetError(f"train at {data.train.root} has {len(data.train)} training images after the held-out "
@@ -198,8 +196,6 @@ def run_classify(cfg: ClassifyConfig) -> List[Dict[str, Any]]:
                      f"predictions/{run_id}.npz", date)
     rows = head_rows(facts, specs, tests, heldout, history, skipped, cfg.probe.published_lr)
     if cfg.cached and dist.is_main and (cfg.cache.knn or cfg.cache.logreg):
-        from probes.classification.baselines import baseline_tables
-
         names, base_heldout, base_tests = baseline_tables(cfg.cache, cfg.probe.num_classes, data.train, data.heldout,
                                                           data.tests, stores)
         rows += baseline_rows(facts, names, base_tests, base_heldout, skipped)
@@ -235,8 +231,6 @@ def parse_layers(value: Any, num_layers: int) -> List[int]:
 
 def write_epoch_scores(path: Path, run_id: str, specs, history) -> None:
     """Each evaluated epoch's top-1 per head and set (the official loop's log), beside the results."""
-    from probes.io import write_atomic
-
     by_key = {s.key: s for s in specs}
 
     def write(handle) -> None:

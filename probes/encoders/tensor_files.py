@@ -14,7 +14,7 @@ import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Optional
 
 import torch
 
@@ -173,12 +173,6 @@ def shards_from_index(index_path: Path, names: Optional[Iterable[str]] = None) -
     if missing:
         raise CheckpointError(f"{index_path} names shard(s) that are missing: {', '.join(missing)}")
     return shards
-
-
-def iter_tensor_infos(files: list[SafetensorsFile | PickledStateDict]) -> Iterator[TensorInfo]:
-    """Every tensor of every file."""
-    for handle in files:
-        yield from handle.tensors.values()
 
 
 def _first_line(exc: BaseException) -> str:

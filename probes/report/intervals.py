@@ -20,7 +20,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Hashable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -203,40 +203,37 @@ class Resampler:
         self._done.update({(set_key, t): s for t, s in self.bootstrap.class_ratios(set_key, batch).items()})
 
 
-def accuracy_samples(cells: Mapping[Hashable, Cell], side_files: SideFiles,
-                     resampler: Resampler) -> Dict[Hashable, Estimate]:
-    """Each cell's resampled top-1, one `Bootstrap.accuracies` pass per set and image list."""
+def _grouped_samples(cells: Mapping[Hashable, Cell], read: Callable, values: Callable, run: Callable
+                     ) -> Dict[Hashable, Estimate]:
+    """Resample every cell once per set and image list: `read` a cell's side-file data (or a note), take
+    its `values`, and `run` the resampler on all the cells of one image list together."""
     out: Dict[Hashable, Estimate] = {}
-    groups: Dict[str, Dict[Token, np.ndarray]] = {}
+    groups: Dict[str, Dict[Token, Any]] = {}
     keys: Dict[Hashable, Tuple[str, Token]] = {}
     for key, cell in cells.items():
-        found = side_files.predictions(cell)
+        found = read(cell)
         if isinstance(found, str):
             out[key] = found
             continue
-        preds, set_key = found
+        data, set_key = found
         keys[key] = (set_key, token_of(cell))
-        groups.setdefault(set_key, {})[token_of(cell)] = preds.scored_correct(cell.head)[1]
-    done = {(k, t): s for k, vectors in groups.items() for t, s in resampler.accuracies(k, vectors).items()}
+        groups.setdefault(set_key, {})[token_of(cell)] = values(data, cell)
+    done = {(k, t): s for k, batch in groups.items() for t, s in run(k, batch).items()}
     return {**out, **{key: done[where] for key, where in keys.items()}}
+
+
+def accuracy_samples(cells: Mapping[Hashable, Cell], side_files: SideFiles,
+                     resampler: Resampler) -> Dict[Hashable, Estimate]:
+    """Each cell's resampled top-1, one `Bootstrap.accuracies` pass per set and image list."""
+    return _grouped_samples(cells, side_files.predictions, lambda preds, cell: preds.scored_correct(cell.head)[1],
+                            resampler.accuracies)
 
 
 def miou_samples(cells: Mapping[Hashable, Cell], side_files: SideFiles,
                  resampler: Resampler) -> Dict[Hashable, Estimate]:
     """Each cell's resampled mIoU (images resampled, intersections / unions summed), shared per image list."""
-    out: Dict[Hashable, Estimate] = {}
-    groups: Dict[str, Dict[Token, Tuple[np.ndarray, np.ndarray]]] = {}
-    keys: Dict[Hashable, Tuple[str, Token]] = {}
-    for key, cell in cells.items():
-        found = side_files.counts(cell)
-        if isinstance(found, str):
-            out[key] = found
-            continue
-        counts, set_key = found
-        keys[key] = (set_key, token_of(cell))
-        groups.setdefault(set_key, {})[token_of(cell)] = (counts.intersect, counts.union)
-    done = {(k, t): s for k, pairs in groups.items() for t, s in resampler.class_ratios(k, pairs).items()}
-    return {**out, **{key: done[where] for key, where in keys.items()}}
+    return _grouped_samples(cells, side_files.counts, lambda counts, cell: (counts.intersect, counts.union),
+                            resampler.class_ratios)
 
 
 def combine(function: Callable[..., Samples], *items: Optional[Estimate]) -> Optional[Estimate]:

@@ -338,3 +338,22 @@ def test_two_runs_into_one_folder_at_once_both_finish(tiny_encoder, data_root, t
     rows = read_rows(out / RESULTS_FILE)
     assert len({r["run_id"] for r in rows}) == 2 and len(rows) == 2 * 2 * 6
     assert len(list((out / "checkpoints").glob("*.pth"))) == 2   # never one shared checkpoint path
+
+
+def test_a_patch_16_timm_model_is_probed_at_a_multiple_of_its_patch(tiny_cfg):
+    rows = runner.run_classify(tiny_cfg(encoder__source="timm:vit_tiny_patch16_224", image_size=64,
+                                        probe__lrs=[0.1], probe__probes=["linear"], data__test_sets=["IN-V2"],
+                                        train__epochs=1))
+    assert {r["encoder_version"] for r in rows} == {"timm:vit_tiny_patch16_224"}
+    assert {r["image_size"] for r in rows} == {64} and {r["layer"] for r in rows} == {12}
+
+
+def test_a_timm_model_is_normalised_with_its_own_mean_and_std(capsys):
+    import json
+
+    from probes.cli import main
+
+    assert main(["classify", "--encoder", "timm:vit_base_patch16_siglip_224", "--print-config", "json"]) == 0
+    resolved = json.loads(capsys.readouterr().out)["resolved"]
+    assert resolved["preprocessing"]["mean"] == [0.5, 0.5, 0.5] and resolved["preprocessing"]["std"] == [0.5] * 3
+    assert resolved["encoder"]["patch_size"] == 16
