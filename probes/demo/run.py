@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Two versions of one tiny encoder (300M style): the same training run kept at two step counts.
-ENCODERS = {"tiny-internvit-v1": 200, "tiny-internvit-v2": 700}  # name -> pretraining steps
+ENCODERS = {"tiny-internvit-v1": 100, "tiny-internvit-v2": 700}  # name -> pretraining steps
 PROTOCOL = "demo"
 CLASSIFY_OPTIONS = {  # on top of configs/classification/tiny_demo.py
     "data.heldout_per_class": 4, "train.epochs": 10, "train.batch_size": 16, "train.eval_batch_size": 64,
