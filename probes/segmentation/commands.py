@@ -65,8 +65,8 @@ def run_segment(args: argparse.Namespace) -> int:
     if not row:
         print(f"run already finished in {args.out}: nothing to do")
         return 0
-    print(f"{row['encoder_version']} {row['dataset']} {row['mode']}: mIoU {row['mIoU']:.2f} "
-          f"aAcc {row['aAcc']:.2f} ({row['n_images']} images, {row['iters']} iters) -> {args.out}")
+    print(f"{row['run_id']}: {row['dataset']} {row['mode']} mIoU {row['mIoU']:.2f} (best {row['best_mIoU']:.2f} at "
+          f"{row['best_iter']}) aAcc {row['aAcc']:.2f} ({row['n_images']} images, {row['iters']} iters) -> {args.out}")
     return 0
 
 

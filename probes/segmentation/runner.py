@@ -292,7 +292,7 @@ def run_segmentation(opts: SegmentOptions) -> dict:
 
     if is_main_process():
         append_rows(results, [row], SEGMENTATION_COLUMNS, replace_run=plan.run_id if opts.overwrite else None)
-        log.info("%s %s %s: mIoU %.2f (best %.2f at %d) aAcc %.2f on %d images", row["encoder_version"],
+        log.info("%s %s %s: mIoU %.2f (best %.2f at %d) aAcc %.2f on %d images", plan.encoder.name,
                  row["dataset"], row["mode"], row["mIoU"], row["best_mIoU"], row["best_iter"], row["aAcc"],
                  row["n_images"])
     return row
