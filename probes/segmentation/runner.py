@@ -205,14 +205,16 @@ def _unwrap_dataset_error(exc: BaseException) -> Optional[str]:
 
 
 def _count_trainable(model: Any) -> int:
-    # With FSDP(use_orig_params=True) each rank's parameters are views of its shard: sum over ranks
-    # (exact up to FSDP's padding of each flat parameter to a multiple of the world size).
+    """Trainable parameters of the whole model, also when FSDP holds them sharded over ranks."""
     import torch.distributed as dist
+    from torch.distributed.fsdp import FullyShardedDataParallel
 
     from probes.runtime import count_trainable
 
     local = count_trainable(model)
-    if dist.is_initialized() and getattr(model, "_is_sharded", False):
+    if dist.is_initialized() and any(isinstance(m, FullyShardedDataParallel) for m in model.modules()):
+        # With use_orig_params=True each rank's parameters are views of its own shard: sum them (exact up
+        # to FSDP's padding of each flat parameter to a multiple of the world size).
         total = torch.tensor(local, dtype=torch.int64, device="cuda" if torch.cuda.is_available() else "cpu")
         dist.all_reduce(total)
         return int(total.item())
