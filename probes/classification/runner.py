@@ -23,8 +23,9 @@ from probes.classification.predictions import kept_heads, write_run_predictions
 from probes.classification.rows import RunFacts, baseline_rows, head_rows, is_published, select_heads
 from probes.classification.sweep import HeadBank, SweepTrainer, head_specs
 from probes.classification.training import LoopSettings, evaluate_sweep, fingerprint, train_sweep
-from probes.encoders import load_encoder, parse_source
+from probes.encoders import describe_source, load_encoder, parse_source
 from probes.encoders.checkpoint import stored_float_dtypes
+from probes.encoders.fingerprint import source_fingerprint
 from probes.errors import ConfigError, DatasetError
 from probes.io import write_atomic
 from probes.protocol import ProtocolWords, protocol_words
@@ -87,8 +88,6 @@ def storage_dtype(spec: EncoderSpec, precision: str, device: torch.device) -> An
 
 def load_probe_encoder(spec: EncoderSpec, dtype: Any, device: torch.device) -> nn.Module:
     """The frozen encoder named by ``encoder.*``."""
-    if not spec.source:
-        raise ConfigError("encoder.source is not set (pass --encoder SRC).")
     # A version in the config names a plain path's architecture; parse_source checks it against the others.
     source = parse_source(str(spec.source), version=spec.version, weights=spec.weights, revision=spec.revision)
     return load_encoder(source, num_layers=spec.num_layers, dtype=dtype, device=device)
@@ -128,33 +127,36 @@ def _reduce_skipped(skipped: Mapping[str, int], names: Sequence[str], dist: Dist
     return {n: int(c) for n, c in zip(names, counts.tolist())}
 
 
-def _run_id(cfg: ClassifyConfig, encoder: nn.Module, probes: Sequence[str]) -> str:
+def run_identity(cfg: ClassifyConfig) -> str:
+    """The run's id, from the config and the encoder's name and weights fingerprint, without loading weights."""
+    source = parse_source(str(cfg.encoder.source), version=cfg.encoder.version, weights=cfg.encoder.weights,
+                          revision=cfg.encoder.revision)
     # Everything that shapes the numbers; not where results go or how progress is shown.
     defining = {k: v for k, v in cfg.as_dict().items() if k != "runtime"}
     defining["data"] = {k: v for k, v in defining["data"].items() if k != "workers"}
-    defining["weights"] = getattr(encoder, "fingerprint", None) or str(getattr(encoder, "source", ""))
-    name = getattr(encoder, "name", None) or encoder.version
-    if name == "custom":
-        name = Path(str(cfg.encoder.source)).name
-    kind = "cached" if cfg.cached else "live"
-    return make_run_id(name, [f"{cfg.image.size}px", "+".join(p.replace("attention_pooling", "attn") for p in probes),
-                              kind], defining)
+    defining["weights"] = source_fingerprint(source) or str(cfg.encoder.source)
+    probes = "+".join(p.replace("attention_pooling", "attn") for p in cfg.probe.probes)
+    return make_run_id(describe_source(source).name, [f"{cfg.image.size}px", probes,
+                                                      "cached" if cfg.cached else "live"], defining)
 
 
 def run_classify(cfg: ClassifyConfig) -> List[Dict[str, Any]]:
     """Run the whole probe sweep described by ``cfg``; return (and append to the CSV) its rows."""
+    if not cfg.encoder.source:
+        raise ConfigError("encoder.source is not set (pass --encoder SRC).")
     dist = init_distributed(cfg.runtime.device)
     out = Path(cfg.runtime.out)
+    # A finished run is refused before any weight or image is read.
+    run_id = run_identity(cfg)
+    results = out / RESULTS_FILE
+    if check_rerun(run_id, run_finished(results, run_id), cfg.runtime.resume, cfg.runtime.overwrite, str(results)):
+        log.info("run %s is already finished in %s: nothing to do", run_id, results)
+        return []
     data = load_data(cfg.data, cfg.train.seed, cfg.cache.train_per_class if cfg.cached else None)
     precision = cfg.train.precision if dist.device.type == "cuda" else "fp32"
     encoder = load_probe_encoder(cfg.encoder, storage_dtype(cfg.encoder, precision, dist.device), dist.device)
     layers = parse_layers(cfg.probe.layers, encoder.num_layers)
     specs = head_specs(cfg.probe.probes, cfg.probe.head_lrs, layers)
-    run_id = _run_id(cfg, encoder, cfg.probe.probes)
-    results = out / RESULTS_FILE
-    if check_rerun(run_id, run_finished(results, run_id), cfg.runtime.resume, cfg.runtime.overwrite, str(results)):
-        log.info("run %s is already finished in %s: nothing to do", run_id, results)
-        return []
     torch.manual_seed(cfg.train.seed)  # identical head init on every rank and every resume
     bank = HeadBank(specs, encoder.embed_dim, encoder.num_heads, encoder.num_prefix_tokens,
                     cfg.probe.num_classes).to(dist.device)

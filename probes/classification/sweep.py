@@ -149,8 +149,10 @@ class SweepTrainer:
         with self.autocast():
             logits = self.model(feats)
         losses = {k: loss_fn(v.float(), soft_targets) for k, v in logits.items()}
-        for key, loss in losses.items():
-            if not torch.isfinite(loss):
+        stacked = torch.stack(list(losses.values()))
+        finite = torch.isfinite(stacked).tolist()   # one device sync for every head
+        for (key, loss), ok in zip(losses.items(), finite):
+            if not ok:
                 raise TrainingDivergedError(
                     f"head {key} has a non-finite loss ({loss.item()}) at step {self.step_count + 1} (likely an "
                     "fp16 overflow: try train.precision=bf16 or fp32, or a lower lr); no rows written")
@@ -169,7 +171,7 @@ class SweepTrainer:
         for scheduler in self.schedulers.values():
             scheduler.step_update(self.step_count)
         self.ema.update(self.bank)
-        return {k: float(v.detach()) for k, v in losses.items()}
+        return dict(zip(losses, stacked.detach().tolist()))
 
     def current_lrs(self) -> Dict[str, float]:
         """The lr each head uses at the next step."""

@@ -86,13 +86,15 @@ def test_side_file_and_epoch_scores_sit_beside_the_rows(tiny_cfg):
         assert final[(r["probe"], r["lr"], str(r["ema"]), r["test_set"])] == pytest.approx(r["top1"], abs=1e-3)
 
 
-def test_a_finished_run_is_refused_resumed_or_overwritten(tiny_cfg):
+def test_a_finished_run_is_refused_resumed_or_overwritten(tiny_cfg, monkeypatch):
     cfg = tiny_cfg(probe__lrs=[0.1], probe__probes=["linear"], train__epochs=1)
     first = runner.run_classify(cfg)
-    with pytest.raises(ConfigError, match=f"run {first[0]['run_id']} is already finished.*--overwrite"):
-        runner.run_classify(cfg)
-    assert runner.run_classify(tiny_cfg(probe__lrs=[0.1], probe__probes=["linear"], train__epochs=1,
-                                        runtime__resume=True)) == []
+    with monkeypatch.context() as patched:   # refused before any weight is loaded
+        patched.setattr(runner, "load_probe_encoder", lambda *a, **k: pytest.fail("the encoder was loaded"))
+        with pytest.raises(ConfigError, match=f"run {first[0]['run_id']} is already finished.*--overwrite"):
+            runner.run_classify(cfg)
+        assert runner.run_classify(tiny_cfg(probe__lrs=[0.1], probe__probes=["linear"], train__epochs=1,
+                                            runtime__resume=True)) == []
     again = runner.run_classify(tiny_cfg(probe__lrs=[0.1], probe__probes=["linear"], train__epochs=1,
                                          runtime__overwrite=True))
     assert len(_rows(cfg)) == len(first) == len(again)   # replaced, not appended
