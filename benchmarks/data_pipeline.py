@@ -1,11 +1,16 @@
 """Data pipeline per worker core: uint8 workers (normalised on the device) vs today's float workers.
 
-All paths decode the same generated 500x375 JPEGs with Pillow and crop them with the same seeded
-torchvision transforms on PIL images, so they produce the same crops:
+All paths decode the same generated 500x375 JPEGs with Pillow and draw the same seeded crops, and
+all produce the same pixels:
 - "float", the pipeline before DeviceBatches: ToTensor + Normalize in the worker, a plain
   torch.stack;
-- "uint8", the package's path: PILToTensor, stacked straight into shared memory; float
-  conversion and normalisation are left to the accelerator.
+- "uint8" (data.crop_on='worker', the default off CUDA): Pillow resizes in the worker,
+  PILToTensor, stacked straight into shared memory; float conversion and normalisation are left
+  to the accelerator;
+- "device" (data.crop_on='device', the default on CUDA): the worker decodes, crops and computes
+  Pillow's resampling weights; the accelerator resizes (exactly, probes.classification.pil_resample)
+  and normalises. Its device-side cost is modelled from its float64 FLOPs (and timed on this CPU,
+  where it is slower than Pillow: why CPU runs keep crops in the workers).
 Each path is a real DataLoader with ONE worker process (one torch thread): a rate is images per
 CPU-second of that worker (read from /proc, so other jobs on a shared machine inflate it less
 than wall time) and includes the hand-over to the main process. The paths alternate round by
@@ -19,7 +24,8 @@ dense bf16 peak.
     python benchmarks/data_pipeline.py --quick        # < 2 min
     python benchmarks/data_pipeline.py --images 256 --rounds 9
 
-Last line: `pipeline_img_s_per_core=X ratio_vs_float_pipeline=Y` (training transform, uint8 path).
+Last line: `pipeline_img_s_per_core=X ratio_vs_float_pipeline=Y` (training transform, the path a
+CUDA run takes: "device").
 """
 from __future__ import annotations
 
@@ -40,12 +46,15 @@ from torchvision import transforms as T
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from probes.classification.device_crops import (  # noqa: E402
+    DeviceCrops, EvalCropPlans, TrainCropPlans, collate_plans)
 from probes.classification.images import (  # noqa: E402
     ImageFiles, build_eval_transform, build_train_transform, collate, decode_rgb)
 from probes.encoders.versions import VERSIONS  # noqa: E402
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 H100_BF16_DENSE_FLOPS = 989e12
+H100_FP64_TENSOR_FLOPS = 67e12  # SXM; the resampling products run in float64
 MFU = 0.55
 GPUS_PER_NODE = 8
 
@@ -87,6 +96,24 @@ def float_transforms(size: int) -> Dict[str, Callable]:
 def uint8_transforms(size: int) -> Dict[str, Callable]:
     """The package's worker transforms: crop, uint8 out."""
     return {"train": build_train_transform(size), "eval": build_eval_transform(size)}
+
+
+def device_transforms(size: int) -> Dict[str, Callable]:
+    """Worker halves of the device path: crop and plan; the resize happens on the accelerator."""
+    return {"train": TrainCropPlans(size), "eval": EvalCropPlans(size)}
+
+
+def resample_flops(batches: List[dict]) -> float:
+    """Mean float64 FLOPs per image of the device's two products (padded to each batch's largest input)."""
+    total, images = 0.0, 0
+    for b in batches:
+        h, w = (int(v) for v in b["shapes"][:, :2].max(0).values)
+        rows, cols = b["y_first"].shape[1], b["x_first"].shape[1]
+        n = len(b["shapes"])
+        # Horizontal first: [3,h,w]@[w,cols] then [rows,h]@[3,h,cols] (the other order costs alike).
+        total += n * 2.0 * 3 * (h * w * cols + rows * h * cols)
+        images += n
+    return total / images
 
 
 def pillow_decode(path: Path) -> Image.Image:
@@ -153,7 +180,8 @@ def main() -> None:
     rounds = args.rounds or (6 if args.quick else 9)
     # path -> (transforms, decoder, collate)
     paths = {"float": (float_transforms(args.image_size), pillow_decode, float_collate),
-             "uint8": (uint8_transforms(args.image_size), decode_rgb, collate)}
+             "uint8": (uint8_transforms(args.image_size), decode_rgb, collate),
+             "device": (device_transforms(args.image_size), decode_rgb, collate_plans)}
     kinds = ("train", "eval")
     cpu = {(k, p): [] for k in kinds for p in paths}   # worker CPU seconds per pass
     wall = {(k, p): [] for k in kinds for p in paths}
@@ -176,6 +204,19 @@ def main() -> None:
                     cpu[(kind, path)].append(used)
                     wall[(kind, path)].append(took)
         del loaders
+        device_side = {}
+        for kind in kinds:  # the device path's other half, on this CPU and as modelled for an H100
+            torch.manual_seed(0)
+            plans = ImageFiles(files, [0] * len(files), paths["device"][0][kind])
+            batches = [collate_plans([plans[i] for i in range(s, min(s + args.batch_size, len(files)))])
+                       for s in range(0, len(files), args.batch_size)]
+            resize = DeviceCrops(torch.device("cpu"))
+            start = time.process_time()
+            for b in batches[:2]:
+                resize(b)
+            cpu_ms = 1e3 * (time.process_time() - start) / sum(len(b["shapes"]) for b in batches[:2])
+            flops = resample_flops(batches)
+            device_side[kind] = (cpu_ms, flops, 1e6 * flops / (0.5 * H100_FP64_TENSOR_FLOPS))
     print(f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (a shared machine: "
           f"rates per worker CPU-second; the wall-clock ratio beside)")
 
@@ -186,21 +227,28 @@ def main() -> None:
         """Median over rounds of float time / path time (each round's paths ran back to back)."""
         return statistics.median(f / t for f, t in zip(clock[(kind, "float")], clock[(kind, path)]))
 
-    print("img/s per worker core   float   uint8   uint8/float")
+    print("img/s per worker core   float   uint8  device   uint8/float  device/float")
     for kind in kinds:
-        print(f"  {kind:<20} {rate(kind, 'float'):6.1f}  {rate(kind, 'uint8'):6.1f}   "
-              f"{ratio(kind, 'uint8'):11.2f} (wall {ratio(kind, 'uint8', wall):.2f})")
-
+        print(f"  {kind:<20} {rate(kind, 'float'):6.1f}  {rate(kind, 'uint8'):6.1f}  {rate(kind, 'device'):6.1f}   "
+              f"{ratio(kind, 'uint8'):11.2f}  {ratio(kind, 'device'):12.2f}   "
+              f"(wall {ratio(kind, 'uint8', wall):.2f} / {ratio(kind, 'device', wall):.2f})")
+    print("device path, accelerator side (float64 products, exact; not timed on an accelerator here):")
+    forward_us = 1e6 * forward_flops("InternViT-300M-448px") / (MFU * H100_BF16_DENSE_FLOPS)
+    for kind in kinds:
+        cpu_ms, flops, h100_us = device_side[kind]
+        print(f"  {kind:<6} {flops / 1e9:5.2f} GFLOP/img: {h100_us:5.1f} us/img at 50% of an H100's "
+              f"{H100_FP64_TENSOR_FLOPS / 1e12:.0f} TFLOP/s float64 (model; {100 * h100_us / forward_us:.1f}% of "
+              f"the 300M forward's {forward_us:.0f} us); {cpu_ms:6.1f} ms/img on this CPU")
     print(f"throughput model: frozen-encoder forward at {MFU:.0%} of {H100_BF16_DENSE_FLOPS / 1e12:.0f} "
           f"TFLOP/s (H100 dense bf16), {GPUS_PER_NODE} GPUs per node; cores to feed one node:")
     for name in ("InternViT-300M-448px", "InternViT-6B-448px-V2_5"):
         flops = forward_flops(name)
         node = GPUS_PER_NODE * MFU * H100_BF16_DENSE_FLOPS / flops
-        cores = "  ".join(f"{kind} {node / rate(kind, 'uint8'):5.1f} (float "
-                          f"{node / rate(kind, 'float'):5.1f})" for kind in kinds)
+        cores = "  ".join(f"{kind} {node / rate(kind, 'device'):5.1f} (uint8 {node / rate(kind, 'uint8'):5.1f}, "
+                          f"float {node / rate(kind, 'float'):5.1f})" for kind in kinds)
         print(f"  {name:<24} {flops / 1e12:6.2f} TFLOP/img {node:7.0f} img/s/node   {cores}")
-    print(f"pipeline_img_s_per_core={rate('train', 'uint8'):.1f} "
-          f"ratio_vs_float_pipeline={ratio('train', 'uint8'):.2f}")
+    print(f"pipeline_img_s_per_core={rate('train', 'device'):.1f} "
+          f"ratio_vs_float_pipeline={ratio('train', 'device'):.2f}")
 
 
 if __name__ == "__main__":

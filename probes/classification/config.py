@@ -54,6 +54,7 @@ class DataSpec:
     train_per_class: Optional[int]
     workers: int
     decode: str
+    crop_on: str
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ class DeviceBatches:
     With ``mixup`` (a timm ``Mixup``), the normalised batch is mixed (the official order) and
     ``targets`` are soft; odd batches lose their last image, since Mixup pairs images.
     ``decode``, when given, turns each host batch into a batch whose ``images`` are uint8 already
-    on the device (see :mod:`probes.classification.gpu_decode`).
+    on the device (:mod:`~probes.classification.device_crops`, :mod:`~probes.classification.gpu_decode`).
     """
 
     def __init__(self, loader: Iterable[HostBatch], device: torch.device, mean: Sequence[float],

@@ -14,8 +14,7 @@ from probes.classification.config import DataSpec, ImageSpec, TrainRecipe
 from probes.classification.datasets import ImageSet
 from probes.classification.device_batches import DeviceBatches
 from probes.classification.distributed import DistInfo, ShardSampler
-from probes.classification.gpu_decode import EncodedFiles, TensorDecodeCrops, collate_encoded, decode_protocol_note
-from probes.classification.images import ImageFiles, build_eval_transform, build_train_transform, collate
+from probes.classification.image_paths import crop_paths
 from probes.classification.sweep import FeatureNeeds, make_features
 from probes.errors import ConfigError, TrainingDivergedError
 
@@ -24,7 +23,7 @@ Features = Dict[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """What every image goes through: the resize/crop in the worker, the normalisation on the device."""
+    """What every image goes through: the resize/crop (see image_paths), the normalisation on the device."""
     size: int
     interpolation: str
     crop_pct: float
@@ -87,15 +86,9 @@ class LiveSource:
         self.batch = per_rank_batch(recipe.batch_size, dist.world, "train.batch_size")
         self.eval_batch = per_rank_batch(recipe.eval_batch_size or recipe.batch_size, dist.world,
                                          "train.eval_batch_size")
-        # data.decode='gpu' (never the published protocol): workers read bytes, the GPU decodes and crops.
-        self.gpu_decode = None
-        if decode_protocol_note(data.decode, dist.device) is not None:
-            self.train_set = EncodedFiles(train.files, train.targets)
-            self.gpu_decode = TensorDecodeCrops(dist.device, pre.size, pre.interpolation, recipe.scale,
-                                                recipe.ratio, recipe.hflip)
-        else:
-            self.train_set = ImageFiles(train.files, train.targets, build_train_transform(
-                pre.size, pre.interpolation, recipe.scale, recipe.ratio, recipe.hflip))
+        # The one place choosing how images reach the device (see crop_paths).
+        self.paths = crop_paths(pre, recipe, data, dist.device)
+        self.train_set = self.paths.train_set(train)
         self.sampler = DistributedSampler(self.train_set, num_replicas=dist.world, rank=dist.rank,
                                           shuffle=True, seed=recipe.seed)
         self.iters_per_epoch = len(self.sampler) // self.batch
@@ -105,7 +98,7 @@ class LiveSource:
                            num_classes=num_classes) if use_mix else None
         self.n_skipped: Dict[str, int] = {}
 
-    def _loader(self, dataset, batch: int, sampler, drop_last: bool, collate_fn=collate) -> DataLoader:
+    def _loader(self, dataset, batch: int, sampler, drop_last: bool, collate_fn: Callable) -> DataLoader:
         workers = int(self.data.workers)
         return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=drop_last,
                           num_workers=workers, collate_fn=collate_fn,
@@ -129,9 +122,9 @@ class LiveSource:
         """One epoch of (features, soft targets): Mixup/CutMix on the device batch, smoothing on labels."""
         self.sampler.set_epoch(epoch)
         loader = self._loader(self.train_set, self.batch, self.sampler, drop_last=True,
-                              collate_fn=collate if self.gpu_decode is None else collate_encoded)
+                              collate_fn=self.paths.train_collate)
         # Heads with BatchNorm need two images; Mixup pairs images (odd batches lose one).
-        batches = self._device_batches(loader, self.mixup, min_images=2, decode=self.gpu_decode)
+        batches = self._device_batches(loader, self.mixup, min_images=2, decode=self.paths.train_hook)
         for batch in batches:
             soft = batch["targets"] if self.mixup is not None else \
                 mixup_target(batch["targets"], self.num_classes, 1.0, self.recipe.smoothing)
@@ -141,10 +134,10 @@ class LiveSource:
     def eval_batches(self, image_set: ImageSet, needs: Optional[FeatureNeeds] = None
                      ) -> Iterator[Tuple[Features, torch.Tensor]]:
         """(features, positions in the set) with the evaluation transform, sharded over ranks."""
-        dataset = ImageFiles(image_set.files, image_set.targets,
-                             build_eval_transform(self.pre.size, self.pre.interpolation, self.pre.crop_pct))
+        dataset = self.paths.eval_set(image_set)
         sampler = ShardSampler(len(dataset), self.dist.rank, self.dist.world)
-        batches = self._device_batches(self._loader(dataset, self.eval_batch, sampler, drop_last=False), None, 1)
+        loader = self._loader(dataset, self.eval_batch, sampler, drop_last=False, collate_fn=self.paths.eval_collate)
+        batches = self._device_batches(loader, None, 1, decode=self.paths.eval_hook)
         for batch in batches:
             yield self.features(batch["images"], needs), batch["indices"]
         self._count(image_set.name, batches)

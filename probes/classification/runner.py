@@ -133,7 +133,8 @@ def run_identity(cfg: ClassifyConfig) -> str:
                           revision=cfg.encoder.revision)
     # Everything that shapes the numbers; not where results go or how progress is shown.
     defining = {k: v for k, v in cfg.as_dict().items() if k != "runtime"}
-    defining["data"] = {k: v for k, v in defining["data"].items() if k != "workers"}
+    # Workers and where Pillow's resize runs change speed, not one pixel (test_device_crops).
+    defining["data"] = {k: v for k, v in defining["data"].items() if k not in ("workers", "crop_on")}
     defining["weights"] = source_fingerprint(source) or str(cfg.encoder.source)
     probes = "+".join(p.replace("attention_pooling", "attn") for p in cfg.probe.probes)
     return make_run_id(describe_source(source).name, [f"{cfg.image.size}px", probes,

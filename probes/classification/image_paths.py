@@ -1,0 +1,76 @@
+"""The one place that decides how images travel from files to a uint8 batch on the device.
+
+Three ways, chosen from ``data.decode`` and ``data.crop_on``:
+- worker crops: workers decode and resize with Pillow, return uint8 crops (:mod:`.images`);
+- device crops: workers decode, crop and plan; the device resizes exactly as Pillow would
+  (:mod:`.device_crops`): the same pixels for a fraction of a worker's time;
+- ``data.decode='gpu'`` (training only, not the published protocol): workers read bytes, the GPU
+  decodes and crops on tensors (:mod:`.gpu_decode`).
+Normalisation always happens afterwards, on the device (:mod:`.device_batches`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import torch
+from torch.utils.data import Dataset
+
+from probes.classification.config import DataSpec, TrainRecipe
+from probes.classification.datasets import ImageSet
+from probes.classification.device_crops import (
+    DeviceCrops, EvalCropPlans, TrainCropPlans, collate_plans, crops_on_device)
+from probes.classification.gpu_decode import EncodedFiles, TensorDecodeCrops, collate_encoded, decode_protocol_note
+from probes.classification.images import ImageFiles, build_eval_transform, build_train_transform, collate
+from probes.errors import ConfigError
+
+if TYPE_CHECKING:
+    from probes.classification.live import Preprocessing
+
+
+@dataclass(frozen=True)
+class CropPaths:
+    """Datasets, collate functions and device-side hooks for the training and evaluation loaders."""
+    train_transform: Callable
+    train_collate: Callable
+    train_hook: Optional[Callable]
+    eval_transform: Callable
+    eval_collate: Callable
+    eval_hook: Optional[Callable]
+    encoded_train: bool  # data.decode='gpu': the training set yields file bytes
+
+    def train_set(self, images: ImageSet) -> Dataset:
+        """The training set's dataset for this path."""
+        if self.encoded_train:
+            return EncodedFiles(images.files, images.targets)
+        return ImageFiles(images.files, images.targets, self.train_transform)
+
+    def eval_set(self, images: ImageSet) -> Dataset:
+        """An evaluation set's dataset for this path."""
+        return ImageFiles(images.files, images.targets, self.eval_transform)
+
+
+def crop_paths(pre: "Preprocessing", recipe: TrainRecipe, data: DataSpec, device: torch.device) -> CropPaths:
+    """The paths for a run: device crops where ``data.crop_on`` asks (on CUDA by default)."""
+    device = torch.device(device)
+    on_device = crops_on_device(data.crop_on, device)
+    crop_args = (pre.size, pre.interpolation, recipe.scale, recipe.ratio, recipe.hflip)
+    hook: Optional[Any] = DeviceCrops(device, pre.interpolation) if on_device else None
+    eval_transform: Callable = build_eval_transform(pre.size, pre.interpolation, pre.crop_pct)
+    eval_collate, eval_hook = collate, None
+    if on_device:
+        try:
+            eval_transform, eval_collate, eval_hook = EvalCropPlans(pre.size, pre.interpolation, pre.crop_pct), \
+                collate_plans, hook
+        except ConfigError:
+            if data.crop_on == "device":
+                raise
+            # 'auto' and an evaluation crop that pads (crop_pct > 1): Pillow in the workers.
+    if decode_protocol_note(data.decode, device) is not None:
+        return CropPaths(None, collate_encoded, TensorDecodeCrops(device, *crop_args), eval_transform,
+                         eval_collate, eval_hook, encoded_train=True)
+    if on_device:
+        return CropPaths(TrainCropPlans(*crop_args), collate_plans, hook, eval_transform, eval_collate,
+                         eval_hook, encoded_train=False)
+    return CropPaths(build_train_transform(*crop_args), collate, None, eval_transform, eval_collate,
+                     eval_hook, encoded_train=False)
