@@ -11,7 +11,7 @@ Normalisation always happens afterwards, on the device (:mod:`.device_batches`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 from torch.utils.data import Dataset
@@ -31,13 +31,13 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class CropPaths:
     """Datasets, collate functions and device-side hooks for the training and evaluation loaders."""
-    train_transform: Callable
+    train_transform: Optional[Callable]  # None: data.decode='gpu', the training set yields file bytes
     train_collate: Callable
     train_hook: Optional[Callable]
     eval_transform: Callable
     eval_collate: Callable
     eval_hook: Optional[Callable]
-    encoded_train: bool  # data.decode='gpu': the training set yields file bytes
+    encoded_train: bool
 
     def train_set(self, images: ImageSet) -> Dataset:
         """The training set's dataset for this path."""
@@ -55,22 +55,19 @@ def crop_paths(pre: "Preprocessing", recipe: TrainRecipe, data: DataSpec, device
     device = torch.device(device)
     on_device = crops_on_device(data.crop_on, device)
     crop_args = (pre.size, pre.interpolation, recipe.scale, recipe.ratio, recipe.hflip)
-    hook: Optional[Any] = DeviceCrops(device, pre.interpolation) if on_device else None
-    eval_transform: Callable = build_eval_transform(pre.size, pre.interpolation, pre.crop_pct)
-    eval_collate, eval_hook = collate, None
-    if on_device:
+    resample = DeviceCrops(device, pre.interpolation) if on_device else None
+    evaluation: tuple = (build_eval_transform(pre.size, pre.interpolation, pre.crop_pct), collate, None)
+    if resample is not None:
         try:
-            eval_transform, eval_collate, eval_hook = EvalCropPlans(pre.size, pre.interpolation, pre.crop_pct), \
-                collate_plans, hook
+            evaluation = (EvalCropPlans(pre.size, pre.interpolation, pre.crop_pct), collate_plans, resample)
         except ConfigError:
             if data.crop_on == "device":
                 raise
             # 'auto' and an evaluation crop that pads (crop_pct > 1): Pillow in the workers.
     if decode_protocol_note(data.decode, device) is not None:
-        return CropPaths(None, collate_encoded, TensorDecodeCrops(device, *crop_args), eval_transform,
-                         eval_collate, eval_hook, encoded_train=True)
-    if on_device:
-        return CropPaths(TrainCropPlans(*crop_args), collate_plans, hook, eval_transform, eval_collate,
-                         eval_hook, encoded_train=False)
-    return CropPaths(build_train_transform(*crop_args), collate, None, eval_transform, eval_collate,
-                     eval_hook, encoded_train=False)
+        training: tuple = (None, collate_encoded, TensorDecodeCrops(device, *crop_args))
+    elif resample is not None:
+        training = (TrainCropPlans(*crop_args), collate_plans, resample)
+    else:
+        training = (build_train_transform(*crop_args), collate, None)
+    return CropPaths(*training, *evaluation, encoded_train=training[0] is None)

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from probes.errors import ConfigError
+
 PRECISION_BITS = 22  # Resample.c: 32 bits - 8 for the pixel - 2 for overshoot
 
 
@@ -112,7 +114,8 @@ def pass_order() -> str:
         ours = resize_pil_exact([torch.from_numpy(pixels)], size, rule=rule)[0]
         if np.array_equal(ours.permute(1, 2, 0).numpy(), ref):
             return rule
-    raise RuntimeError("this Pillow resizes in an order probes does not know; set data.crop_on='worker'.")
+    raise ConfigError(f"Pillow {Image.__version__} resizes in a way probes does not reproduce; "
+                      "set data.crop_on='worker'.")
 
 
 def stack_axes(axes: Sequence[AxisWeights]) -> Tuple[torch.Tensor, torch.Tensor]:
