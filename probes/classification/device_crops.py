@@ -22,7 +22,8 @@ from torchvision import transforms as T
 
 from probes.classification.images import build_eval_transform, interpolation_mode
 from probes.classification.pil_resample import (
-    AxisWeights, axis_weights, pass_order, pil_filter, resize_planned, stack_axes, vertical_first)
+    AxisWeights, axis_weights, pass_order, pil_filter, resize_pil_exact, resize_planned, stack_axes,
+    vertical_first)
 from probes.errors import ConfigError
 
 CROP_PLACES = ("auto", "worker", "device")
@@ -202,14 +203,9 @@ def check_exact_on(device: torch.device, interpolation: str) -> None:
         return
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 256, (57, 83, 3), dtype=np.uint8)
-    rule = pass_order()
     for size in ((448, 448), (40, 20)):  # an enlargement, and a shrink that goes height first
         ref = np.asarray(Image.fromarray(pixels).resize(size, pil_filter(interpolation)))
-        x_first, x_weights = stack_axes([axis_weights(83, size[0], interpolation)])
-        y_first, y_weights = stack_axes([axis_weights(57, size[1], interpolation)])
-        got = resize_planned([torch.from_numpy(pixels).to(device)], x_first.to(device), x_weights.to(device),
-                             y_first.to(device), y_weights.to(device),
-                             [vertical_first(83, 57, size[0], size[1], rule)])
+        got = resize_pil_exact([torch.from_numpy(pixels).to(device)], size, interpolation)
         if not np.array_equal(got[0].permute(1, 2, 0).cpu().numpy(), ref):
             raise ConfigError(f"float64 products on {device} do not reproduce Pillow's resize; "
                               "set data.crop_on='worker'.")

@@ -143,12 +143,12 @@ def test_a_padding_eval_crop_stays_in_the_workers_unless_device_is_demanded(tiny
 
 
 def test_a_device_that_does_not_reproduce_pillow_is_refused(monkeypatch):
-    real = device_crops.resize_planned
+    real = device_crops.resize_pil_exact
 
     def off_by_one(*args):
         return real(*args).add_(1)
 
-    monkeypatch.setattr(device_crops, "resize_planned", off_by_one)
+    monkeypatch.setattr(device_crops, "resize_pil_exact", off_by_one)
     monkeypatch.setattr(device_crops, "_CHECKED", {})
     with pytest.raises(ConfigError, match="do not reproduce Pillow.*data.crop_on='worker'"):
         DeviceCrops(CPU)
