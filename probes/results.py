@@ -20,6 +20,7 @@ STANDARD_PROTOCOL = "published"
 MODIFIED_PROTOCOL = "modified"
 LR_GRID_PROTOCOL = "lr-grid"       # a head of the lr x EMA selection grid, not the published head
 CACHED_PROTOCOL = "cached"         # heads trained on cached features (no augmentation)
+RANDOM_WEIGHTS_PROTOCOL = "random-weights"  # seeded random weights (random:, untagged timm): never published
 # `head`: which head of a classification run a row scores.
 PUBLISHED_HEAD = "published"       # base lr 0.1 per 512 images, raw weights, final epoch
 GRID_HEAD = "grid"                 # any other (lr, EMA) of the sweep; one per probe is `selected`

@@ -68,8 +68,9 @@ def overrides_from_args(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the config, apply the overrides, run (or print the resolved config)."""
+    """Load the config, apply the overrides, plan the run, then run it (or print the plan)."""
     from probes.classification.config import load_config
+    from probes.classification.plan import plan_classify
 
     cfg = load_config(args.config, overrides_from_args(args))
     if args.print_config:
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from probes.classification.runner import run_classify
 
-    rows = run_classify(cfg)
+    plan = plan_classify(cfg)
+    rows = run_classify(cfg, plan)
     if not rows:
-        print(f"run already finished in {cfg.runtime.out}: nothing to do")
+        print(f"run {plan.run_id} already finished in {cfg.runtime.out}: nothing to do")
     return 0

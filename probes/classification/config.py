@@ -172,13 +172,29 @@ def from_mmengine(cfg: Any, source_file: Optional[Path] = None) -> ClassifyConfi
     return resolved
 
 
-def load_config(name: Optional[str] = None, options: Optional[Mapping[str, Any]] = None) -> ClassifyConfig:
-    """The base recipe, a config file (name or path) on top, then dotted-key `options` (mmengine merge)."""
+def load_config(name: Optional[str] = None, options: Optional[Mapping[str, Any]] = None,
+                pick_published: bool = True) -> ClassifyConfig:
+    """A config file (name or path), then dotted-key `options` (mmengine merge).
+
+    With no `name`, a published version (or an encoder with a published version's architecture) gets its own
+    published config at its published resolution (or at `image_size` where one is published there); any other
+    encoder gets the base recipe. An auto-picked config only brings its recipe: its `encoder.version` is not
+    claimed for a source that does not name that version itself.
+    """
+    options = dict(options or {})
     reference = load_file(BASE_CONFIG).to_dict()
-    path = resolve_config(name, "classification", default=BASE_CONFIG)
+    picked = None
+    if name is None and pick_published:
+        from probes.classification.plan import default_config_for
+
+        picked = default_config_for(options.get("encoder.source"), options.get("encoder.version"),
+                                    options.get("image_size"))
+    path = picked or resolve_config(name, "classification", default=BASE_CONFIG)
     cfg = load_file(path)
+    if picked is not None and options.get("encoder.source"):
+        cfg.encoder.version = None
     check_keys(_leaf_keys(cfg.to_dict()), reference, str(path), OPEN_KEYS)
-    apply_options(cfg, dict(options or {}), "--cfg-options / command-line flags", OPEN_KEYS)
+    apply_options(cfg, options, "--cfg-options / command-line flags", OPEN_KEYS)
     return from_mmengine(cfg, None if path == BASE_CONFIG else path)
 
 

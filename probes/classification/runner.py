@@ -17,30 +17,23 @@ from probes.classification.cache import cached_source
 from probes.classification.config import ClassifyConfig, DataSpec, EncoderSpec, TrainRecipe
 from probes.classification.distributed import DistInfo, all_reduce_sum, init_distributed
 from probes.classification.gpu_decode import decode_protocol_note
+from probes.classification.plan import ClassifyPlan, plan_classify
 from probes.classification.live import LiveSource, Preprocessing
 from probes.classification.metrics import Top1Table
 from probes.classification.predictions import kept_heads, write_run_predictions
 from probes.classification.rows import RunFacts, baseline_rows, head_rows, is_published, select_heads
 from probes.classification.sweep import HeadBank, SweepTrainer, head_specs
 from probes.classification.training import LoopSettings, evaluate_sweep, fingerprint, train_sweep
-from probes.encoders import describe_source, load_encoder, parse_source
+from probes.encoders import load_encoder, parse_source
 from probes.encoders.checkpoint import stored_float_dtypes
-from probes.encoders.fingerprint import source_fingerprint
 from probes.errors import ConfigError, DatasetError
 from probes.io import write_atomic
-from probes.protocol import ProtocolWords, protocol_words
-from probes.results import CACHED_PROTOCOL, CLASSIFICATION_COLUMNS, EPOCH_COLUMNS, append_rows, run_finished
-from probes.run_identity import check_rerun, make_run_id
+from probes.results import CLASSIFICATION_COLUMNS, EPOCH_COLUMNS, append_rows, run_finished
+from probes.run_identity import check_rerun, write_plan
 from probes.runtime import autocast_for
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "classification_results.csv"
-# The published recipe: a live run that keeps all of it is `protocol=published`.
-PUBLISHED = {"epochs": 10, "batch_size": 1024, "mixup": 0.8, "cutmix": 1.0, "smoothing": 0.1,
-             "warmup_epochs": 1, "clip_grad": 5.0, "ema_decay": 0.998, "precision": "fp16",
-             "weight_decay": 0.0, "momentum": 0.9, "nesterov": True, "lr_batch_ref": 512,
-             "scale": (0.08, 1.0), "ratio": (3 / 4, 4 / 3), "hflip": 0.5}
-
 
 @dataclass
 class Data:
@@ -71,7 +64,7 @@ def load_data(data: DataSpec, seed: int, cache_per_class: Optional[int] = None) 
     return Data(train, heldout, tests)
 
 
-def storage_dtype(spec: EncoderSpec, precision: str, device: torch.device) -> Any:
+def storage_dtype(spec: EncoderSpec, precision: str, device: torch.device, source: Any = None) -> Any:
     """The frozen encoder's weight dtype: never a lossy cast of the checkpoint's values.
 
     fp16 (the official protocol) keeps fp32 weights under fp16 autocast, as the official run; bf16 stores
@@ -82,44 +75,14 @@ def storage_dtype(spec: EncoderSpec, precision: str, device: torch.device) -> An
         return spec.dtype
     if precision != "bf16" or device.type != "cuda":
         return "float32"
-    source = parse_source(str(spec.source), version=spec.version, weights=spec.weights, revision=spec.revision)
+    if source is None:
+        source = parse_source(str(spec.source), version=spec.version, weights=spec.weights, revision=spec.revision)
     return "float32" if torch.float16 in stored_float_dtypes(source) else "bfloat16"
 
 
-def load_probe_encoder(spec: EncoderSpec, dtype: Any, device: torch.device) -> nn.Module:
-    """The frozen encoder named by ``encoder.*``."""
-    # A version in the config names a plain path's architecture; parse_source checks it against the others.
-    source = parse_source(str(spec.source), version=spec.version, weights=spec.weights, revision=spec.revision)
-    return load_encoder(source, num_layers=spec.num_layers, dtype=dtype, device=device)
-
-
-def recipe_changes(train: TrainRecipe) -> List[str]:
-    """Every departure of the training recipe from the published one."""
-    return [f"{k}={getattr(train, k)}" for k, v in PUBLISHED.items()
-            if (tuple(getattr(train, k)) if isinstance(v, tuple) else getattr(train, k)) != v]
-
-
-def protocol_of(cfg: ClassifyConfig, device: torch.device, notes_extra: Sequence[str] = ()) -> ProtocolWords:
-    """(protocol, notes) of the published head: `published`, `modified` (each change named) or `cached`."""
-    if cfg.cached:
-        changes = [f"epochs={cfg.cache.epochs}", f"batch_size={cfg.cache.batch_size}", "no augmentation"]
-        if cfg.cache.train_per_class:
-            changes.append(f"cache.train_per_class={cfg.cache.train_per_class}")
-    else:
-        changes = recipe_changes(cfg.train)
-    if cfg.data.train_per_class:
-        changes.append(f"train_per_class={cfg.data.train_per_class}")
-    if cfg.image.crop_pct not in (None, 1.0):
-        changes.append(f"crop_pct={cfg.image.crop_pct}")
-    if cfg.data.decode != "cpu" and not cfg.cached:
-        changes.append(decode_protocol_note(cfg.data.decode, device) or "")
-    changes += list(notes_extra)
-    # The held-out split always leaves the training set (our addition, so it is always stated).
-    facts = [f"held-out split: {cfg.data.heldout_per_class} per class, at most {cfg.data.heldout_max_fraction:g}"
-             " of a class"]
-    if device.type != "cuda" and cfg.train.precision != "fp32":
-        facts.append(f"computed in fp32 on {device.type} (recipe {cfg.train.precision} on GPU)")
-    return protocol_words(changes, facts, cfg.runtime.protocol_label, CACHED_PROTOCOL if cfg.cached else None)
+def load_probe_encoder(plan: ClassifyPlan, dtype: Any, device: torch.device) -> nn.Module:
+    """The frozen encoder the plan resolved (its source is parsed once, in the plan)."""
+    return load_encoder(plan.encoder.source, num_layers=plan.cfg.encoder.num_layers, dtype=dtype, device=device)
 
 
 def _reduce_skipped(skipped: Mapping[str, int], names: Sequence[str], dist: DistInfo) -> Dict[str, int]:
@@ -127,42 +90,36 @@ def _reduce_skipped(skipped: Mapping[str, int], names: Sequence[str], dist: Dist
     return {n: int(c) for n, c in zip(names, counts.tolist())}
 
 
-def run_identity(cfg: ClassifyConfig) -> str:
-    """The run's id, from the config and the encoder's name and weights fingerprint, without loading weights."""
-    source = parse_source(str(cfg.encoder.source), version=cfg.encoder.version, weights=cfg.encoder.weights,
-                          revision=cfg.encoder.revision)
-    # Everything that shapes the numbers; not where results go or how progress is shown.
-    defining = {k: v for k, v in cfg.as_dict().items() if k != "runtime"}
-    # Workers and where Pillow's resize runs change speed, not one pixel (test_device_crops).
-    defining["data"] = {k: v for k, v in defining["data"].items() if k not in ("workers", "crop_on")}
-    defining["weights"] = source_fingerprint(source) or str(cfg.encoder.source)
-    probes = "+".join(p.replace("attention_pooling", "attn") for p in cfg.probe.probes)
-    return make_run_id(describe_source(source).name, [f"{cfg.image.size}px", probes,
-                                                      "cached" if cfg.cached else "live"], defining)
-
-
-def run_classify(cfg: ClassifyConfig) -> List[Dict[str, Any]]:
-    """Run the whole probe sweep described by ``cfg``; return (and append to the CSV) its rows."""
-    if not cfg.encoder.source:
-        raise ConfigError("encoder.source is not set (pass --encoder SRC).")
+def run_classify(cfg: ClassifyConfig, plan: Optional[ClassifyPlan] = None) -> List[Dict[str, Any]]:
+    """Run the whole probe sweep the plan of ``cfg`` describes; return (and append to the CSV) its rows."""
+    plan = plan or plan_classify(cfg)
     dist = init_distributed(cfg.runtime.device)
     out = Path(cfg.runtime.out)
-    # A finished run is refused before any weight or image is read.
-    run_id = run_identity(cfg)
+    # A finished or interrupted run is refused before any weight or image is read.
+    run_id = plan.run_id
     results = out / RESULTS_FILE
-    if check_rerun(run_id, run_finished(results, run_id), cfg.runtime.resume, cfg.runtime.overwrite, str(results)):
+    checkpoint = out / "checkpoints" / f"{run_id}.pth"
+    if check_rerun(run_id, run_finished(results, run_id), cfg.runtime.resume, cfg.runtime.overwrite, str(results),
+                   interrupted=checkpoint if checkpoint.is_file() else None):
         log.info("run %s is already finished in %s: nothing to do", run_id, results)
         return []
+    if cfg.runtime.overwrite and checkpoint.is_file() and not cfg.runtime.resume:
+        checkpoint.unlink()   # --overwrite starts the run again from its first step
+    if dist.is_main:
+        write_plan(out / "plans" / f"{run_id}.json", plan.as_dict())
     data = load_data(cfg.data, cfg.train.seed, cfg.cache.train_per_class if cfg.cached else None)
-    precision = cfg.train.precision if dist.device.type == "cuda" else "fp32"
-    encoder = load_probe_encoder(cfg.encoder, storage_dtype(cfg.encoder, precision, dist.device), dist.device)
-    layers = parse_layers(cfg.probe.layers, encoder.num_layers)
-    specs = head_specs(cfg.probe.probes, cfg.probe.head_lrs, layers)
+    precision = plan.precision
+    if dist.device.type != plan.device:
+        raise ConfigError(f"the plan was made for {plan.device} but the run is on {dist.device.type}")
+    encoder = load_probe_encoder(plan, storage_dtype(cfg.encoder, precision, dist.device, plan.encoder.source),
+                                 dist.device)
+    specs = head_specs(cfg.probe.probes, cfg.probe.head_lrs, plan.extra_layers)
     torch.manual_seed(cfg.train.seed)  # identical head init on every rank and every resume
     bank = HeadBank(specs, encoder.embed_dim, encoder.num_heads, encoder.num_prefix_tokens,
-                    cfg.probe.num_classes).to(dist.device)
+                    cfg.probe.num_classes, seed=cfg.train.seed).to(dist.device)
     autocast: Callable[[], Any] = lambda: autocast_for(dist.device, precision)  # noqa: E731 - fresh per use
-    pre = Preprocessing.resolve(cfg.image, encoder.data_config)
+    pre = plan.preprocessing
+    _check_preprocessing(pre, encoder.data_config)
     live = LiveSource(encoder, data.train, pre, cfg.train, cfg.data, cfg.probe.num_classes, dist, bank.needs, autocast)
     source, stores = live, {}
     if cfg.cached:
@@ -180,7 +137,7 @@ def run_classify(cfg: ClassifyConfig) -> List[Dict[str, Any]]:
                            momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay,
                            clip_grad=t.clip_grad, ema_decay=t.ema_decay, lr_batch_ref=t.lr_batch_ref, model=model,
                            loss_scaling=precision == "fp16", autocast=autocast)
-    loop = LoopSettings(epochs=epochs, seed=t.seed, checkpoint=out / "checkpoints" / f"{run_id}.pth",
+    loop = LoopSettings(epochs=epochs, seed=t.seed, checkpoint=checkpoint,
                         fingerprint=fingerprint({"run": run_id, "world": dist.world}), resume=cfg.runtime.resume,
                         show_progress=cfg.runtime.progress, log_interval_s=cfg.runtime.log_interval_s,
                         eval_every_epoch=t.eval_every_epoch)
@@ -194,8 +151,9 @@ def run_classify(cfg: ClassifyConfig) -> List[Dict[str, Any]]:
     heldout, tests = final[0][1], final[1:]
     skipped = _reduce_skipped(source.n_skipped, [s.name for s in data.tests], dist)
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    facts = RunFacts(run_id, str(cfg.encoder.source), encoder.version, encoder.num_layers, epochs, cfg.image.size,
-                     precision, protocol_of(cfg, dist.device), bool(data.train.subset["train"]),
+    decode_protocol_note(cfg.data.decode, dist.device)   # refuses gpu decode off CUDA
+    facts = RunFacts(run_id, plan.encoder.canonical, plan.encoder.version_label, encoder.num_layers, epochs,
+                     cfg.image.size, precision, plan.protocol, bool(data.train.subset["train"]),
                      f"predictions/{run_id}.npz", date)
     rows = head_rows(facts, specs, tests, heldout, history, skipped, cfg.probe.published_lr)
     if cfg.cached and dist.is_main and (cfg.cache.knn or cfg.cache.logreg):
@@ -212,6 +170,15 @@ def run_classify(cfg: ClassifyConfig) -> List[Dict[str, Any]]:
         log.info("%d result rows appended to %s", len(rows), path)
         log_summary(rows)
     return rows
+
+
+def _check_preprocessing(planned: Preprocessing, data_config: Mapping[str, Any]) -> None:
+    """The loaded encoder must normalise as its description said (the plan was made from the description)."""
+    loaded = (tuple(float(v) for v in data_config["mean"]), tuple(float(v) for v in data_config["std"]))
+    if loaded != (tuple(map(float, planned.mean)), tuple(map(float, planned.std))):
+        raise ConfigError(f"the loaded encoder normalises with mean/std {loaded}, but its description said "
+                          f"{(tuple(planned.mean), tuple(planned.std))}; its preprocessor_config.json and weights "
+                          "disagree")
 
 
 def parse_layers(value: Any, num_layers: int) -> List[int]:

@@ -7,6 +7,7 @@ trains exactly as it would alone, so the published head's numbers do not depend 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Dict, List, Mapping, Optional, Sequence
 
@@ -74,16 +75,25 @@ def make_features(tokens: torch.Tensor, num_prefix_tokens: int, needs: FeatureNe
     return feats
 
 
+def head_seed(seed: int, key: str) -> int:
+    """A head's initialisation seed: a stable function of the run's seed and the head's key."""
+    return int.from_bytes(hashlib.sha256(f"{seed}\0{key}".encode()).digest()[:4], "little")
+
+
 class HeadBank(nn.Module):
     """All heads of a sweep; ``forward`` maps shared features to each head's logits."""
 
     def __init__(self, specs: Sequence[HeadSpec], embed_dim: int, num_heads: int,
-                 num_prefix_tokens: int, num_classes: int = 1000) -> None:
+                 num_prefix_tokens: int, num_classes: int = 1000, seed: int = 0) -> None:
         super().__init__()
         self.specs = list(specs)
-        self.heads = nn.ModuleDict({
-            s.key: build_head(s.probe, embed_dim, num_heads, num_prefix_tokens, num_classes)
-            for s in self.specs})
+        self.heads = nn.ModuleDict()
+        for s in self.specs:
+            # Each head is initialised from its own seed (the run's seed and its key), so the published head
+            # starts the same whichever grid heads are trained beside it: the grid is not number-shaping.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(head_seed(seed, s.key))
+                self.heads[s.key] = build_head(s.probe, embed_dim, num_heads, num_prefix_tokens, num_classes)
 
     @property
     def needs(self) -> FeatureNeeds:

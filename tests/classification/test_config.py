@@ -87,13 +87,19 @@ def test_bad_values_are_config_errors():
 def test_print_config_resolves_a_published_version_without_weights(capsys):
     from probes.cli import main
 
-    assert main(["classify", "--config", "internvit_6b_448px_v1_0", "--print-config", "json"]) == 0
     import json
 
-    resolved = json.loads(capsys.readouterr().out)
-    assert resolved["encoder"]["num_layers"] == 45 and resolved["image"]["size"] == 448
-    assert resolved["resolved"]["encoder"]["blocks_used"] == 45
-    assert resolved["resolved"]["encoder"]["blocks_in_checkpoint"] == 48
-    assert resolved["resolved"]["preprocessing"]["mean"] == [0.485, 0.456, 0.406]
-    assert resolved["resolved"]["protocol"] == "published"
-    assert "linear_lr0p1" in resolved["resolved"]["heads"]
+    assert main(["classify", "--config", "internvit_6b_448px_v1_0", "--device", "cuda", "--print-config",
+                 "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["config"]["encoder"]["num_layers"] == 45 and plan["config"]["image"]["size"] == 448
+    assert plan["encoder"]["blocks_used"] == 45
+    assert plan["encoder"]["blocks_in_checkpoint"] == 48
+    assert plan["preprocessing"]["mean"] == [0.485, 0.456, 0.406]
+    assert plan["protocol"] == "published" and plan["device"] == "cuda" and plan["precision"] == "fp16"
+    assert "linear_lr0p1" in plan["heads"]
+    # The same plan made for a CPU says what the CPU changes: it computes in fp32, not the recipe's fp16.
+    assert main(["classify", "--config", "internvit_6b_448px_v1_0", "--device", "cpu", "--print-config",
+                 "json"]) == 0
+    cpu = json.loads(capsys.readouterr().out)
+    assert cpu["protocol"] == "modified" and "effective.precision='fp32' (published: 'fp16')" in cpu["protocol_notes"]

@@ -237,16 +237,18 @@ def test_cache_of_a_train_subset_says_so(tiny_cfg, tmp_path):
 
 def test_published_protocol_is_named_only_when_the_recipe_is_kept():
     from probes.classification.config import load_config
+    from probes.classification.plan import plan_classify
 
-    gpu = torch.device("cuda")
-    assert runner.protocol_of(load_config("internvit_6b_224px"), gpu).protocol == "published"
-    changed = runner.protocol_of(load_config("internvit_6b_224px", {"train.epochs": 3}), gpu)
-    assert changed.protocol == "modified" and "epochs=3" in changed.notes
-    bf16 = runner.protocol_of(load_config("internvit_6b_224px", {"train.precision": "bf16"}), gpu)
-    assert bf16.protocol == "modified" and "precision=bf16" in bf16.notes
-    assert runner.protocol_of(load_config("internvit_6b_224px", {"cache.dir": "/c"}), gpu).protocol == "cached"
-    demo = runner.protocol_of(load_config("internvit_6b_224px", {"train.epochs": 3, "runtime.protocol_label": "demo"}),
-                              gpu)
+    def plan(**options):
+        return plan_classify(load_config("internvit_6b_224px", {"runtime.device": "cuda", **options})).protocol
+
+    assert plan().protocol == "published"
+    changed = plan(**{"train.epochs": 3})
+    assert changed.protocol == "modified" and "train.epochs=3 (published: 10)" in changed.notes
+    bf16 = plan(**{"train.precision": "bf16"})
+    assert bf16.protocol == "modified" and "train.precision='bf16' (published: 'fp16')" in bf16.notes
+    assert plan(**{"cache.dir": "/c"}).protocol == "cached"
+    demo = plan(**{"train.epochs": 3, "runtime.protocol_label": "demo"})
     assert demo.protocol == "demo" and demo.notes.startswith("demo run (modified recipe otherwise)")
 
 
@@ -356,6 +358,7 @@ def test_a_timm_model_is_normalised_with_its_own_mean_and_std(capsys):
     from probes.cli import main
 
     assert main(["classify", "--encoder", "timm:vit_base_patch16_siglip_224", "--print-config", "json"]) == 0
-    resolved = json.loads(capsys.readouterr().out)["resolved"]
+    resolved = json.loads(capsys.readouterr().out)
+    assert resolved["protocol"] == "random-weights"   # an untagged timm model has seeded random weights
     assert resolved["preprocessing"]["mean"] == [0.5, 0.5, 0.5] and resolved["preprocessing"]["std"] == [0.5] * 3
     assert resolved["encoder"]["patch_size"] == 16

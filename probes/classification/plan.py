@@ -1,0 +1,213 @@
+"""A `probes classify` run decided once: its resolved values, its id and its protocol words.
+
+`plan_classify` reads config files only (never weights or images). The run executes the plan, `--print-config`
+prints it, and the run writes it into `OUT/plans/<run_id>.json`; no second code path decides any of these.
+The protocol words come from a diff of every number-shaping value against the plan the published config for the
+same encoder would give (`probes.protocol` holds the short list of what does not shape numbers).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from probes.classification.config import BASE_CONFIG, ClassifyConfig, load_config
+from probes.classification.live import Preprocessing
+from probes.classification.sweep import head_specs
+from probes.config_files import config_dir, load_file
+from probes.encoders.resolved import ResolvedEncoder, resolve_encoder
+from probes.errors import ConfigError
+from probes.protocol import ProtocolWords, number_shaping, protocol_words, recipe_changes
+from probes.results import CACHED_PROTOCOL
+from probes.run_identity import make_run_id
+
+
+@dataclass(frozen=True)
+class ClassifyPlan:
+    """Everything a classify run will do, as decided before any weight or image is read."""
+
+    cfg: ClassifyConfig
+    encoder: ResolvedEncoder
+    device: str                       # 'cpu' or 'cuda'
+    precision: str                    # what the heads and encoder compute in on that device
+    preprocessing: Preprocessing
+    blocks_used: int
+    extra_layers: Tuple[int, ...]
+    heads: Tuple[str, ...]
+    data_root: str                    # resolved real path ('' when not given)
+    data_paths: Dict[str, str]        # each set's resolved real path
+    config_file: str                  # the config file the values came from
+    published_config: str             # the published config the recipe was compared with
+    values: Dict[str, Any]            # every resolved value (what identity and protocol are computed from)
+    protocol: ProtocolWords
+    run_id: str
+
+    @property
+    def cached(self) -> bool:
+        """Whether heads train on cached features."""
+        return self.cfg.cached
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The plan as plain data: what `--print-config` prints and the run writes beside its rows."""
+        pre = self.preprocessing
+        info = self.encoder.info
+        return {
+            "run_id": self.run_id, **self.protocol.as_row(),
+            "config_file": self.config_file, "published_config": self.published_config,
+            "encoder": {"source": self.encoder.canonical, "fingerprint": self.encoder.fingerprint,
+                        "version": self.encoder.version_label, "random_weights": self.encoder.random_weights,
+                        "embed_dim": info.embed_dim, "blocks_used": self.blocks_used,
+                        "blocks_in_checkpoint": info.num_layers, "patch_size": info.patch_size},
+            "device": self.device, "precision": self.precision,
+            "preprocessing": {"size": pre.size, "interpolation": pre.interpolation, "crop_pct": pre.crop_pct,
+                              "mean": list(pre.mean), "std": list(pre.std)},
+            "heads": list(self.heads), "extra_layers": list(self.extra_layers),
+            "published_head": f"lr {self.cfg.probe.published_lr:g}, raw weights, final epoch, block {self.blocks_used}",
+            "data": {"root": self.data_root, "paths": dict(self.data_paths)},
+            "config": _plain(self.cfg.as_dict()),
+        }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+@functools.lru_cache(maxsize=1)
+def published_configs() -> Tuple[Tuple[str, int, Path], ...]:
+    """(version, image size, file) of every shipped config that names a published version (read from the files)."""
+    found = []
+    for path in sorted(config_dir("classification").glob("*.py")):
+        cfg = load_file(path)
+        version = cfg.get("encoder", {}).get("version")
+        if version:
+            found.append((str(version), int(cfg.image_size), path))
+    return tuple(found)
+
+
+def published_config_for(version: Optional[str], image_size: Optional[int] = None) -> Optional[Path]:
+    """The published config of a version: at `image_size` when one is published there, else at its own size."""
+    from probes.encoders.versions import VERSIONS
+
+    mine = [(size, path) for v, size, path in published_configs() if v == version]
+    if not mine:
+        return None
+    native = VERSIONS[version].image_size if version in VERSIONS else None
+    for wanted in (image_size, native):
+        for size, path in mine:
+            if size == wanted:
+                return path
+    return mine[0][1]
+
+
+def default_config_for(source: Optional[str], version: Optional[str] = None,
+                       image_size: Optional[int] = None) -> Optional[Path]:
+    """With no `--config`: the published config of the version the encoder is (or whose architecture it has)."""
+    if not source and not version:
+        return None
+    try:
+        encoder = resolve_encoder(source or version, version=version if source else None)
+    except Exception:   # a bad source is reported, in one line, when the plan resolves it
+        return None
+    return published_config_for(encoder.published_architecture, image_size)
+
+
+def _device_type(device: Optional[str]) -> str:
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return torch.device(device).type
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
+
+
+def _real(path: Path) -> str:
+    return os.path.realpath(path.expanduser())
+
+
+def _data_location(cfg: ClassifyConfig) -> Tuple[str, Dict[str, str]]:
+    if not cfg.data.root:
+        return "", {}
+    root = Path(cfg.data.root).expanduser()
+    paths = {name: _real(Path(value) if Path(value).is_absolute() else root / value)
+             for name, value in sorted(cfg.data.paths.items())}
+    if cfg.data.val_labels:
+        paths["val_labels"] = _real(Path(cfg.data.val_labels))
+    return _real(root), paths
+
+
+def resolved_values(cfg: ClassifyConfig, encoder: ResolvedEncoder, device: str) -> Dict[str, Any]:
+    """Every value of a run with the encoder's own filled in; spellings replaced by what they name."""
+    info = encoder.info
+    pre = Preprocessing.resolve(cfg.image, {"mean": info.mean, "std": info.std, "interpolation": info.interpolation,
+                                            "crop_pct": info.crop_pct})
+    values = _plain(cfg.as_dict())
+    # The encoder by its weights, not its spelling.
+    values["encoder"] = {"num_layers": cfg.encoder.num_layers or info.num_layers, "dtype": cfg.encoder.dtype,
+                         "version": cfg.encoder.version}
+    values["image"] = {"size": pre.size, "interpolation": pre.interpolation, "crop_pct": pre.crop_pct,
+                       "mean": list(pre.mean), "std": list(pre.std)}
+    root, paths = _data_location(cfg)
+    values["data"] = {**values["data"], "root": root, "paths": paths, "val_labels": None}
+    if not cfg.cached:
+        values.pop("cache")   # a live run reads no cache key
+    values["effective"] = {"precision": cfg.train.precision if device == "cuda" else "fp32", "device": device,
+                           "cached": cfg.cached}
+    values["identity"] = {"encoder": encoder.canonical, "weights": encoder.fingerprint or encoder.canonical}
+    return values
+
+
+def plan_classify(cfg: ClassifyConfig, encoder: Optional[ResolvedEncoder] = None) -> ClassifyPlan:
+    """Resolve a run from its config and its encoder's description (no weights or images are read)."""
+    from probes.classification.runner import parse_layers
+
+    source = cfg.encoder.source or cfg.encoder.version
+    if not source:
+        raise ConfigError("encoder.source is not set (pass --encoder SRC).")
+    if encoder is None:
+        encoder = resolve_encoder(str(source), version=cfg.encoder.version if cfg.encoder.source else None,
+                                  weights=cfg.encoder.weights, revision=cfg.encoder.revision)
+    device = _device_type(cfg.runtime.device)
+    values = resolved_values(cfg, encoder, device)
+    blocks = int(values["encoder"]["num_layers"])
+    layers = tuple(parse_layers(cfg.probe.layers, blocks))
+    specs = head_specs(cfg.probe.probes, cfg.probe.head_lrs, layers)
+    probes = "+".join(p.replace("attention_pooling", "attn") for p in cfg.probe.probes)
+    run_id = make_run_id(encoder.name, [f"{cfg.image.size}px", probes, "cached" if cfg.cached else "live"],
+                         number_shaping(values))
+    reference = published_config_for(encoder.published_architecture, cfg.image.size)
+    published = load_config(reference or BASE_CONFIG, {}, pick_published=False)
+    changes = recipe_changes(values, resolved_values(published, encoder, "cuda"))
+    facts = [f"recipe compared with {_name(reference)}" if reference else
+             f"no published probe of this encoder's architecture: recipe compared with {_name(BASE_CONFIG)}",
+             f"held-out split: {cfg.data.heldout_per_class} per class, at most {cfg.data.heldout_max_fraction:g}"
+             " of a class"]
+    if cfg.cached:
+        facts.append("features cached once; heads trained on them with no augmentation")
+    words = protocol_words(changes, facts, cfg.runtime.protocol_label, CACHED_PROTOCOL if cfg.cached else None,
+                           random_weights=encoder.random_weights)
+    pre = values["image"]
+    data_root, data_paths = values["data"]["root"], values["data"]["paths"]
+    return ClassifyPlan(cfg, encoder, device, values["effective"]["precision"],
+                        Preprocessing(pre["size"], pre["interpolation"], pre["crop_pct"], tuple(pre["mean"]),
+                                      tuple(pre["std"])),
+                        blocks, layers, tuple(s.key for s in specs), data_root, data_paths,
+                        _name(cfg.source_file or BASE_CONFIG), _name(reference or BASE_CONFIG), values, words, run_id)
+
+
+def _name(path: Optional[Path]) -> str:
+    if path is None:
+        return ""
+    root = config_dir("classification")
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()).with_suffix(""))
+    except ValueError:
+        return str(path)
+
