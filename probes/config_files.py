@@ -7,6 +7,7 @@ to parse `KEY=VALUE` items (so `x=None` is None and `x=none` the string 'none' i
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
 import json
 from pathlib import Path
@@ -64,9 +65,37 @@ def parse_cfg_options(items: Optional[Sequence[str]]) -> dict[str, Any]:
         key, sep, _ = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--cfg-options item {item!r} is not of the form key=value.")
-    namespace = argparse.Namespace()
-    DictAction(option_strings=["--cfg-options"], dest="options")(None, namespace, list(items))
-    return dict(namespace.options)
+    # DictAction cannot read module dicts (`dict(type='EMAHook')`) as config files write them: those go
+    # through a literal reader of our own that accepts dict(...) calls, lists, tuples and python literals.
+    modules = [item for item in items if "dict(" in item.partition("=")[2]]
+    namespace = argparse.Namespace(options={})
+    plain = [item for item in items if item not in modules]
+    if plain:
+        DictAction(option_strings=["--cfg-options"], dest="options")(None, namespace, plain)
+    options = dict(namespace.options)
+    for item in modules:
+        key, _, text = item.partition("=")
+        try:
+            options[key.strip()] = _literal(ast.parse(text.strip(), mode="eval").body)
+        except (SyntaxError, ValueError):
+            raise ConfigError(f"--cfg-options {key.strip()}: cannot read {text.strip()!r} (python literals and "
+                              "dict(key=value, ...) only).") from None
+    return options
+
+
+def _literal(node: ast.AST) -> Any:
+    """A python literal where modules may be written `dict(key=value, ...)`, as in config files."""
+    if isinstance(node, ast.Call):
+        if not (isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args
+                and all(k.arg for k in node.keywords)):
+            raise ValueError("only dict(key=value, ...) calls are understood")
+        return {k.arg: _literal(k.value) for k in node.keywords}
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = [_literal(e) for e in node.elts]
+        return items if isinstance(node, ast.List) else tuple(items)
+    if isinstance(node, ast.Dict):
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
+    return ast.literal_eval(node)
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -76,6 +105,9 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         flat[name] = value
         if isinstance(value, Mapping):
             flat.update(_flatten(value, name + "."))
+        elif isinstance(value, (list, tuple)):
+            # mmengine merges `param_scheduler.1.end` into a list's element (allow_list_keys).
+            flat.update(_flatten({str(i): v for i, v in enumerate(value)}, name + "."))
     return flat
 
 

@@ -55,6 +55,12 @@ def test_both_commands_read_cfg_options_alike():
     # One parser for every command (mmengine's DictAction): `None` is None, `none` stays a string.
     assert parse_cfg_options(["a=None", "b=none", "c=[1,2]", "d=cuda", "e=true"]) == \
         {"a": None, "b": "none", "c": [1, 2], "d": "cuda", "e": True}
+    # Modules as config files write them, which DictAction cannot read.
+    assert parse_cfg_options(["custom_hooks=[dict(type='EMAHook', momentum=1e-4)]", "x=1"]) == \
+        {"custom_hooks": [{"type": "EMAHook", "momentum": 1e-4}], "x": 1}
+    assert parse_cfg_options(["m=dict(a=(1, 2), b=[dict(c=None)])"]) == {"m": {"a": (1, 2), "b": [{"c": None}]}}
+    with pytest.raises(ConfigError, match=r"^--cfg-options m: cannot read .*dict\(key=value, \.\.\.\) only"):
+        parse_cfg_options(["m=dict(type=os.system('x'))"])
 
 
 def test_unknown_key_on_the_command_line_names_it_and_the_fix():
