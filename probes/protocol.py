@@ -27,13 +27,13 @@ NOT_NUMBER_SHAPING = (
     "model.backbone.source", "model.backbone.revision",   # the weights are identified by their fingerprint
     "*.data_root",              # the data is identified by its resolved path (`data.root`)
     # sharding engines compute the recipe's update (tests/segmentation/test_distributed.py: first loss equal)
-    "strategy.*", "model_wrapper_cfg.*",
+    "strategy.*", "model_wrapper_cfg.*", "runner_type",
 )
 # Shapes which rows exist or on what (part of the run's identity) but is no departure from the recipe:
 # where the data is, which weights, which probes and grid heads are trained beside the published head.
 IDENTITY_ONLY = (
     "encoder.source", "encoder.weights", "encoder.revision", "encoder.version",
-    "data.root", "data.paths.*", "data.val_labels", "data.test_sets", "data.test_sets.*",
+    "data.root", "data.paths", "data.paths.*", "data.val_labels", "data.test_sets", "data.test_sets.*",
     "probe.probes", "probe.probes.*", "probe.lrs", "probe.lrs.*", "probe.layers", "probe.layers.*",
     "effective.device", "identity.*",
 )

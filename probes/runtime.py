@@ -12,6 +12,16 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bf
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
 
+def device_type(device: Union[str, torch.device, None]) -> str:
+    """'cuda' or 'cpu': the kind of device a run on `device` (None = this machine's best) computes on."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return torch.device(device).type
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
+
+
 def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
     """A torch device; asking for CUDA on a machine without it is a clear error."""
     if device is None:

@@ -206,8 +206,35 @@ def _leaf_keys(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
+# What each annotation of the sections accepts (annotations are strings under `from __future__ import annotations`).
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+
+
+def _check_types(cfg: ClassifyConfig) -> None:
+    """A value of the wrong type (`data.root=1`, `encoder.dtype=16`) is a one-line error naming the key."""
+    import dataclasses
+
+    for section in dataclasses.fields(cfg):
+        if section.name == "source_file":
+            continue
+        part = getattr(cfg, section.name)
+        for item in dataclasses.fields(part):
+            annotation = str(item.type)
+            optional = annotation.startswith("Optional[")
+            accepted = _TYPES.get(annotation[len("Optional["):-1] if optional else annotation)
+            value = getattr(part, item.name)
+            if accepted is None or (optional and value is None):
+                continue
+            if not isinstance(value, accepted) or (bool not in accepted and isinstance(value, bool)):
+                name = "image_size" if (section.name, item.name) == ("image", "size") else (
+                    item.name if section.name == "image" else f"{section.name}.{item.name}")
+                wanted = " or ".join(t.__name__ for t in accepted) + (" or None" if optional else "")
+                raise ConfigError(f"{name} is {value!r} ({type(value).__name__}); expected {wanted}.")
+
+
 def validate(cfg: ClassifyConfig) -> None:
     """Reject values no run can use, naming the key."""
+    _check_types(cfg)
     for probe in cfg.probe.probes:
         if probe not in PROBE_ALIASES.values():
             raise ConfigError(f"probe.probes names unknown probe {probe!r}; choose linear or attention_pooling.")

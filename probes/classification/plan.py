@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import torch
-
 from probes.classification.config import BASE_CONFIG, ClassifyConfig, load_config
 from probes.classification.live import Preprocessing
 from probes.classification.sweep import head_specs
@@ -24,6 +22,7 @@ from probes.errors import ConfigError
 from probes.protocol import ProtocolWords, number_shaping, protocol_words, recipe_changes
 from probes.results import CACHED_PROTOCOL
 from probes.run_identity import make_run_id
+from probes.runtime import device_type
 
 
 @dataclass(frozen=True)
@@ -119,15 +118,6 @@ def default_config_for(source: Optional[str], version: Optional[str] = None,
     return published_config_for(encoder.published_architecture, image_size)
 
 
-def _device_type(device: Optional[str]) -> str:
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        return torch.device(device).type
-    except RuntimeError:
-        raise ConfigError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
-
-
 def _real(path: Path) -> str:
     return os.path.realpath(path.expanduser())
 
@@ -174,7 +164,7 @@ def plan_classify(cfg: ClassifyConfig, encoder: Optional[ResolvedEncoder] = None
     if encoder is None:
         encoder = resolve_encoder(str(source), version=cfg.encoder.version if cfg.encoder.source else None,
                                   weights=cfg.encoder.weights, revision=cfg.encoder.revision)
-    device = _device_type(cfg.runtime.device)
+    device = device_type(cfg.runtime.device)
     values = resolved_values(cfg, encoder, device)
     blocks = int(values["encoder"]["num_layers"])
     layers = tuple(parse_layers(cfg.probe.layers, blocks))
