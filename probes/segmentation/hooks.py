@@ -32,6 +32,7 @@ class ProbeCheckpointHook(Hook):
     """
 
     priority = "VERY_LOW"
+    shapes_numbers = False   # a run's identity and protocol words leave it out (settings.shaping_hooks)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Trim frozen weights; record the RNG state and planned iterations."""
@@ -74,6 +75,7 @@ class EvaluationHistoryHook(Hook):
     """
 
     priority = "LOW"
+    shapes_numbers = False   # a run's identity and protocol words leave it out (settings.shaping_hooks)
 
     def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
         """Append this evaluation to the history."""
@@ -96,6 +98,7 @@ class NonFiniteLossHook(Hook):
     """Stops training at the first non-finite loss, naming the step, the loss term and the likely cause."""
 
     priority = "VERY_HIGH"
+    shapes_numbers = False   # a run's identity and protocol words leave it out (settings.shaping_hooks)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         """Raise TrainingDivergedError when any logged loss term is NaN or infinite."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -12,11 +12,12 @@ import torch
 
 from probes.config_files import apply_options, config_dir, load_file
 from probes.errors import ConfigError, DatasetError
-from probes.protocol import ProtocolWords
+from probes.encoders.resolved import ResolvedEncoder, resolve_encoder
+from probes.protocol import ProtocolWords, number_shaping, recipe_changes
 from probes.results import MODES, SEGMENTATION_COLUMNS, append_rows, run_finished
-from probes.run_identity import check_rerun, make_run_id
+from probes.run_identity import check_rerun, make_run_id, plan_json, write_plan
+from probes.runtime import device_type
 from probes.segmentation import settings
-from probes.encoders import EncoderInfo, describe_source
 from probes.segmentation.datasets import DatasetSpec, check_dataset, dataset_spec, resolve_root
 
 log = logging.getLogger(__name__)
@@ -51,17 +52,32 @@ class SegmentOptions:
 
 @dataclass(frozen=True)
 class SegmentPlan:
-    """A resolved run: its mmengine config and the facts its result row states."""
+    """A resolved run: its mmengine config, the facts its row states, its identity and its protocol words."""
 
     cfg: Any
     dataset: DatasetSpec
-    encoder: EncoderInfo
+    encoder: ResolvedEncoder
     config_path: Path
+    published_config: Path
     total_batch: int
     crop: int
     iters: int
+    device: str
+    precision: str
+    data_root: str
+    values: dict
     protocol: ProtocolWords
     run_id: str
+
+    def as_dict(self) -> dict:
+        """The plan as plain data: what `--print-config json` prints and the run writes into its folder."""
+        return {"run_id": self.run_id, **self.protocol.as_row(), "config_file": str(self.config_path),
+                "published_config": str(self.published_config),
+                "encoder": {"source": self.encoder.canonical, "fingerprint": self.encoder.fingerprint,
+                            "version": self.encoder.version_label, "random_weights": self.encoder.random_weights},
+                "dataset": self.dataset.name, "data_root": self.data_root, "device": self.device,
+                "precision": self.precision, "total_batch": self.total_batch, "crop": self.crop,
+                "iters": self.iters, "config": self.cfg.to_dict()}
 
 
 def default_config(dataset: str, mode: str, version: Optional[str]) -> Path:
@@ -92,12 +108,67 @@ def _add_strategy(cfg: Any, strategy: str) -> None:
     cfg.merge_from_dict(shard.to_dict())
 
 
+def _resolved_cfg(opts: SegmentOptions, encoder: ResolvedEncoder, spec: DatasetSpec, root: Optional[Path],
+                  path: Path) -> Any:
+    """The config a run executes: the file, the strategy, data, crop, schedule, batch and options, then the encoder."""
+    info = encoder.info
+    cfg = load_file(path)
+    cfg.model.backbone.source = opts.encoder
+    cfg.model.backbone.revision = opts.revision
+    _add_strategy(cfg, opts.strategy)
+    settings.set_data(cfg, spec, root, opts.workers)
+    crop = opts.crop_size or (settings.published_crop(info.patch_size)
+                              if info.patch_size != settings.recipe()["patch"] else None)
+    if crop is not None:
+        settings.set_crop(cfg, crop, info.patch_size)
+    if opts.iters is not None:
+        settings.set_iters(cfg, opts.iters)
+    if opts.batch_size is not None:
+        cfg.train_dataloader.batch_size = opts.batch_size
+    options = dict(opts.cfg_options or {})
+    user_hooks = options.pop("custom_hooks", None)
+    settings.check_not_template(options)
+    apply_options(cfg, options, module_kwargs_open=True)
+    settings.check_module_kwargs(cfg, options)
+    if user_hooks:
+        # A user's hooks are added after the suite's own (checkpointing, evaluation history, the non-finite
+        # stop), which an override can never remove.
+        cfg.custom_hooks = [*cfg.get("custom_hooks", []), *(user_hooks if isinstance(user_hooks, (list, tuple))
+                                                            else [user_hooks])]
+    settings.check_mode(cfg, opts.mode, path)
+    settings.fill_encoder(cfg, opts.mode, info)
+    settings.check_crop(cfg.model.test_cfg.crop_size[0], info.patch_size)
+    _check_options_kept(cfg, options, info.patch_size)
+    return cfg
+
+
+def _check_options_kept(cfg: Any, options: dict, patch: int) -> None:
+    """An override that filling from the encoder replaced would run silently without it: refuse it instead."""
+    for key, value in options.items():
+        kept = settings.lookup(cfg.to_dict(), key)
+        same = (list(kept) if isinstance(kept, tuple) else kept) == (list(value) if isinstance(value, tuple)
+                                                                     else value)
+        if not same and not isinstance(value, dict):
+            raise ConfigError(f"--cfg-options {key}={value!r} is set from the encoder (patch {patch}) to {kept!r}; "
+                              "it cannot be overridden (use --crop-size or another encoder)")
+
+
+def _values(cfg: Any, encoder: ResolvedEncoder, root: str, device: str) -> dict:
+    """Every resolved value of a run, with the encoder and data named by what they are, not their spelling."""
+    resolved = {k: v for k, v in cfg.to_dict().items() if k not in settings.TEMPLATES}
+    resolved["custom_hooks"] = settings.shaping_hooks(resolved.get("custom_hooks"))
+    return {**resolved, "effective": {"precision": "bf16" if device == "cuda" else "fp32", "device": device},
+            "identity": {"encoder": encoder.canonical, "weights": encoder.fingerprint or encoder.canonical,
+                         "data": root}}
+
+
 def plan_segmentation(opts: SegmentOptions, check_data: bool = True) -> SegmentPlan:
-    """The resolved config of a run (no weights are read; data folders are checked when `check_data`)."""
+    """The resolved run (no weights are read; data folders are checked when `check_data`)."""
     if opts.mode not in MODES:
         raise ConfigError(f"--mode {opts.mode!r} is not one of {', '.join(MODES)}")
     spec = dataset_spec(opts.dataset)
-    info = describe_source(opts.encoder, revision=opts.revision)
+    encoder = resolve_encoder(opts.encoder, revision=opts.revision)
+    info = encoder.info
     if opts.crop_size is not None:
         settings.check_crop(opts.crop_size, info.patch_size)
     root = None
@@ -106,42 +177,34 @@ def plan_segmentation(opts: SegmentOptions, check_data: bool = True) -> SegmentP
             raise ConfigError("--data is required to train (only --print-config works without it)")
         root = resolve_root(spec, Path(opts.data))
         check_dataset(spec, root)
-    path = Path(opts.config) if opts.config else default_config(spec.key, opts.mode, info.config_version)
+    published_path = default_config(spec.key, opts.mode, encoder.published_architecture)
+    path = Path(opts.config) if opts.config else published_path
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    cfg = load_file(path)
-    cfg.model.backbone.source = opts.encoder
-    cfg.model.backbone.revision = opts.revision
-    _add_strategy(cfg, opts.strategy)
-    settings.set_data(cfg, spec, root, opts.workers)
-    crop = opts.crop_size or (settings.published_crop(info.patch_size)
-                              if info.patch_size != settings.RECIPE["patch"] else None)
-    if crop is not None:
-        settings.set_crop(cfg, crop, info.patch_size)
-    if opts.iters is not None:
-        settings.set_iters(cfg, opts.iters)
-    if opts.batch_size is not None:
-        cfg.train_dataloader.batch_size = opts.batch_size
-    apply_options(cfg, opts.cfg_options, module_kwargs_open=True)
-    settings.check_mode(cfg, opts.mode, path)
-    settings.fill_encoder(cfg, opts.mode, info)
+    cfg = _resolved_cfg(opts, encoder, spec, root, path)
     crop = cfg.model.test_cfg.crop_size[0]
-    settings.check_crop(crop, info.patch_size)
     total_batch = int(cfg.train_dataloader.batch_size)
     world = _world_size(opts.launcher)
     if total_batch % world:
         raise ConfigError(f"the total batch {total_batch} does not split over {world} processes; "
                           "change --batch-size")
     iters = int(cfg.train_cfg.max_iters)
-    protocol = settings.protocol_of(cfg, iters, crop, total_batch, info.patch_size, opts.cfg_options,
-                                    opts.config, opts.protocol_label)
-    # The run's identity follows everything that shapes its numbers (resolved config, encoder weights).
-    shaping = {"config": settings.run_defining(cfg), "encoder": opts.encoder, "fingerprint": getattr(info, "fingerprint", ""), "world_batch": total_batch}
-    run_id = make_run_id(info.version if info.version != "custom" else Path(opts.encoder).name,
-                         [spec.key, opts.mode, f"{crop}px"], shaping)
+    device = device_type(opts.device)
+    data_root = os.path.realpath(root) if root is not None else (
+        os.path.realpath(Path(opts.data).expanduser()) if opts.data is not None else "")
+    values = _values(cfg, encoder, data_root, device)
+    # The plan the published recipe gives for this encoder: its own config, no option, the recipe's device.
+    published_opts = replace(opts, config=None, cfg_options={}, iters=None, batch_size=None, crop_size=None,
+                             strategy="none")
+    published = _values(_resolved_cfg(published_opts, encoder, spec, root, published_path), encoder, data_root,
+                        "cuda")
+    protocol = settings.protocol_words_of(cfg, recipe_changes(values, published), info.patch_size, crop,
+                                          opts.protocol_label, encoder.random_weights)
+    run_id = make_run_id(encoder.name, [spec.key, opts.mode, f"{crop}px"], number_shaping(values))
     # Config batch sizes are totals (the recipe's 16); mmengine's loaders take per-process sizes.
     cfg.train_dataloader.batch_size = total_batch // world
-    return SegmentPlan(cfg, spec, info, path, total_batch, crop, iters, protocol, run_id)
+    return SegmentPlan(cfg, spec, encoder, path, published_path, total_batch, crop, iters, device,
+                       values["effective"]["precision"], data_root, values, protocol, run_id)
 
 
 def _walk_norms(node: Any, old: str, new: str) -> None:
@@ -221,25 +284,28 @@ def _count_trainable(model: Any) -> int:
     return local
 
 
-def _prepare_runtime(opts: SegmentOptions) -> str:
+def _prepare_runtime(opts: SegmentOptions, require_device: bool = True) -> str:
     from probes.runtime import resolve_device
     from probes.segmentation.datasets import register_transforms
     from probes.segmentation.mm_compat import import_mmseg
 
-    device = resolve_device(opts.device).type
+    # --print-config may plan for a CUDA run on a machine without one; a run needs the device.
+    device = resolve_device(opts.device).type if require_device else device_type(opts.device)
     import_mmseg()
     register_transforms()
     return device
 
 
 def print_config(opts: SegmentOptions, fmt: str = "py") -> str:
-    """The fully resolved config of a run (blocks, widths, mean/std filled in), without weights or data."""
+    """The run's plan (the resolved config with blocks, widths, mean/std filled in), without weights or data."""
     from probes.config_files import dump_config
 
-    device = _prepare_runtime(opts)
+    device = _prepare_runtime(opts, require_device=False)
     plan = plan_segmentation(opts, check_data=opts.data is not None)
     plan.cfg.launcher = opts.launcher
     _configure_device(plan.cfg, device, opts.mode)
+    if fmt == "json":
+        return plan_json(plan.as_dict()).rstrip("\n")
     plan.cfg.run_id = plan.run_id
     plan.cfg.protocol = plan.protocol.as_row()
     return dump_config(plan.cfg, fmt)
@@ -253,10 +319,15 @@ def run_segmentation(opts: SegmentOptions) -> dict:
     cfg.launcher = opts.launcher
     _configure_device(cfg, device, opts.mode)
     results = Path(opts.out) / RESULT_FILE
-    if check_rerun(plan.run_id, run_finished(results, plan.run_id), opts.resume, opts.overwrite, str(results)):
+    work_dir = Path(opts.out) / plan.run_id
+    marker = work_dir / "last_checkpoint"
+    if check_rerun(plan.run_id, run_finished(results, plan.run_id), opts.resume, opts.overwrite, str(results),
+                   interrupted=marker if marker.is_file() else None):
         log.info("run %s is already finished in %s: nothing to do", plan.run_id, results)
         return {}
-    work_dir = Path(opts.out) / plan.run_id
+    if opts.overwrite and marker.is_file() and not opts.resume:
+        marker.unlink()   # --overwrite starts the run again from iteration 0
+    write_plan(work_dir / "plan.json", plan.as_dict())
     cfg.work_dir = str(work_dir)
     predictions = f"predictions/{plan.run_id}.npz"
     # Same numbers as the released IoUMetric, plus each image's counts for intervals and comparisons.
@@ -289,7 +360,7 @@ def run_segmentation(opts: SegmentOptions) -> dict:
         raise DatasetError(message) from None
     row = segmentation_row(opts, plan, history, _count_trainable(runner.model),
                            n_images=len(runner.val_dataloader.dataset), iters=runner.iter,
-                           precision="bf16" if device == "cuda" else "fp32", predictions=predictions)
+                           precision=plan.precision, predictions=predictions)
     from mmengine.dist import is_main_process
 
     if is_main_process():
@@ -306,7 +377,7 @@ def segmentation_row(opts: SegmentOptions, plan: SegmentPlan, history: list[dict
     final = history[-1]
     best = max(history, key=lambda h: h["mIoU"])
     return {
-        "run_id": plan.run_id, "encoder": opts.encoder, "encoder_version": plan.encoder.version,
+        "run_id": plan.run_id, "encoder": plan.encoder.canonical, "encoder_version": plan.encoder.version_label,
         "dataset": plan.dataset.name, "mode": opts.mode, "mIoU": round(final["mIoU"], 2),
         "best_mIoU": round(best["mIoU"], 2), "best_iter": best["iter"], "aAcc": round(final.get("aAcc", float("nan")), 2),
         "mAcc": round(final.get("mAcc", float("nan")), 2), "n_images": n_images,

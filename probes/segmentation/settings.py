@@ -1,36 +1,132 @@
 """Fill a segmentation config from the encoder and the CLI choices (crop, iters, data), and name the protocol."""
 from __future__ import annotations
 
-import re
+import functools
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 from probes.errors import ConfigError
 from probes.protocol import ProtocolWords, protocol_words
 from probes.segmentation.datasets import DatasetSpec
 from probes.encoders import EncoderInfo
 
-# The released recipe (all 30 InternVL-MMDetSeg configs): what a row's `protocol` is measured against.
-RECIPE = {"iters": 80000, "crop": 504, "batch": 16, "warmup": 1500, "stride": 322, "patch": 14}
-# Keys that cannot change a result (loading, logging, hooks, checkpoint and validation cadence): they are
-# not protocol changes and not part of a run's identity.
-_NO_EFFECT = re.compile(r"(num_workers|persistent_workers|pin_memory|^default_hooks|^custom_hooks|^log_|^visualizer"
-                        r"|^vis_backends|^env_cfg|^train_cfg\.val_interval$|^work_dir$|^launcher$|^resume$"
-                        r"|^load_from$|^custom_imports$)")
+
+@functools.lru_cache(maxsize=None)
+def recipe() -> dict[str, int]:
+    """The released recipe's sizes, read from the shipped generic config (never restated in code).
+
+    `iters`, `crop`, `stride`, total `batch`, `warmup` iterations and the `patch` its sizes are multiples of.
+    """
+    from probes.config_files import config_dir, load_file
+
+    cfg = load_file(config_dir("segmentation") / "ade20k_head.py")
+    divisor = [t["size_divisor"] for t in cfg.val_dataloader.dataset.pipeline if t["type"] == "ResizeToMultiple"]
+    # mmengine's LinearLR reaches its end factor at step `end - 1` (schedule_80k.py).
+    return {"iters": int(cfg.train_cfg.max_iters), "crop": int(cfg.model.test_cfg.crop_size[0]),
+            "stride": int(cfg.model.test_cfg.stride[0]), "batch": int(cfg.train_dataloader.batch_size),
+            "warmup": int(cfg.param_scheduler[0]["end"]) - 1, "patch": int(divisor[0])}
 
 
-def run_defining(cfg: Any) -> dict:
-    """The resolved config without the keys that cannot change a result (a run's identity hashes this)."""
-    def keep(node: Any, prefix: str) -> Any:
-        if isinstance(node, Mapping):
-            return {k: keep(v, f"{prefix}{k}.") for k, v in node.items() if not _NO_EFFECT.search(f"{prefix}{k}")}
-        return node
-    return keep(cfg.to_dict(), "")
+# Top-level names a config file uses to build its loaders and model: after loading, the run reads the copies
+# (the right-hand keys), so an override of the template would change nothing and is refused.
+TEMPLATES = {"train_pipeline": "train_dataloader.dataset.pipeline",
+             "test_pipeline": "val_dataloader.dataset.pipeline", "crop_size": "--crop-size",
+             "data_root": "--data", "dataset_type": "train_dataloader.dataset.type",
+             "data_preprocessor": "model.data_preprocessor", "norm_cfg": "model.decode_head.norm_cfg"}
+
+
+def check_not_template(keys: Any) -> None:
+    """An override of a template name is a one-line error naming what the run reads instead."""
+    for key in keys:
+        root = str(key).split(".")[0]
+        if root in TEMPLATES:
+            raise ConfigError(f"--cfg-options {key}: `{root}` is the config file's template, copied when the file "
+                              f"loads; the run reads {TEMPLATES[root]} (override that instead)")
+
+
+def check_module_kwargs(cfg: Any, keys: Any) -> None:
+    """An override of a module's argument its class does not take is a one-line error now, not at build time."""
+    import inspect
+
+    import mmseg.registry as registries
+
+    from probes.segmentation.mm_compat import import_mmseg
+
+    import_mmseg()   # our own modules (ProbeEncoder, hooks) registered too
+    tree = cfg.to_dict()
+    for key in keys:
+        parent, _, name = str(key).rpartition(".")
+        # Only modules MODELS builds from their dict as it stands: `*_cfg` dicts (norm_cfg) and the optimizer
+        # wrapper go through builders that take keys of their own (requires_grad, constructor, paramwise_cfg).
+        if not parent.startswith("model") or parent.endswith("_cfg"):
+            continue
+        try:
+            module = lookup(tree, parent) if parent else tree
+        except (KeyError, IndexError, ValueError, TypeError):
+            continue
+        if not (isinstance(module, dict) and isinstance(module.get("type"), str)):
+            continue
+        accepted = [_arguments(c) for c in (getattr(registries, n).get(module["type"]) for n in dir(registries)
+                                            if n.isupper()) if inspect.isclass(c)]
+        if accepted and not any(a is None or name in a for a in accepted):
+            raise ConfigError(f"--cfg-options {key}: {module['type']} takes no argument {name!r} "
+                              f"(it takes {', '.join(sorted(accepted[0]))})")
+
+
+def _arguments(cls: type) -> Optional[set[str]]:
+    """The keyword arguments a class's constructor takes, following `**kwargs` up its bases (None: any).
+
+    A constructor that takes `**kwargs` hands them to its base (mmseg's heads to BaseDecodeHead), so the
+    names accumulate until a constructor without `**kwargs`.
+    """
+    import inspect
+
+    import torch
+
+    names: set[str] = set()
+    for base in cls.__mro__:
+        if base in (object, torch.nn.Module) or "__init__" not in vars(base):
+            continue
+        params = inspect.signature(base.__init__).parameters
+        names |= {n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return names
+    return None   # `**kwargs` all the way up: what it accepts is not knowable from signatures
+
+
+def shaping_hooks(hooks: Any) -> list:
+    """The hooks that can change a run's numbers: all but those whose class says `shapes_numbers = False`.
+
+    The suite's own hooks (checkpointing, evaluation history, the non-finite stop) only save, record or stop;
+    a user's hook (EMAHook, ...) is taken to shape the numbers unless its class says otherwise.
+    """
+    from mmseg.registry import HOOKS
+
+    from probes.segmentation.mm_compat import import_mmseg
+
+    import_mmseg()
+    kept = []
+    for hook in hooks or []:
+        kind = hook.get("type") if isinstance(hook, dict) else hook
+        cls = HOOKS.get(kind) if isinstance(kind, str) else kind
+        if cls is None:
+            raise ConfigError(f"custom_hooks: no hook type {kind!r} is registered (a typo, or its module is "
+                              "missing from custom_imports)")
+        if getattr(cls, "shapes_numbers", True):
+            kept.append(hook)
+    return kept
+
+
+def lookup(tree: Any, key: str) -> Any:
+    """The value at a dotted key, list items by index (`param_scheduler.1.end`)."""
+    for part in key.split("."):
+        tree = tree[int(part)] if isinstance(tree, (list, tuple)) else tree[part]
+    return tree
 
 
 def published_crop(patch: int) -> int:
-    """The recipe's 504 crop for patch 14; for another patch size the nearest multiple (512 for 16)."""
-    return max(patch, round(RECIPE["crop"] / patch) * patch)
+    """The recipe's crop (504 for patch 14); for another patch size the nearest multiple (512 for 16)."""
+    return max(patch, round(recipe()["crop"] / patch) * patch)
 
 
 def check_crop(crop: int, patch: int) -> None:
@@ -62,7 +158,8 @@ def set_crop(cfg: Any, crop: int, patch: int) -> None:
             t["crop_size"] = (crop, crop)
         elif t["type"] == "ResizeShortestEdge":
             t["scale"] = crop
-    stride = max(1, round(crop * RECIPE["stride"] / RECIPE["crop"]))
+    sizes = recipe()
+    stride = max(1, round(crop * sizes["stride"] / sizes["crop"]))
     cfg.model.test_cfg.update(crop_size=(crop, crop), stride=(stride, stride))
     cfg.model.backbone.input_size = crop
 
@@ -71,7 +168,8 @@ def set_iters(cfg: Any, iters: int) -> None:
     """Shorten (or lengthen) the schedule keeping its shape: warm-up scales with the run."""
     if iters <= 0:
         raise ConfigError(f"--iters {iters} must be positive")
-    warmup = max(1, min(iters - 1, round(RECIPE["warmup"] * iters / RECIPE["iters"])))
+    sizes = recipe()
+    warmup = max(1, min(iters - 1, round(sizes["warmup"] * iters / sizes["iters"])))
     cfg.train_cfg.max_iters = iters
     warm, poly = cfg.param_scheduler
     # mmengine's Linear/Poly schedulers reach their end value at step `end - 1` (schedule_80k.py).
@@ -156,23 +254,15 @@ def check_mode(cfg: Any, mode: str, config_path: Path) -> None:
                           f"which does not fit --mode {mode}")
 
 
-def protocol_of(cfg: Any, iters: int, crop: int, batch: int, patch: int, cfg_options: Mapping[str, Any],
-                user_config: Optional[Path] = None, label: Optional[str] = None) -> ProtocolWords:
-    """The row's `protocol` (published | modified, or `label`) and notes naming the recipe and every change."""
+def protocol_words_of(cfg: Any, changes: list[str], patch: int, crop: int, label: Optional[str] = None,
+                      random_weights: bool = False) -> ProtocolWords:
+    """The row's `protocol` and notes: which recipe was compared with, and every change from its plan."""
     source = cfg.get("recipe_source")
     facts = [f"released recipe {source}" if source else
              "InternViT-6B recipe applied by this suite (no recipe was released for this encoder)"]
-    changes = [f"user config {user_config}"] if user_config is not None else []
-    expected_crop = published_crop(patch)
-    if patch != RECIPE["patch"] and crop == expected_crop:
-        facts.append(f"crop {crop}: the recipe's {RECIPE['crop']} at the nearest multiple of patch {patch}")
-    for name, value, recipe in (("iters", iters, RECIPE["iters"]), ("crop", crop, expected_crop),
-                                ("batch", batch, RECIPE["batch"])):
-        if value != recipe:
-            changes.append(f"{name} {value} (recipe {recipe})")
+    sizes = recipe()
+    if patch != sizes["patch"] and crop == published_crop(patch):
+        facts.append(f"crop {crop}: the recipe's {sizes['crop']} at the nearest multiple of patch {patch}")
     if cfg.optim_wrapper.get("paramwise_cfg", {}).get("exempt_embeddings_from_decay"):
-        changes.append("exempt_embeddings_from_decay (released runs decay pos/cls embeddings)")
-    changed = {k: v for k, v in (cfg_options or {}).items() if not _NO_EFFECT.search(k)}
-    if changed:
-        changes.append("cfg-options " + ",".join(f"{k}={v}" for k, v in sorted(changed.items())))
-    return protocol_words(changes, facts, label)
+        facts.append("exempt_embeddings_from_decay: the released runs decay the position embedding and class token")
+    return protocol_words(changes, facts, label, random_weights=random_weights)

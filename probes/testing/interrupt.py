@@ -14,6 +14,7 @@ class KillAfterIterHook(Hook):
     """Raises SimulatedKill right after iteration `at` (after the checkpoint hook saved it)."""
 
     priority = "LOWEST"
+    shapes_numbers = False   # a killed run and its resumed rerun are one run
 
     def __init__(self, at: int) -> None:
         self.at = at

@@ -224,22 +224,3 @@ def test_bf16_stored_frozen_encoder_still_returns_float32_maps(tiny_encoder: Pat
     assert next(backbone.encoder.parameters()).dtype == torch.bfloat16
     maps = backbone(torch.randn(1, 3, 56, 56))
     assert [m.dtype for m in maps] == [torch.float32] * 2 and all(torch.isfinite(m).all() for m in maps)
-
-
-def test_protocol_word_and_notes():
-    from probes.segmentation.settings import protocol_of
-
-    released = Config.fromfile(str(CONFIGS / "InternViT-6B-224px" / "ade20k_head.py"))
-    word = protocol_of(released, 80000, 504, 16, 14, {})
-    assert word.protocol == "published" and word.notes.startswith("released recipe OpenGVLab/InternVL-MMDetSeg")
-    changed = protocol_of(released, 100, 504, 16, 14, {})
-    assert changed.protocol == "modified" and "iters 100 (recipe 80000)" in changed.notes
-    generic = Config.fromfile(str(CONFIGS / "ade20k_head.py"))
-    assert "no recipe was released" in protocol_of(generic, 80000, 504, 16, 14, {}).notes
-    patch16 = protocol_of(generic, 80000, 512, 16, 16, {})
-    assert patch16.protocol == "published" and "crop 512: the recipe's 504 at the nearest multiple of patch 16" \
-        in patch16.notes
-    demo = protocol_of(generic, 100, 56, 2, 14, {}, label="demo")
-    assert demo.protocol == "demo" and demo.notes.startswith("demo run (modified recipe otherwise)")
-    released.optim_wrapper.paramwise_cfg.exempt_embeddings_from_decay = True
-    assert protocol_of(released, 80000, 504, 16, 14, {}).protocol == "modified"

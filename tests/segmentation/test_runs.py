@@ -44,7 +44,9 @@ def test_six_runs_append_one_row_each(dataset: str, mode: str, tiny_encoder: Pat
     assert int(saved["n_images"]) == 2 and int(saved["iters"]) == 2 and int(saved["crop_size"]) == 56
     assert 0.0 <= float(saved["mIoU"]) <= 100.0 and 0.0 <= float(saved["aAcc"]) <= 100.0
     assert saved["protocol"] == "modified"
-    assert "iters 2 (recipe 80000)" in saved["protocol_notes"] and "crop 56 (recipe 504)" in saved["protocol_notes"]
+    notes = saved["protocol_notes"]
+    assert "train_cfg.max_iters=2 (published: 80000)" in notes
+    assert "model.test_cfg.crop_size=[56, 56] (published: [504, 504])" in notes
     assert "no recipe was released" in saved["protocol_notes"] and saved["encoder_version"] == "custom"
     assert int(saved["trainable_params"]) == row["trainable_params"] > 0
     for key in ("encoder", "encoder_version", "date", "protocol", "trainable_params"):
@@ -91,8 +93,8 @@ def test_rows_accumulate_in_one_csv(tiny_encoder: Path, ade20k: Path, tmp_path: 
     tiny_run(tiny_encoder, "ade20k", ade20k, "linear", out, iters=1, cfg_options={"randomness.seed": 1})
     rows = list(csv.DictReader(open(out / "segmentation.csv")))
     assert len(rows) == 2 and not list(out.glob(".tmp_*"))
-    assert "cfg-options randomness.seed=1" in rows[1]["protocol_notes"]
-    assert "cfg-options" not in rows[0]["protocol_notes"]
+    assert "randomness.seed=1 (published: " in rows[1]["protocol_notes"]
+    assert "randomness.seed" not in rows[0]["protocol_notes"] and rows[0]["run_id"] != rows[1]["run_id"]
 
 
 def test_a_diverging_run_stops_at_the_first_non_finite_loss(tiny_encoder: Path, ade20k: Path, tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ from .test_runs import tiny_run
 def _resolved(capsys, encoder: str, mode: str = "head") -> dict:
     assert main(["segment", "--encoder", encoder, "--dataset", "ade20k", "--mode", mode, "--device", "cpu",
                  "--print-config", "json"]) == 0
-    return json.loads(capsys.readouterr().out)
+    plan = json.loads(capsys.readouterr().out)
+    return {**plan["config"], "protocol": {k: plan[k] for k in ("protocol", "protocol_notes")}}
 
 
 def _transform(cfg: dict, loader: str, kind: str) -> dict:
@@ -36,7 +37,7 @@ def test_a_patch_16_encoder_gets_the_recipe_crop_at_its_patch_size(capsys) -> No
     assert _transform(cfg, "test_dataloader", "ResizeShortestEdge")["scale"] == 512
     assert _transform(cfg, "test_dataloader", "ResizeToMultiple")["size_divisor"] == 16
     assert cfg["model"]["backbone"]["input_size"] == 512
-    assert cfg["protocol"]["protocol"] == "published"
+    assert cfg["protocol"]["protocol"] == "random-weights"   # untagged: seeded random weights, never published
     assert "crop 512: the recipe's 504 at the nearest multiple of patch 16" in cfg["protocol"]["protocol_notes"]
 
 
