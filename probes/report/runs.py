@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from probes.encoders.versions import VERSIONS
-from probes.results import PUBLISHED_HEAD, STANDARD_PROTOCOL, prediction_head_name
+from probes.results import PUBLISHED_HEAD, RANDOM_WEIGHTS_PROTOCOL, STANDARD_PROTOCOL, prediction_head_name
 
 _TRUE = {"true", "1", "yes"}
 # Which head a classification cell scores (the `head` column of Table 14).
@@ -27,6 +27,18 @@ def encoder_base(row: Mapping) -> str:
     """An encoder's name in tables: its version, or for a user's own checkpoint its folder (or file) name."""
     version = str(row.get("encoder_version") or "")
     return version if version and version != "custom" else Path(str(row.get("encoder") or "")).name
+
+
+def _random_weights_named(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows of seeded random weights under `random:VERSION`, even those written before rows said so.
+
+    A random-weights row then never sits under a version's name nor meets its published cells.
+    """
+    if not len(rows):
+        return rows
+    version = rows["encoder_version"].fillna("").astype(str)
+    unnamed = (rows["protocol"] == RANDOM_WEIGHTS_PROTOCOL) & ~version.str.startswith(("random:", "timm:"))
+    return rows.assign(encoder_version=version.where(~unnamed, "random:" + version))
 
 
 def protocol_flag(row: Mapping) -> str:
@@ -58,7 +70,7 @@ def identify_classification_runs(rows: pd.DataFrame) -> pd.DataFrame:
     Rows name their run (`run_id`). Older rows without one: a run is (file, encoder, version, size, date).
     A run_id written by two invocations (one cell twice, at two dates) is split by date, never merged.
     """
-    rows = rows.copy()
+    rows = _random_weights_named(rows.copy())
     ids = rows["run_id"]
     fallback = ("old:" + rows["file"] + "|" + rows["encoder"] + "|" + rows["encoder_version"] + "|"
                 + rows["image_size"].map(_size_text) + "|" + rows["date"])
@@ -81,7 +93,7 @@ def identify_segmentation_runs(rows: pd.DataFrame) -> pd.DataFrame:
 
     The size suffix is the crop, shown only where one encoder's runs differ in it.
     """
-    rows = rows.copy()
+    rows = _random_weights_named(rows.copy())
     rows["run"] = rows["file"] + ":" + rows["line"].astype(str)
     rows["run_name"] = rows["run_id"].where(rows["run_id"] != "", rows["date"])
     bases = rows.apply(encoder_base, axis=1) if len(rows) else pd.Series(dtype=str)

@@ -29,9 +29,9 @@ def cls_rows(encoder, version, size, probe, scores, lr=0.1, selected="true", ema
 
 def seg_row(version, dataset, mode, miou, date="2026-11-25", encoder=None, **extra):
     """One segmentation row (one run)."""
-    return dict(encoder=encoder or f"/ckpt/{version}", encoder_version=version, dataset=dataset, mode=mode,
-                mIoU=miou, aAcc=80, mAcc=50, n_images=5, iters=80000, crop_size=504, batch_size=16,
-                trainable_params=1, protocol="published", protocol_notes="", config="x.py", date=date, **extra)
+    return {**dict(encoder=encoder or f"/ckpt/{version}", encoder_version=version, dataset=dataset, mode=mode,
+                   mIoU=miou, aAcc=80, mAcc=50, n_images=5, iters=80000, crop_size=504, batch_size=16,
+                   trainable_params=1, protocol="published", protocol_notes="", config="x.py", date=date), **extra}
 
 
 def write_csv(path, columns, rows):

@@ -151,3 +151,18 @@ def test_a_run_id_written_by_two_invocations_is_split_by_date_not_merged(tmp_pat
     linear = shown[shown.probe == "linear"].iloc[0]
     assert linear["encoder"] == f"{V25} (run 1)" and linear[list(TEST_SETS)].tolist() == list(LINEAR.values())
     assert set(_table(tmp_path / "out", "table14_other_runs").encoder) == {f"{V25} (run 2)"}
+
+
+@pytest.mark.parametrize("version", [V25, f"random:{V25}"])   # rows written before, and after, rows said so
+def test_random_weight_rows_never_sit_under_a_version_nor_beside_its_published_cells(version, tmp_path):
+    rows = _run("rnd", "2026-11-01T10:00:00Z", version=version, encoder=f"random:{V25}", protocol="random-weights")
+    write_csv(tmp_path / "r" / "classification_results.csv", CLASSIFICATION_COLUMNS, rows)
+    seg = [seg_row(version, d, m, 10.0, encoder=f"random:{V25}", protocol="random-weights", run_id=f"s-{d}-{m}")
+           for d in ("ADE20K", "COCO-Stuff") for m in ("linear", "head", "full")]
+    write_csv(tmp_path / "r" / "segmentation.csv", SEGMENTATION_COLUMNS, seg)
+    build_report(tmp_path / "r", tmp_path / "out")
+    t14 = _table(tmp_path / "out", "table14_classification")
+    assert set(t14.encoder) == {f"random:{V25}"} and set(t14.protocol) == {"random-weights"}
+    assert set(_table(tmp_path / "out", "table15_segmentation").encoder) == {f"random:{V25}"}
+    pairs_file = tmp_path / "out" / "tables" / "measured_vs_published.csv"
+    assert not pairs_file.exists() or pd.read_csv(pairs_file).empty
