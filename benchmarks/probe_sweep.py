@@ -73,8 +73,8 @@ def timed_epoch(trainer: SweepTrainer, source, epoch: int) -> float:
     """Wall time of one training epoch of ``trainer`` fed by ``source``."""
     loss = SoftTargetCrossEntropy()
     start = time.perf_counter()
-    for feats, soft in source.train_batches(epoch):
-        trainer.step(feats, soft, loss)
+    for feats, soft, keep in source.train_batches(epoch):
+        trainer.step(feats, soft, loss, keep)
     return time.perf_counter() - start
 
 

@@ -32,22 +32,24 @@ CLASSIFICATION_COLUMNS = (
     "n_images", "top1", "max_over_epochs_top1", "epochs", "image_size", "precision", "protocol",
     "protocol_notes", "subset", "selected", "heldout_top1", "n_skipped", "predictions", "date")
 # A run's per-epoch scores (`OUT/epochs/<run_id>.csv`): what the official loop logs after every epoch.
-EPOCH_COLUMNS = ("run_id", "epoch", "probe", "lr", "ema", "layer", "test_set", "top1")
+EPOCH_COLUMNS = ("run_id", "epoch", "probe", "head", "lr", "ema", "layer", "test_set", "top1")
 SEGMENTATION_COLUMNS = (
     "run_id", "encoder", "encoder_version", "dataset", "mode", "mIoU", "best_mIoU", "best_iter",
     "aAcc", "mAcc", "n_images", "iters", "crop_size", "batch_size", "trainable_params", "precision",
     "protocol", "protocol_notes", "config", "predictions", "date")
 
 
-def prediction_head_name(probe: str, lr: object, ema: object, layer: object) -> str:
+def prediction_head_name(probe: str, lr: object, ema: object, layer: object, grid_twin: bool = False) -> str:
     """How a row's head is named inside its run's classification side file, e.g. `linear_lr0.1_L24_raw`.
 
     `layer` is the row's `layer` column (the block counted from 1); `ema` True/False (or 'True'/'False').
+    The published head keeps the plain name; a grid head with the same probe, lr, weights and block (its
+    `grid_twin`, trained without the held-out images) is `..._raw_grid`.
     """
     is_ema = str(ema).strip().lower() in ("true", "1")
     lr_text = f"{float(lr):g}" if str(lr).strip() not in ("", "None", "nan") else "na"
     layer_text = str(int(float(layer))) if str(layer).strip() not in ("", "None", "nan") else "last"
-    return f"{probe}_lr{lr_text}_L{layer_text}_{'ema' if is_ema else 'raw'}"
+    return f"{probe}_lr{lr_text}_L{layer_text}_{'ema' if is_ema else 'raw'}" + ("_grid" if grid_twin else "")
 
 
 def append_rows(path: Path, rows: Iterable[Mapping[str, object]], columns: Sequence[str],

@@ -171,8 +171,8 @@ class CachedSource:
         self.targets = torch.as_tensor(train.targets)
         self.n_skipped = {name: int(len(s.valid) - len(s.valid_rows())) for name, s in stores.items()}
 
-    def train_batches(self, epoch: int) -> Iterator[Tuple[Features, torch.Tensor]]:
-        """One shuffled epoch of stored train features with label-smoothed targets."""
+    def train_batches(self, epoch: int) -> Iterator[Tuple[Features, torch.Tensor, None]]:
+        """One shuffled epoch of stored train features with label-smoothed targets (no held-out image in it)."""
         gen = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + epoch)
         order = self.train_rows[torch.randperm(len(self.train_rows), generator=gen).numpy()]
         mine = order[self.dist.rank::self.dist.world][: self.iters_per_epoch * self.batch]
@@ -181,7 +181,7 @@ class CachedSource:
             rows = np.sort(mine[start:start + self.batch])  # sorted rows read the memmap faster
             feats = store.read(rows, self.needs.pooled, self.needs.tokens, self.dist.device)
             targets = self.targets[rows].to(self.dist.device)
-            yield feats, mixup_target(targets, self.num_classes, 1.0, self.smoothing)
+            yield feats, mixup_target(targets, self.num_classes, 1.0, self.smoothing), None
 
     def eval_batches(self, image_set: ImageSet) -> Iterator[Tuple[Features, torch.Tensor]]:
         """Stored features of an evaluation split, sharded over ranks."""

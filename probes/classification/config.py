@@ -88,6 +88,7 @@ class TrainRecipe:
     mixup: float
     cutmix: float
     mixup_switch_prob: float
+    mixup_group: int
     smoothing: float
     scale: tuple
     ratio: tuple
@@ -255,5 +256,8 @@ def validate(cfg: ClassifyConfig) -> None:
         raise ConfigError("probe.num_classes must be 1000: every test set is scored on ImageNet-1K logits.")
     if cfg.train.precision not in PRECISIONS:
         raise ConfigError(f"train.precision is {cfg.train.precision!r}; use one of {', '.join(PRECISIONS)}.")
+    if cfg.train.mixup_group < 2 or cfg.train.mixup_group % 2:
+        raise ConfigError(f"train.mixup_group must be an even number of images (Mixup pairs them), "
+                          f"not {cfg.train.mixup_group!r}.")
     if not 0 < cfg.data.heldout_max_fraction < 1:
         raise ConfigError(f"data.heldout_max_fraction must be in (0, 1), not {cfg.data.heldout_max_fraction!r}.")

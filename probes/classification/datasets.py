@@ -339,6 +339,19 @@ def split_heldout(train: ImageSet, per_class: int, seed: int, train_per_class: O
     return pick("train", keep), pick("heldout", held)
 
 
+def with_heldout(train: ImageSet, heldout: ImageSet) -> Tuple[ImageSet, List[bool]]:
+    """Train and the held-out split as one training set (in file order), with each image's held-out flag.
+
+    The published head trains on every training image, as the official run; the flags keep the held-out
+    images out of the grid heads' losses.
+    """
+    files = sorted([(str(f), t, False) for f, t in zip(train.files, train.targets)]
+                   + [(str(f), t, True) for f, t in zip(heldout.files, heldout.targets)])
+    merged = ImageSet(train.name, train.root, [Path(f) for f, _, _ in files], [t for _, t, _ in files],
+                      subset=dict(train.subset))
+    return merged, [held for _, _, held in files]
+
+
 def limit_per_class(image_set: ImageSet, per_class: int) -> ImageSet:
     """The first `per_class` images of each class (a subset protocol, said in the rows)."""
     seen: Dict[int, int] = {}

@@ -75,13 +75,43 @@ def non_finite_features_message(encoder: nn.Module, images: torch.Tensor, featur
             " (likely an fp16 overflow: try train.precision=bf16 or fp32; or a bad checkpoint); no rows written")
 
 
+class GroupedMixup:
+    """timm's Mixup/CutMix applied to each group of `group` images of a batch, in place.
+
+    The official run calls its Mixup on each GPU's 16-image batch: one lambda and one CutMix box per 16
+    images, each image mixed with its mirror in the group. Drawing per group of the same size keeps that
+    granularity whatever the process batch (1,024 images on one GPU are 64 groups, not one draw).
+    """
+
+    def __init__(self, mixup: Mixup, group: int) -> None:
+        self.mixup, self.group = mixup, int(group)
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        soft = []
+        for chunk, labels in zip(images.split(self.group), targets.split(self.group)):
+            mixed, chunk_soft = self.mixup(chunk, labels)
+            if mixed.data_ptr() != chunk.data_ptr():   # timm mixes in place; never lose a copy if it did not
+                chunk.copy_(mixed)
+            soft.append(chunk_soft)
+        return images, torch.cat(soft)
+
+    def partners(self, flags: torch.Tensor) -> torch.Tensor:
+        """Each sample's flag OR its Mixup partner's (the mirror image in its group)."""
+        return flags | torch.cat([chunk.flip(0) for chunk in flags.split(self.group)])
+
+
 class LiveSource:
-    """Train and eval batches straight from the image files through the backbone."""
+    """Train and eval batches straight from the image files through the backbone.
+
+    `heldout` marks the training images that are also the held-out split: they pass the backbone with the
+    rest and feed the published heads only (`train_batches` yields which samples the grid heads may use).
+    """
 
     def __init__(self, encoder: nn.Module, train: ImageSet, pre: Preprocessing, recipe: TrainRecipe,
                  data: DataSpec, num_classes: int, dist: DistInfo, needs: FeatureNeeds,
-                 autocast: Callable[[], Any]) -> None:
+                 autocast: Callable[[], Any], heldout: Optional[Sequence[bool]] = None) -> None:
         self.encoder, self.pre, self.recipe, self.data = encoder, pre, recipe, data
+        self.heldout = None if heldout is None else torch.as_tensor(list(heldout), dtype=torch.bool)
         self.num_classes, self.dist, self.needs, self.autocast = num_classes, dist, needs, autocast
         self.batch = per_rank_batch(recipe.batch_size, dist.world, "train.batch_size")
         self.eval_batch = per_rank_batch(recipe.eval_batch_size or recipe.batch_size, dist.world,
@@ -93,9 +123,9 @@ class LiveSource:
                                           shuffle=True, seed=recipe.seed)
         self.iters_per_epoch = len(self.sampler) // self.batch
         use_mix = recipe.mixup > 0 or recipe.cutmix > 0
-        self.mixup = Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix,
-                           switch_prob=recipe.mixup_switch_prob, label_smoothing=recipe.smoothing,
-                           num_classes=num_classes) if use_mix else None
+        self.mixup = GroupedMixup(Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix,
+                                        switch_prob=recipe.mixup_switch_prob, label_smoothing=recipe.smoothing,
+                                        num_classes=num_classes), recipe.mixup_group) if use_mix else None
         self.n_skipped: Dict[str, int] = {}
 
     def _loader(self, dataset, batch: int, sampler, drop_last: bool, collate_fn: Callable) -> DataLoader:
@@ -118,8 +148,11 @@ class LiveSource:
         """Heads' inputs for a normalised device batch (`needs` defaults to the sweep's)."""
         return backbone_features(self.encoder, images, needs or self.needs, self.autocast)
 
-    def train_batches(self, epoch: int) -> Iterator[Tuple[Features, torch.Tensor]]:
-        """One epoch of (features, soft targets): Mixup/CutMix on the device batch, smoothing on labels."""
+    def train_batches(self, epoch: int) -> Iterator[Tuple[Features, torch.Tensor, Optional[torch.Tensor]]]:
+        """One epoch of (features, soft targets, grid mask): Mixup/CutMix per group, smoothing on labels.
+
+        The mask (None without held-out images) is False for a held-out image and for any image mixed with one.
+        """
         self.sampler.set_epoch(epoch)
         loader = self._loader(self.train_set, self.batch, self.sampler, drop_last=True,
                               collate_fn=self.paths.train_collate)
@@ -128,7 +161,11 @@ class LiveSource:
         for batch in batches:
             soft = batch["targets"] if self.mixup is not None else \
                 mixup_target(batch["targets"], self.num_classes, 1.0, self.recipe.smoothing)
-            yield self.features(batch["images"]), soft
+            keep = None
+            if self.heldout is not None:
+                held = self.heldout[torch.as_tensor(batch["indices"], dtype=torch.long)].to(soft.device)
+                keep = ~(self.mixup.partners(held) if self.mixup is not None else held)
+            yield self.features(batch["images"]), soft, keep
         self._count("train", batches)
 
     def eval_batches(self, image_set: ImageSet, needs: Optional[FeatureNeeds] = None

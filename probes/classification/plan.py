@@ -168,7 +168,7 @@ def plan_classify(cfg: ClassifyConfig, encoder: Optional[ResolvedEncoder] = None
     values = resolved_values(cfg, encoder, device)
     blocks = int(values["encoder"]["num_layers"])
     layers = tuple(parse_layers(cfg.probe.layers, blocks))
-    specs = head_specs(cfg.probe.probes, cfg.probe.head_lrs, layers)
+    specs = head_specs(cfg.probe.probes, cfg.probe.head_lrs, layers, cfg.probe.published_lr)
     probes = "+".join(p.replace("attention_pooling", "attn") for p in cfg.probe.probes)
     run_id = make_run_id(encoder.name, [f"{cfg.image.size}px", probes, "cached" if cfg.cached else "live"],
                          number_shaping(values))
@@ -178,7 +178,8 @@ def plan_classify(cfg: ClassifyConfig, encoder: Optional[ResolvedEncoder] = None
     facts = [f"recipe compared with {_name(reference)}" if reference else
              f"no published probe of this encoder's architecture: recipe compared with {_name(BASE_CONFIG)}",
              f"held-out split: {cfg.data.heldout_per_class} per class, at most {cfg.data.heldout_max_fraction:g}"
-             " of a class"]
+             " of a class, " + ("left out of every head's training (cached)" if cfg.cached else
+                                "left out of the grid heads' loss; the published head trains on every image")]
     if cfg.cached:
         facts.append("features cached once; heads trained on them with no augmentation")
     words = protocol_words(changes, facts, cfg.runtime.protocol_label, CACHED_PROTOCOL if cfg.cached else None,

@@ -20,9 +20,11 @@ def kept_heads(specs: Sequence[HeadSpec], chosen: Iterable[Tuple[str, bool]], pu
     """(head key, EMA?) -> side-file name, for the published head(s) and every held-out choice."""
     by_key = {s.key: s for s in specs}
     keep = {}
+    published_heads = {(by_key[k].probe, by_key[k].lr, e, by_key[k].layer) for k, e in published}
     for key, ema in [*published, *chosen]:
         spec = by_key[key]
-        keep[(key, ema)] = prediction_head_name(spec.probe, spec.lr, ema, spec.layer or last_layer)
+        twin = not spec.published and (spec.probe, spec.lr, ema, spec.layer) in published_heads
+        keep[(key, ema)] = prediction_head_name(spec.probe, spec.lr, ema, spec.layer or last_layer, twin)
     return keep
 
 

@@ -28,7 +28,8 @@ from probes.encoders import load_encoder, parse_source
 from probes.encoders.checkpoint import stored_float_dtypes
 from probes.errors import ConfigError, DatasetError
 from probes.io import write_atomic
-from probes.results import CLASSIFICATION_COLUMNS, EPOCH_COLUMNS, append_rows, run_finished
+from probes.results import (CLASSIFICATION_COLUMNS, EPOCH_COLUMNS, GRID_HEAD, PUBLISHED_HEAD, append_rows,
+                             run_finished)
 from probes.run_identity import check_rerun, write_plan
 from probes.runtime import autocast_for
 
@@ -113,21 +114,23 @@ def run_classify(cfg: ClassifyConfig, plan: Optional[ClassifyPlan] = None) -> Li
         raise ConfigError(f"the plan was made for {plan.device} but the run is on {dist.device.type}")
     encoder = load_probe_encoder(plan, storage_dtype(cfg.encoder, precision, dist.device, plan.encoder.source),
                                  dist.device)
-    specs = head_specs(cfg.probe.probes, cfg.probe.head_lrs, plan.extra_layers)
+    specs = head_specs(cfg.probe.probes, cfg.probe.head_lrs, plan.extra_layers, cfg.probe.published_lr)
     torch.manual_seed(cfg.train.seed)  # identical head init on every rank and every resume
     bank = HeadBank(specs, encoder.embed_dim, encoder.num_heads, encoder.num_prefix_tokens,
                     cfg.probe.num_classes, seed=cfg.train.seed).to(dist.device)
     autocast: Callable[[], Any] = lambda: autocast_for(dist.device, precision)  # noqa: E731 - fresh per use
     pre = plan.preprocessing
     _check_preprocessing(pre, encoder.data_config)
-    live = LiveSource(encoder, data.train, pre, cfg.train, cfg.data, cfg.probe.num_classes, dist, bank.needs, autocast)
+    # Live: every training image passes the backbone; the held-out ones feed only the published heads.
+    every_image, heldout_flags = ds.with_heldout(data.train, data.heldout)
+    live = LiveSource(encoder, every_image, pre, cfg.train, cfg.data, cfg.probe.num_classes, dist, bank.needs,
+                      autocast, heldout=heldout_flags)
     source, stores = live, {}
     if cfg.cached:
         source, stores = cached_source(cfg, encoder, data.train, data.heldout, data.tests, live, dist, bank.needs)
     elif live.iters_per_epoch == 0:
-        raise DatasetError(f"train at {data.train.root} has {len(data.train)} training images after the held-out "
-                           f"split took {len(data.heldout)}, fewer than one batch of {live.batch} per process "
-                           "(lower --batch-size or data.heldout_per_class).")
+        raise DatasetError(f"train at {data.train.root} has {len(every_image)} training images, fewer than one "
+                           f"batch of {live.batch} per process (lower --batch-size).")
     epochs = cfg.cache.epochs if cfg.cached else cfg.train.epochs
     model = bank if dist.world == 1 else nn.parallel.DistributedDataParallel(
         bank, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
@@ -162,7 +165,7 @@ def run_classify(cfg: ClassifyConfig, plan: Optional[ClassifyPlan] = None) -> Li
         rows += baseline_rows(facts, names, base_tests, base_heldout, skipped)
     if dist.is_main:
         chosen = select_heads(specs, heldout).values()
-        published = [(s.key, False) for s in specs if is_published(s, False, cfg.probe.published_lr)]
+        published = [(s.key, False) for s in specs if is_published(s, False)]
         keep = kept_heads(specs, chosen, published, encoder.num_layers)
         write_run_predictions(out / facts.predictions, tests, final[0], keep)
         write_epoch_scores(out / "epochs" / f"{run_id}.csv", run_id, specs, history)
@@ -208,7 +211,8 @@ def write_epoch_scores(path: Path, run_id: str, specs, history) -> None:
         for epoch, scores in sorted(history.by_epoch.items()):
             for (key, ema, score), top1 in sorted(scores.items()):
                 spec = by_key[key]
-                handle.write(f"{run_id},{epoch},{spec.probe},{spec.lr:g},{ema},{spec.layer or ''},{score},"
+                head = PUBLISHED_HEAD if spec.published else GRID_HEAD
+                handle.write(f"{run_id},{epoch},{spec.probe},{head},{spec.lr:g},{ema},{spec.layer or ''},{score},"
                              f"{top1:.3f}\n")
 
     write_atomic(path, write)
@@ -224,8 +228,10 @@ def log_summary(rows: Sequence[Mapping[str, Any]]) -> None:
                 continue
             sets = " ".join(f"{r['test_set']}={r['top1']:.2f}" for r in chosen)
             averages[(probe, kind)] = sum(r["top1"] for r in chosen) / len(chosen)
-            log.info("%s %s head (lr %s, ema %s, held-out %.2f): %s avg=%.2f", probe, kind, chosen[0]["lr"],
-                     chosen[0]["ema"], chosen[0]["heldout_top1"], sets, averages[(probe, kind)])
+            held = chosen[0]["heldout_top1"]
+            log.info("%s %s head (lr %s, ema %s, held-out %s): %s avg=%.2f", probe, kind, chosen[0]["lr"],
+                     chosen[0]["ema"], "not scored" if held is None else f"{held:.2f}", sets,
+                     averages[(probe, kind)])
     for kind in ("published", "selected"):
         if ("linear", kind) in averages and ("attention_pooling", kind) in averages:
             log.info("delta (attention_pooling - linear), %s heads = %+.2f", kind,

@@ -22,14 +22,21 @@ from probes.errors import TrainingDivergedError
 
 @dataclass(frozen=True)
 class HeadSpec:
-    """One head of the sweep: a probe type, its base lr (per 512 images) and the block it reads."""
+    """One head of the sweep: a probe type, its base lr (per 512 images) and the block it reads.
+
+    `published` marks the published head: it trains on every training image, as the official run does;
+    the grid heads leave the held-out images out of their loss, because the held-out split picks among them.
+    """
     probe: str
     lr: float
     layer: Optional[int] = None   # a block counted from 1; None = the last block in use
+    published: bool = False
 
     @property
     def key(self) -> str:
-        """A ModuleDict-safe name, e.g. ``linear_lr0p1`` or ``linear_lr0p1_L12``."""
+        """A ModuleDict-safe name, e.g. ``linear_lr0p1``, ``linear_lr0p1_L12`` or ``linear_published``."""
+        if self.published:
+            return f"{self.probe}_published"
         name = f"{self.probe}_lr{self.lr:g}".replace(".", "p").replace("-", "m")
         return name if self.layer is None else f"{name}_L{self.layer}"
 
@@ -55,9 +62,14 @@ class FeatureNeeds:
                    layers=tuple(sorted({s.layer for s in specs if s.layer is not None})))
 
 
-def head_specs(probes: Sequence[str], lrs: Sequence[float], layers: Sequence[int] = ()) -> List[HeadSpec]:
-    """Every probe type crossed with every learning rate; linear heads on each extra block too."""
-    specs = [HeadSpec(p, float(lr)) for p in probes for lr in lrs]
+def head_specs(probes: Sequence[str], lrs: Sequence[float], layers: Sequence[int] = (),
+               published_lr: Optional[float] = None) -> List[HeadSpec]:
+    """Every probe type crossed with every learning rate; linear heads on each extra block too.
+
+    With `published_lr`, each probe's published head comes first (trained on every image).
+    """
+    specs = [HeadSpec(p, float(published_lr), published=True) for p in probes] if published_lr is not None else []
+    specs += [HeadSpec(p, float(lr)) for p in probes for lr in lrs]
     specs += [HeadSpec("linear", float(lr), layer) for layer in layers for lr in lrs]
     return specs
 
@@ -111,6 +123,20 @@ class HeadBank(nn.Module):
                 for s in self.specs}
 
 
+def _kept_share(local: int, device: torch.device) -> float:
+    """The factor that makes DDP's average of per-process means the mean over every process's kept samples.
+
+    DDP averages gradients over W processes; a process keeping n of the K samples kept in all weights its
+    mean by n * W / K. One process: 1.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return 1.0
+    world = torch.distributed.get_world_size()
+    total = torch.tensor([float(local)], device=device)
+    torch.distributed.all_reduce(total)
+    return local * world / float(total.item()) if total.item() > 0 else 0.0
+
+
 class SweepTrainer:
     """Optimizers, schedules, clipping, loss scaling and EMA for a HeadBank; ``step`` updates every head."""
 
@@ -146,19 +172,35 @@ class SweepTrainer:
         self.ema = ModelEmaV3(bank, decay=ema_decay)
         self.clip_grad = clip_grad
         self.step_count = 0
+        self.published_keys = frozenset(s.key for s in bank.specs if s.published)
 
     @property
     def param_groups(self) -> List[dict]:
         """Every head's parameter group, in head order (its current lr, initial lr, name)."""
         return [opt.param_groups[0] for opt in self.optimizers.values()]
 
-    def step(self, feats: Mapping[str, torch.Tensor], soft_targets: torch.Tensor,
-             loss_fn: nn.Module) -> Dict[str, float]:
-        """One optimisation step of every head on the same features; returns each head's loss."""
+    def step(self, feats: Mapping[str, torch.Tensor], soft_targets: torch.Tensor, loss_fn: nn.Module,
+             grid_keep: Optional[torch.Tensor] = None) -> Dict[str, float]:
+        """One optimisation step of every head on the same features; returns each head's loss.
+
+        `grid_keep` (one bool per sample): the samples the grid heads learn from; the published heads learn
+        from all. None: every head learns from every sample.
+        """
         self.model.train()
         with self.autocast():
             logits = self.model(feats)
-        losses = {k: loss_fn(v.float(), soft_targets) for k, v in logits.items()}
+        # One host sync per step for the mask, not one per head.
+        kept = grid_keep.nonzero().squeeze(1) if grid_keep is not None else None
+        kept_targets = soft_targets.index_select(0, kept) if kept is not None and len(kept) else None
+        share = _kept_share(len(kept), soft_targets.device) if kept is not None else 1.0
+        losses = {}
+        for key, value in logits.items():
+            if kept is None or key in self.published_keys:
+                losses[key] = loss_fn(value.float(), soft_targets)
+            elif kept_targets is not None:
+                losses[key] = loss_fn(value.float().index_select(0, kept), kept_targets) * share
+            else:   # no sample a grid head may learn from in this batch: no gradient
+                losses[key] = value.float().sum() * 0.0
         stacked = torch.stack(list(losses.values()))
         finite = torch.isfinite(stacked).tolist()   # one device sync for every head
         for (key, loss), ok in zip(losses.items(), finite):
@@ -177,9 +219,11 @@ class SweepTrainer:
                 torch.nn.utils.clip_grad_norm_(self.bank.heads[key].parameters(), self.clip_grad)
             scaler.step(opt)
             scaler.update()
-        self.step_count += 1
+        # The official loop calls `lr_scheduler.step_update(epoch * num_steps + idx)` after step `idx`, so
+        # step k runs at the schedule's value for k - 1 (steps 0 and 1 both at the warm-up's start).
         for scheduler in self.schedulers.values():
             scheduler.step_update(self.step_count)
+        self.step_count += 1
         self.ema.update(self.bank)
         return dict(zip(losses, stacked.detach().tolist()))
 

@@ -1,7 +1,8 @@
 """The epoch loop shared by live (images → backbone → heads) and cached (stored features → heads) runs.
 
 Features come from a source object with two methods, so the loop does not care where they come from:
-``train_batches(epoch)`` yields ``(features, soft_targets)`` and ``eval_batches(image_set)`` yields
+``train_batches(epoch)`` yields ``(features, soft_targets, grid_keep)`` (the samples the grid heads learn
+from; None: all) and ``eval_batches(image_set)`` yields
 ``(features, indices)``. As the official loop, every test set can be scored after every epoch: the
 per-epoch top-1 is kept (its maximum is what the official log reports) and the final epoch's scores
 are the result.
@@ -39,7 +40,7 @@ class FeatureSource(Protocol):
     batch: int
     n_skipped: Dict[str, int]
 
-    def train_batches(self, epoch: int) -> Iterator[Tuple[Features, torch.Tensor]]: ...
+    def train_batches(self, epoch: int) -> Iterator[Tuple[Features, torch.Tensor, Optional[torch.Tensor]]]: ...
 
     def eval_batches(self, image_set: ImageSet) -> Iterator[Tuple[Features, torch.Tensor]]: ...
 
@@ -121,8 +122,8 @@ def train_sweep(trainer: SweepTrainer, source: FeatureSource, loss_fn: torch.nn.
         bar = Progress(source.train_batches(epoch), source.iters_per_epoch,
                        f"Epoch(train) [{epoch + 1}/{settings.epochs}]", settings.show_progress and dist.is_main,
                        settings.log_interval_s, images_per_step=source.batch * dist.world)
-        for feats, soft_targets in bar:
-            losses = trainer.step(feats, soft_targets, loss_fn)
+        for feats, soft_targets, grid_keep in bar:
+            losses = trainer.step(feats, soft_targets, loss_fn, grid_keep)
             bar.note(lr=max(trainer.current_lrs().values()), loss=min(losses.values()))
         last = epoch + 1 == settings.epochs
         if evaluate is not None and (settings.eval_every_epoch or last):

@@ -93,7 +93,7 @@ def read_result_file(path: Path) -> tuple[Optional[str], list[dict], list[Skippe
         with path.open(newline="") as handle:
             reader = csv.DictReader(handle)
             header = list(reader.fieldnames or [])
-            if header == list(EPOCH_COLUMNS):
+            if "epoch" in header and set(header) <= set(EPOCH_COLUMNS):   # also files from before `head`
                 return None, [], []   # a run's per-epoch scores: read by nobody here, and not a problem
             kind = _kind(header)
             if kind is None:

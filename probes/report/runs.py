@@ -127,9 +127,15 @@ LAYER_COLUMNS = ["run", "run_name", "group", "layer", "num_layers", "test_set", 
                  "prediction_head"]
 
 
-def _head_names(rows: pd.DataFrame) -> list[str]:
-    return [prediction_head_name(p, lr, ema, layer)
-            for p, lr, ema, layer in zip(rows["probe"], rows["lr"], rows["ema"], rows["layer"])]
+def _head_names(rows: pd.DataFrame, published: pd.DataFrame) -> list[str]:
+    """Side-file names of `rows`; a grid row with the published head's lr, weights and block is its twin."""
+    def key(frame: pd.DataFrame) -> list[tuple]:
+        return list(zip(frame["run"], frame["probe"], *(frame[c].astype(str) for c in ("lr", "ema", "layer"))))
+
+    twins = set(key(published[published["head"] == PUBLISHED_HEAD]))
+    return [prediction_head_name(p, lr, ema, layer, grid_twin=head != PUBLISHED_HEAD and k in twins)
+            for p, lr, ema, layer, head, k in zip(rows["probe"], rows["lr"], rows["ema"], rows["layer"],
+                                                  rows["head"], key(rows))]
 
 
 def head_cells(rows: pd.DataFrame) -> pd.DataFrame:
@@ -158,7 +164,7 @@ def head_cells(rows: pd.DataFrame) -> pd.DataFrame:
         used = used.drop_duplicates("test_set", keep="last")
         chosen = selected.drop_duplicates("test_set", keep="last").set_index("test_set")["top1"]
         cells.append(used.assign(head_used=kind, selected_top1=used["test_set"].map(chosen).astype(float),
-                                 order=used["order"].min(), prediction_head=_head_names(used)))
+                                 order=used["order"].min(), prediction_head=_head_names(used, published)))
     return pd.concat(cells)[CELL_COLUMNS] if cells else pd.DataFrame(columns=CELL_COLUMNS)
 
 
@@ -185,4 +191,4 @@ def layer_cells(rows: pd.DataFrame, probe: str = "linear") -> pd.DataFrame:
     if not cells:
         return pd.DataFrame(columns=LAYER_COLUMNS)
     found = pd.concat(cells)
-    return found.assign(prediction_head=_head_names(found))[LAYER_COLUMNS].reset_index(drop=True)
+    return found.assign(prediction_head=_head_names(found, rows))[LAYER_COLUMNS].reset_index(drop=True)

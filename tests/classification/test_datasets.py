@@ -212,11 +212,22 @@ def test_heldout_split_takes_at_most_a_fifth_of_a_class(tmp_path):
     assert held_per_class == {0: 2, 1: 1, 2: 10}   # 20% of 12 -> 2, at least 1, at most 10
 
 
-def test_a_train_set_too_small_after_the_split_names_the_split(tiny_cfg):
+def test_a_train_set_smaller_than_one_batch_says_so(tiny_cfg):
     from probes.classification import runner
 
-    with pytest.raises(DatasetError, match=r"after the held-out split took \d+"):
+    # The held-out images train the published heads too: every training image counts.
+    with pytest.raises(DatasetError, match=r"has 19 training images, fewer than one batch of 64"):
         runner.run_classify(tiny_cfg(train__batch_size=64, cache__batch_size=64))
+
+
+def test_the_training_set_is_every_image_with_the_held_out_ones_flagged(data_root):
+    full = ds.read_train(data_root / "train", allow_subset=True)
+    train, held = ds.split_heldout(full, per_class=10, seed=0)
+    merged, flags = ds.with_heldout(train, held)
+    assert sorted(map(str, merged.files)) == sorted(map(str, full.files)) and len(flags) == len(full)
+    assert {str(f) for f, h in zip(merged.files, flags) if h} == {str(f) for f in held.files}
+    assert [merged.targets[i] for i in range(len(merged))] == \
+        [dict(zip(map(str, full.files), full.targets))[str(f)] for f in merged.files]
 
 
 def test_heldout_split_is_disjoint_seeded_and_per_class(data_root):

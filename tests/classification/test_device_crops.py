@@ -165,7 +165,8 @@ def test_a_run_with_device_crops_writes_the_worker_runs_rows(tiny_cfg, tmp_path,
                        runtime__out=str(tmp_path / place))
         rows[place] = [{k: r[k] for k in kept} for r in runner.run_classify(cfg)]
         assert bool(resampled) == (place == "device")   # training and every test set went through it
-    assert rows["device"] == rows["worker"] and len(rows["worker"]) == 2 * 2 * 6
+    # Per probe: the published head (raw) and the grid head at lr 0.1 (raw and EMA), on 6 sets.
+    assert rows["device"] == rows["worker"] and len(rows["worker"]) == 2 * 3 * 6
 
 
 def test_batches_split_by_pixels_give_the_same_images(tmp_path, monkeypatch):

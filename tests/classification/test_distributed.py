@@ -26,7 +26,8 @@ def test_torchrun_two_processes_score_every_image_once(tiny_encoder, data_root, 
     assert done.returncode == 0, done.stderr[-3000:]
     rows = read_rows(out / "classification_results.csv")
     probes = {"linear", "attention_pooling"} | ({"knn", "logreg"} if cached else set())
-    heads = 2 * 2 * 2 + (2 if cached else 0)   # 2 probes x (0.5, the published 0.1) x (raw, EMA) + baselines
+    # 2 probes x (the published head, raw + the grid at 0.5 and 0.1 x raw, EMA) + baselines
+    heads = 2 * (1 + 2 * 2) + (2 if cached else 0)
     assert len(rows) == heads * 6  # written once, by rank 0
     assert {r["probe"] for r in rows} == probes
     n = {r["test_set"]: int(r["n_images"]) for r in rows}
@@ -41,8 +42,8 @@ def test_two_processes_equal_one_with_random_augmentation_off(tiny_encoder, data
 
     from probes.cli import main
 
-    # No Mixup/CutMix, no random crop (scale 1, ratio 1: the centre square), no flip. 15 train images,
-    # total batch 6: 2 steps per epoch in one process and in two (3 images each).
+    # No Mixup/CutMix, no random crop (scale 1, ratio 1: the centre square), no flip. 19 train images (4 of
+    # them held out from the grid heads' loss), total batch 6: 3 steps per epoch in one process and in two.
     deterministic = ["train.mixup=0.0", "train.cutmix=0.0", "train.scale=(1.0,1.0)", "train.ratio=(1.0,1.0)",
                      "train.hflip=0.0", "train.batch_size=6", "probe.lrs=[0.5]"]
 

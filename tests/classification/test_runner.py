@@ -39,8 +39,8 @@ def count_backbone(monkeypatch):
 def test_rows_cover_every_head_ema_and_test_set(tiny_cfg):
     cfg = tiny_cfg()
     rows = runner.run_classify(cfg)
-    # 2 probes x 2 lrs x (raw, EMA) x 6 sets
-    assert len(rows) == 2 * 2 * 2 * 6
+    # 2 probes x (the published head's raw weights + 2 grid lrs x (raw, EMA)) x 6 sets
+    assert len(rows) == 2 * (1 + 2 * 2) * 6
     assert {r["test_set"] for r in rows} == set(TEST_SETS)
     assert {r["probe"] for r in rows} == {"linear", "attention_pooling"}
     by_set = {r["test_set"]: r["n_images"] for r in rows}
@@ -50,6 +50,9 @@ def test_rows_cover_every_head_ema_and_test_set(tiny_cfg):
     published = [r for r in rows if r["head"] == "published"]
     assert len(published) == 2 * 6 and all(r["lr"] == 0.1 and r["ema"] is False for r in published)
     assert all(r["protocol"] == "modified" and "epochs=2" in r["protocol_notes"] for r in published)
+    # It trained on the held-out images too: never scored there, never selected there.
+    assert all(r["heldout_top1"] is None and not r["selected"] for r in published)
+    assert "the published head trains on every image" in published[0]["protocol_notes"]
     grid = [r for r in rows if r["head"] == "grid"]
     assert all(r["protocol"] == "lr-grid" and "lr-grid head" in r["protocol_notes"] for r in grid)
     assert all(r["subset"] is True for r in rows)  # tiny sets: allow_subset is written into every row
@@ -57,7 +60,7 @@ def test_rows_cover_every_head_ema_and_test_set(tiny_cfg):
     for probe in ("linear", "attention_pooling"):
         chosen = {(r["lr"], r["ema"]) for r in rows if r["probe"] == probe and r["selected"]}
         assert len(chosen) == 1  # one head per probe type, picked on the held-out split
-        best = max(r["heldout_top1"] for r in rows if r["probe"] == probe)
+        best = max(r["heldout_top1"] for r in rows if r["probe"] == probe and r["head"] == "grid")
         assert all(r["heldout_top1"] == best for r in rows if r["probe"] == probe and r["selected"])
     written = _rows(cfg)
     assert len(written) == len(rows)
@@ -75,15 +78,19 @@ def test_side_file_and_epoch_scores_sit_beside_the_rows(tiny_cfg):
     out = Path(cfg.runtime.out)
     sets = read_classification_predictions(out / rows[0]["predictions"])
     assert set(sets) == set(TEST_SETS) | {"heldout"}
+    published = {(r["probe"], r["lr"], r["ema"], r["layer"]) for r in rows if r["head"] == "published"}
     for r in rows:
         if r["head"] == "published" or r["selected"]:
-            name = prediction_head_name(r["probe"], r["lr"], r["ema"], r["layer"])
+            twin = r["head"] == "grid" and (r["probe"], r["lr"], r["ema"], r["layer"]) in published
+            name = prediction_head_name(r["probe"], r["lr"], r["ema"], r["layer"], grid_twin=twin)
             assert sets[r["test_set"]].top1(name) == pytest.approx(r["top1"], abs=1e-3), (name, r["test_set"])
     epochs = list(csv.DictReader(open(out / "epochs" / f"{rows[0]['run_id']}.csv")))
     assert {e["epoch"] for e in epochs} == {"1", "2"}   # every test set scored after every epoch
-    final = {(e["probe"], float(e["lr"]), e["ema"], e["test_set"]): float(e["top1"]) for e in epochs if e["epoch"] == "2"}
+    final = {(e["probe"], e["head"], float(e["lr"]), e["ema"], e["test_set"]): float(e["top1"])
+             for e in epochs if e["epoch"] == "2"}
     for r in rows:
-        assert final[(r["probe"], r["lr"], str(r["ema"]), r["test_set"])] == pytest.approx(r["top1"], abs=1e-3)
+        key = (r["probe"], r["head"], r["lr"], str(r["ema"]), r["test_set"])
+        assert final[key] == pytest.approx(r["top1"], abs=1e-3)
 
 
 def test_a_finished_run_is_refused_resumed_or_overwritten(tiny_cfg, monkeypatch):
@@ -109,9 +116,9 @@ def test_one_backbone_pass_feeds_all_heads(tiny_cfg, count_backbone):
     count_backbone.update(n=0, images=0)
     runner.run_classify(tiny_cfg(probe__lrs=[0.1], probe__probes=["linear"]))
     assert count_backbone == one_head_pair
-    # 15 train images, batch 8, drop_last: 1 step x 2 epochs; after each epoch: held-out + 5 image sets
-    # (val serves IN-1K and IN-ReaL) in one batch each.
-    assert one_head_pair["n"] == 2 + 2 * (1 + 5)
+    # 19 train images (the 4 held-out ones feed the published heads), batch 8, drop_last: 2 steps x 2 epochs;
+    # after each epoch: held-out + 5 image sets (val serves IN-1K and IN-ReaL) in one batch each.
+    assert one_head_pair["n"] == 2 * 2 + 2 * (1 + 5)
 
 
 def test_resume_after_a_kill_ends_with_the_same_numbers(tiny_cfg, tmp_path, monkeypatch):
@@ -125,7 +132,7 @@ def test_resume_after_a_kill_ends_with_the_same_numbers(tiny_cfg, tmp_path, monk
 
     def dying_step(self, *a, **k):
         calls["n"] += 1
-        if calls["n"] == 5:  # 3 steps per epoch: killed in the middle of epoch 2
+        if calls["n"] == 6:  # 19 images, batch 4: 4 steps per epoch: killed in the middle of epoch 2
             raise KeyboardInterrupt
         return real_step(self, *a, **k)
 
@@ -144,7 +151,7 @@ def test_resume_after_a_kill_ends_with_the_same_numbers(tiny_cfg, tmp_path, monk
 
     monkeypatch.setattr(SweepTrainer, "step", counting_step)
     resumed = runner.run_classify(tiny_cfg(runtime__out=str(out), runtime__resume=True, **common))
-    assert resumed_steps["n"] == 6  # epochs 2 and 3 only: it continued, it did not start over
+    assert resumed_steps["n"] == 8  # epochs 2 and 3 only: it continued, it did not start over
     final = torch.load(out / checkpoint, weights_only=False)
     for part in ("bank", "ema"):
         for key, value in ref_state["trainer"][part].items():
@@ -319,7 +326,7 @@ def test_logs_off_a_terminal_are_plain_lines_with_loss_lr_eta_and_throughput(tin
     caplog.set_level(logging.INFO, logger="probes.progress")
     runner.run_classify(tiny_cfg(probe__lrs=[0.1], runtime__progress=True, runtime__log_interval_s=0.0))
     lines = [r.getMessage() for r in caplog.records if r.name == "probes.progress"]
-    train = [line for line in lines if line.startswith("Epoch(train) [2/2] [1/1]")]
+    train = [line for line in lines if line.startswith("Epoch(train) [2/2] [2/2]")]
     assert train and all(k in train[-1] for k in ("lr: ", "eta: ", "time: ", "img/s: ", "loss: "))
     assert any(line.startswith("Eval(IN-A)") for line in lines)
     assert "\r" not in capsys.readouterr().err   # no carriage-return progress bars in a log file
@@ -340,7 +347,7 @@ def test_two_runs_into_one_folder_at_once_both_finish(tiny_encoder, data_root, t
     errors = [run.communicate(timeout=300)[1] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], errors
     rows = read_rows(out / RESULTS_FILE)
-    assert len({r["run_id"] for r in rows}) == 2 and len(rows) == 2 * 2 * 6
+    assert len({r["run_id"] for r in rows}) == 2 and len(rows) == 2 * 3 * 6   # published + grid raw, EMA
     assert len(list((out / "checkpoints").glob("*.pth"))) == 2   # never one shared checkpoint path
 
 

@@ -48,7 +48,23 @@ def test_each_head_has_its_group_with_lr_scaled_by_batch_over_512():
         assert opt.defaults["momentum"] == 0.9 and opt.defaults["nesterov"] and opt.defaults["weight_decay"] == 0.0
 
 
-def test_schedule_is_one_epoch_warmup_from_zero_then_per_iteration_cosine_to_zero():
+def _official_lrs(base_lr: float, iters_per_epoch: int, epochs: int, warmup_epochs: int) -> list[float]:
+    """The lr of each step in OpenGVLab/InternVL classification/main.py: build_scheduler, then after every
+    step `lr_scheduler.step_update(epoch * num_steps + idx)`."""
+    from timm.scheduler import CosineLRScheduler
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base_lr)
+    scheduler = CosineLRScheduler(optimizer, t_initial=epochs * iters_per_epoch, lr_min=0.0, warmup_lr_init=0.0,
+                                  warmup_t=warmup_epochs * iters_per_epoch, cycle_limit=1, t_in_epochs=False)
+    used = []
+    for epoch in range(epochs):
+        for idx in range(iters_per_epoch):
+            used.append(optimizer.param_groups[0]["lr"])
+            scheduler.step_update(epoch * iters_per_epoch + idx)
+    return used
+
+
+def test_schedule_follows_the_official_call_sequence_step_for_step():
     specs = head_specs(["linear"], [0.1, 0.4])
     trainer = _trainer(specs, total_batch=512, iters_per_epoch=4, epochs=3)
     seen = []
@@ -56,11 +72,11 @@ def test_schedule_is_one_epoch_warmup_from_zero_then_per_iteration_cosine_to_zer
         seen.append([g["lr"] for g in trainer.param_groups])
         trainer.step(*_feats(step), SoftTargetCrossEntropy())
     lows = [a for a, _ in seen]
-    assert lows[0] == 0.0
-    assert lows[1:4] == pytest.approx([0.025, 0.05, 0.075])          # linear warm-up over epoch 1
-    assert lows[4] == pytest.approx(0.05 * (1 + math.cos(math.pi * 4 / 12)))  # cosine over all 12
+    assert lows == pytest.approx(_official_lrs(0.1, 4, 3, 1))
+    # Steps 0 and 1 at 0, then the warm-up one step behind the counter, then the cosine over all 12.
+    assert lows[:5] == pytest.approx([0.0, 0.0, 0.025, 0.05, 0.075])
+    assert lows[5] == pytest.approx(0.05 * (1 + math.cos(math.pi * 4 / 12)))
     assert all(b == pytest.approx(4 * a) for a, b in seen)           # every head keeps its own peak
-    assert trainer.current_lrs()[specs[0].key] == pytest.approx(0.0)  # decayed to 0 at the end
 
 
 def test_heads_trained_together_equal_heads_trained_alone():
@@ -139,3 +155,52 @@ def test_a_non_finite_loss_stops_training_naming_the_head():
     with pytest.raises(TrainingDivergedError, match=rf"head {specs[0].key} has a non-finite loss .* at step 1"):
         trainer.step(feats, soft, SoftTargetCrossEntropy())
 
+
+
+def test_grid_heads_learn_only_from_kept_samples_and_published_heads_from_all():
+    specs = head_specs(["linear", "attention_pooling"], [0.1], published_lr=0.1)
+    assert [s.key for s in specs][:2] == ["linear_published", "attention_pooling_published"]
+    trainer = _trainer(specs)
+    feats, soft = _feats(0)
+    keep = torch.tensor([True, False, True, True, False, True, True, True])
+    with torch.no_grad():
+        logits = copy.deepcopy(trainer.bank).train()(feats)   # the step's own forward (BN on this batch)
+    losses = trainer.step(feats, soft, SoftTargetCrossEntropy(), keep)
+    loss = SoftTargetCrossEntropy()
+    for spec in specs:
+        expected = loss(logits[spec.key], soft) if spec.published else loss(logits[spec.key][keep], soft[keep])
+        assert losses[spec.key] == pytest.approx(float(expected), rel=1e-5), spec.key
+
+
+def test_mixup_draws_once_per_group_and_pairs_images_within_it():
+    import numpy as np
+    from timm.data import Mixup
+
+    from probes.classification.live import GroupedMixup
+
+    np.random.seed(0)
+    mix = GroupedMixup(Mixup(mixup_alpha=0.8, cutmix_alpha=0.0, label_smoothing=0.0, num_classes=10), group=4)
+    images = torch.arange(8, dtype=torch.float32).view(8, 1, 1, 1).expand(8, 3, 2, 2).clone()
+    targets = torch.arange(8) % 10
+    mixed, soft = mix(images, targets)
+    assert mixed.data_ptr() == images.data_ptr()   # mixed in place: no copy of a 1,024-image batch
+    values = mixed[:, 0, 0, 0]
+    lams = []
+    for start in (0, 4):
+        group = torch.arange(start, start + 4)
+        partner = group.flip(0)
+        lam = soft[start, targets[start]].item()   # own class weight = lambda (no smoothing)
+        lams.append(lam)
+        torch.testing.assert_close(values[group], lam * group.float() + (1 - lam) * partner.float())
+    assert lams[0] != pytest.approx(lams[1])   # one draw per group, not one per batch
+    held = torch.tensor([False, True, False, False, False, False, False, False])
+    assert mix.partners(held).tolist() == [False, True, True, False, False, False, False, False]
+
+
+def test_the_published_head_and_its_grid_twin_have_their_own_side_file_names():
+    from probes.classification.predictions import kept_heads
+
+    specs = head_specs(["linear"], [0.1, 0.5], published_lr=0.1)
+    names = kept_heads(specs, [("linear_lr0p1", False)], [("linear_published", False)], last_layer=4)
+    assert names == {("linear_published", False): "linear_lr0.1_L4_raw",      # the name old side files used
+                     ("linear_lr0p1", False): "linear_lr0.1_L4_raw_grid"}

@@ -63,6 +63,7 @@ train = dict(
     mixup=0.8,
     cutmix=1.0,
     mixup_switch_prob=0.5,
+    mixup_group=16,                     # images per Mixup/CutMix draw: the official per-GPU batch, on any hardware
     smoothing=0.1,
     scale=(0.08, 1.0),
     ratio=(3 / 4, 4 / 3),
