@@ -40,6 +40,10 @@ class ProbeEncoder(BaseModule):
         depth = self.encoder.num_layers
         self.out_indices = [i if i >= 0 else depth + i for i in indices]
         self.encoder.prune_intermediate_layers(self.out_indices)
+        for block in getattr(self.encoder, "blocks", ()):
+            # The FSDP strategy shards exactly these (mm_compat.encoder_block_policy): blocks run inside
+            # forward, while mmseg calls its heads' `loss`/`predict`, which an FSDP unit would not unshard.
+            block.fsdp_unit = True
         if input_size is not None:
             # As released: the position table is resized once to the crop's grid, and that table is the
             # parameter full tuning trains (not the native table resampled at every forward).

@@ -31,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     seg.add_argument("--overwrite", action="store_true", help="run again a run already finished in --out, "
                      "replacing its row")
     seg.add_argument("--strategy", default="none", choices=("none", "ddp", "fsdp", "deepspeed"),
-                     help="mmengine FlexibleRunner strategy: fsdp (torch FSDP) or deepspeed (ZeRO-1 bf16, as "
-                          "released) shard the model; ddp is the unsharded one")
+                     help="mmengine FlexibleRunner strategy: fsdp (torch FSDP) shards the model; ddp is the "
+                          "unsharded one; deepspeed (ZeRO-1 bf16, as released) is refused: it does not run yet")
     seg.add_argument("--print-config", nargs="?", const="py", choices=("py", "json"), default=None,
                      help="print the fully resolved config (no weights or data read) and exit")
     seg.add_argument("--launcher", default="none", choices=("none", "pytorch", "slurm"),

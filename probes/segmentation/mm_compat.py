@@ -109,7 +109,7 @@ def import_mmseg() -> None:
 
     register_global_bn()
     # Why explicit imports: Config objects built from dicts ignore `custom_imports` (dependencies.md #4).
-    from probes.segmentation import backbone, hooks, layer_decay, linear_head, metric, neck  # noqa: F401
+    from probes.segmentation import backbone, hooks, layer_decay, linear_head, metric, neck, segmentor  # noqa: F401
 
 
 def init_cpu_process_group(launcher: str) -> None:
@@ -154,6 +154,17 @@ def register_cpu_ddp_wrapper() -> None:
     MODEL_WRAPPERS.register_module(module=CPUDistributedDataParallel)
 
 
+def encoder_block_policy(module: torch.nn.Module, recurse: bool, nonwrapped_numel: int, **_: object) -> bool:
+    """FSDP auto-wrap policy: one unit per encoder block (marked `fsdp_unit` by ProbeEncoder), nothing else.
+
+    Why not size-based: mmseg's segmentor calls `decode_head.loss(...)` and `predict(...)`, not the head's
+    `forward`, so a head wrapped as its own FSDP unit is never unsharded and its convs see flat shards
+    (`weight should have at least three dimensions` at the released 1,536 channels). Heads and neck stay
+    in the root unit, which the runner's forward unshards; the blocks, 95% of a 6B model, are sharded.
+    """
+    return True if recurse else bool(getattr(module, "fsdp_unit", False))
+
+
 def register_fsdp_strategy() -> None:
     """Register `ProbeFSDPStrategy`: mmengine's FSDPStrategy with resume working on torch 2.x (idempotent)."""
     # Why: mmengine 0.10.7 calls FSDP.optim_state_dict_to_load(state_dict, model, optimizer), the argument
@@ -164,6 +175,9 @@ def register_fsdp_strategy() -> None:
 
     if STRATEGIES.get("ProbeFSDPStrategy") is not None:
         return
+    from mmengine.registry import FUNCTIONS
+
+    FUNCTIONS.register_module(name="probe_encoder_block_policy", module=encoder_block_policy)
 
     class ProbeFSDPStrategy(FSDPStrategy):
         """FSDPStrategy whose optimizer-state loading uses torch 2.x's keyword arguments."""

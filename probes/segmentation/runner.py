@@ -103,6 +103,14 @@ def _add_strategy(cfg: Any, strategy: str) -> None:
         raise ConfigError(f"--strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
     if strategy == "none":
         return
+    if strategy == "deepspeed":
+        # Found by running it (2 CPU processes, DS_ACCELERATOR=cpu): mmengine 0.10.7's DeepSpeedStrategy imports
+        # deepspeed.runtime.fp16.onebit, gone in DeepSpeed 0.19; with 0.18 the engine builds, casts the whole
+        # model to bf16, and the first forward fails (the neck gets the encoder's fp32 maps). It needs the
+        # released precision arrangement (bf16 backbone and neck, heads casting themselves to fp32).
+        raise ConfigError("--strategy deepspeed does not run yet: DeepSpeed casts the whole model to bf16, which "
+                          "the neck and heads do not take (and DeepSpeed >= 0.19 breaks mmengine 0.10.7's "
+                          "strategy); use --strategy fsdp")
     name = {"ddp": "ddp.py", "fsdp": "fsdp.py", "deepspeed": "deepspeed_zero.py"}[strategy]
     shard = load_file(config_dir("segmentation") / "_base_" / "strategies" / name)
     cfg.merge_from_dict(shard.to_dict())
@@ -153,11 +161,28 @@ def _check_options_kept(cfg: Any, options: dict, patch: int) -> None:
                               "it cannot be overridden (use --crop-size or another encoder)")
 
 
-def _values(cfg: Any, encoder: ResolvedEncoder, root: str, device: str) -> dict:
-    """Every resolved value of a run, with the encoder and data named by what they are, not their spelling."""
+# How the weights are held on a GPU. The released head and full tuning ran DeepSpeed ZeRO-1 bf16: backbone and
+# neck weights in bf16 with fp32 master copies, heads in fp32 (ToBFloat16Hook); linear probing ran without
+# DeepSpeed, frozen backbone in bf16. Ours keeps fp32 neck and head weights (full tuning: fp32 encoder too)
+# under bf16 autocast: the same for linear probing, a named change for head and full tuning (issue 19).
+_RELEASED_WEIGHTS = {"linear": "bf16 frozen backbone, fp32 head",
+                     "head": "bf16 backbone and neck weights with fp32 masters (ZeRO-1), fp32 heads",
+                     "full": "bf16 backbone and neck weights with fp32 masters (ZeRO-1), fp32 heads"}
+_OUR_WEIGHTS = {"linear": "bf16 frozen backbone, fp32 head",
+                "head": "bf16 frozen backbone, fp32 neck and heads under bf16 autocast",
+                "full": "fp32 backbone, neck and heads under bf16 autocast"}
+
+
+def _values(cfg: Any, encoder: ResolvedEncoder, root: str, device: str, mode: str, released: bool = False) -> dict:
+    """Every resolved value of a run, with the encoder and data named by what they are, not their spelling.
+
+    `released`: the values of the released run (its precision arrangement on a GPU), for the published plan.
+    """
     resolved = {k: v for k, v in cfg.to_dict().items() if k not in settings.TEMPLATES}
     resolved["custom_hooks"] = settings.shaping_hooks(resolved.get("custom_hooks"))
-    return {**resolved, "effective": {"precision": "bf16" if device == "cuda" else "fp32", "device": device},
+    weights = "fp32" if device != "cuda" else (_RELEASED_WEIGHTS if released else _OUR_WEIGHTS)[mode]
+    return {**resolved, "effective": {"precision": "bf16" if device == "cuda" else "fp32", "weights": weights,
+                                      "device": device},
             "identity": {"encoder": encoder.canonical, "weights": encoder.fingerprint or encoder.canonical,
                          "data": root}}
 
@@ -192,12 +217,12 @@ def plan_segmentation(opts: SegmentOptions, check_data: bool = True) -> SegmentP
     device = device_type(opts.device)
     data_root = os.path.realpath(root) if root is not None else (
         os.path.realpath(Path(opts.data).expanduser()) if opts.data is not None else "")
-    values = _values(cfg, encoder, data_root, device)
+    values = _values(cfg, encoder, data_root, device, opts.mode)
     # The plan the published recipe gives for this encoder: its own config, no option, the recipe's device.
     published_opts = replace(opts, config=None, cfg_options={}, iters=None, batch_size=None, crop_size=None,
                              strategy="none")
     published = _values(_resolved_cfg(published_opts, encoder, spec, root, published_path), encoder, data_root,
-                        "cuda")
+                        "cuda", opts.mode, released=True)
     protocol = settings.protocol_words_of(cfg, recipe_changes(values, published), info.patch_size, crop,
                                           opts.protocol_label, encoder.random_weights)
     run_id = make_run_id(encoder.name, [spec.key, opts.mode, f"{crop}px"], number_shaping(values))
@@ -239,9 +264,9 @@ def _configure_device(cfg: Any, device: str, mode: str) -> None:
             # mmengine passes device_id=LOCAL_RANK, a CUDA index; FSDP takes a device: keep the shards on CPU.
             cfg.strategy.model_wrapper.device_id = "cpu"
     else:
-        if cfg.get("allow_tf32", True):
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        # torch 1.12's defaults, which the released runs had: TF32 for cuDNN convolutions, not for matmuls.
+        torch.backends.cudnn.allow_tf32 = bool(cfg.get("allow_tf32", True))
+        torch.backends.cuda.matmul.allow_tf32 = False
         if mode != "full" and cfg.model.backbone.get("dtype") is None:
             # A frozen encoder is stored in bf16 on GPU (half the memory); the recipe computes it in bf16.
             cfg.model.backbone.dtype = "bfloat16"

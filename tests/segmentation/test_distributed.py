@@ -109,3 +109,19 @@ def test_fsdp_full_tuning_runs_resumes_and_matches_unsharded(tiny_encoder: Path,
     assert again.returncode == 0, again.stderr[-3000:]
     resumed = _row(cut)
     assert (resumed["mIoU"], resumed["aAcc"], resumed["iters"]) == (row["mIoU"], row["aAcc"], row["iters"])
+
+
+@pytest.mark.slow
+def test_fsdp_full_tuning_at_the_released_head_widths(tiny_encoder: Path, ade20k: Path, tmp_path: Path) -> None:
+    # UPerHead and the auxiliary head at their shipped 1,536 channels (no SMALL override): the heads stay in
+    # FSDP's root unit, the encoder blocks are sharded, and validation's sliding windows keep ranks in step
+    # (the test above holds FSDP's numbers to the unsharded run's at small widths).
+    plain = _deterministic_config(tmp_path, "full")
+    shipped = [a for a in _args(tiny_encoder, ade20k, "full", plain, tmp_path / "out", 1) if a not in SMALL]
+    args = [*shipped[:shipped.index("--cfg-options")], "--launcher", "pytorch", "--strategy", "fsdp"]
+    done = torchrun_probes(args, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = json.loads(next((tmp_path / "out").glob("*/plan.json")).read_text())["config"]
+    assert config["model"]["decode_head"]["channels"] == 1536 and config["model"]["auxiliary_head"]["channels"] == 1536
+    row = _row(tmp_path / "out")
+    assert int(row["iters"]) == 1 and int(row["n_images"]) == 2 and float(row["mIoU"]) >= 0.0

@@ -224,3 +224,27 @@ def test_bf16_stored_frozen_encoder_still_returns_float32_maps(tiny_encoder: Pat
     assert next(backbone.encoder.parameters()).dtype == torch.bfloat16
     maps = backbone(torch.randn(1, 3, 56, 56))
     assert [m.dtype for m in maps] == [torch.float32] * 2 and all(torch.isfinite(m).all() for m in maps)
+
+
+@pytest.mark.parametrize("mode", ["linear", "head"])
+def test_windows_in_one_batch_give_mmsegs_sliding_window_logits(mode: str, tiny_encoder: Path) -> None:
+    from mmseg.models.segmentors import EncoderDecoder
+
+    from probes.segmentation.segmentor import ProbeEncoderDecoder, slide_windows
+
+    model, _ = _tiny_model(mode, tiny_encoder)
+    assert isinstance(model, ProbeEncoderDecoder)
+    model.eval()
+    model.test_cfg.crop_size, model.test_cfg.stride = (56, 56), (28, 28)
+    images = torch.randn(1, 3, 56, 126)   # 4 windows across, overlapping
+    assert len(slide_windows(56, 126, (56, 56), (28, 28))) == 4
+    metas = lambda: [{"img_shape": (56, 126), "ori_shape": (56, 126), "pad_shape": (56, 126)}]  # noqa: E731
+    calls = []
+    hook = model.backbone.register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        ours = model.slide_inference(images, metas())
+        assert len(calls) == 1   # one backbone call for the image, whatever its window count
+        theirs = EncoderDecoder.slide_inference(model, images, metas())
+    hook.remove()
+    assert len(calls) == 1 + 4   # mmseg's loop: one call per window
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)

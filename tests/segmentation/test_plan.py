@@ -27,9 +27,16 @@ def plan(encoder: str = V15, mode: str = "head", dataset: str = "ade20k", **kw: 
 
 def test_released_recipe_is_published_and_names_its_source() -> None:
     for encoder in (V15, "InternViT-6B-224px"):
-        words = plan(encoder).protocol
+        words = plan(encoder, mode="linear").protocol
         assert words.protocol == "published", words.notes
         assert words.notes.startswith("released recipe OpenGVLab/InternVL-MMDetSeg mmsegmentation/configs/")
+
+
+@pytest.mark.parametrize("mode", ["head", "full"])
+def test_head_and_full_tuning_on_a_gpu_name_the_released_precision_they_do_not_match(mode: str) -> None:
+    words = plan(mode=mode).protocol
+    assert words.protocol == "modified"
+    assert "(published: 'bf16 backbone and neck weights with fp32 masters (ZeRO-1), fp32 heads')" in words.notes
 
 
 def test_every_cli_change_is_modified_and_named() -> None:
@@ -63,7 +70,7 @@ def test_user_hooks_are_added_after_the_suites_own() -> None:
 
     assert KillAfterIterHook.shapes_numbers is False   # a hook whose class says it only stops the run
     kill = plan(cfg_options={"custom_hooks": [{"type": "KillAfterIterHook", "at": 2}]})
-    assert kill.protocol.protocol == "published" and kill.run_id == base.run_id
+    assert kill.protocol == base.protocol and kill.run_id == base.run_id
 
 
 def test_exempting_embeddings_from_decay_is_a_change() -> None:
@@ -72,7 +79,7 @@ def test_exempting_embeddings_from_decay_is_a_change() -> None:
 
 
 def test_generic_config_says_no_recipe_was_released() -> None:
-    words = plan("timm:vit_base_patch16_224.augreg_in21k").protocol   # a tagged timm model: real weights
+    words = plan("timm:vit_base_patch16_224.augreg_in21k", mode="linear").protocol   # tagged: real weights
     assert "no recipe was released" in words.notes
     assert "crop 512: the recipe's 504 at the nearest multiple of patch 16" in words.notes
     assert words.protocol == "published"
@@ -148,7 +155,7 @@ def test_every_key_of_the_published_plan_is_a_named_change_a_non_shaping_key_or_
                                              or key.rpartition(".")[2] in message), (key, message)
             continue
         if _matches(key, NOT_NUMBER_SHAPING):
-            assert changed.protocol.protocol == "published", key
+            assert changed.protocol == base.protocol, key
             continue
         if not (changed.protocol.protocol == "modified" and f"{key}=" in changed.protocol.notes
                 and changed.run_id != base.run_id):
@@ -198,3 +205,8 @@ def test_the_same_run_spelled_three_ways_has_one_id(tmp_path: Path, monkeypatch:
            for enc in ("ckpt/a", "./ckpt/a", str(tmp_path / "ckpt" / "a"))
            for data in ("data", str(tmp_path / "data"))}
     assert len(ids) == 1
+
+
+def test_the_deepspeed_strategy_is_refused_in_one_line_saying_why() -> None:
+    with pytest.raises(ConfigError, match=r"^--strategy deepspeed does not run yet: .*use --strategy fsdp$"):
+        plan(mode="full", strategy="deepspeed")

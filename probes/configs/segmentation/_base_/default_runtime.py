@@ -17,5 +17,6 @@ custom_hooks = [dict(type='ProbeCheckpointHook'), dict(type='EvaluationHistoryHo
                 dict(type='NonFiniteLossHook')]
 # The released InternVL-MMDetSeg config this recipe transcribes (set by each 6B version's config).
 recipe_source = None
-# TF32 matmuls/convolutions on GPU, as the released runs (the heads compute in fp32).
+# TF32 convolutions (cuDNN) on GPU, as torch 1.12 (the released runs) does by default; TF32 matmuls stay off,
+# which is torch 1.12's default too. The heads are convolutions computing in fp32.
 allow_tf32 = True

@@ -8,9 +8,9 @@ runner_type = 'FlexibleRunner'
 strategy = dict(
     type='ProbeFSDPStrategy',   # mmengine's FSDPStrategy, resume fixed for torch 2.x (mm_compat.py)
     model_wrapper=dict(
-        # One FSDP unit per ~100M parameters: each 6B block (~123M) becomes its own shard unit.
-        auto_wrap_policy=dict(type='torch.distributed.fsdp.wrap.size_based_auto_wrap_policy',
-                              min_num_params=int(1e8)),
+        # One FSDP unit per encoder block (any depth); neck and heads stay in the root unit, because mmseg
+        # calls the heads' `loss`/`predict` rather than their forward (mm_compat.encoder_block_policy).
+        auto_wrap_policy=dict(type='probe_encoder_block_policy'),
         # Keep the original parameter names: the layer-decay constructor groups parameters by name.
         use_orig_params=True),
     state_dict_cfg='full',
