@@ -1,31 +1,30 @@
-"""Data pipeline per worker core: uint8 workers (normalised on the device) vs today's float workers.
+"""Data pipeline per core, all work timed: the path data.crop_on='auto' picks here vs the float pipeline.
 
-All paths decode the same generated 500x375 JPEGs with Pillow and draw the same seeded crops, and
-all produce the same pixels:
-- "float", the pipeline before DeviceBatches: ToTensor + Normalize in the worker, a plain
-  torch.stack;
-- "uint8" (data.crop_on='worker', the default off CUDA): Pillow resizes in the worker,
-  PILToTensor, stacked straight into shared memory; float conversion and normalisation are left
-  to the accelerator;
-- "device" (data.crop_on='device', the default on CUDA): the worker decodes, crops and computes
-  Pillow's resampling weights; the accelerator resizes (exactly, probes.classification.pil_resample)
-  and normalises. Its device-side cost is modelled from its float64 FLOPs (and timed on this CPU,
-  where it is slower than Pillow: why CPU runs keep crops in the workers).
-Each path is a real DataLoader with ONE worker process (one torch thread): a rate is images per
-CPU-second of that worker (read from /proc, so other jobs on a shared machine inflate it less
-than wall time) and includes the hand-over to the main process. The paths alternate round by
-round (order swapped) so that machine drift hits both alike; a ratio is the median of per-round
-ratios.
+All paths decode the same generated 500x375 JPEGs with Pillow, draw the same seeded crops and give
+the same pixels:
+- "float", the pipeline before DeviceBatches: Pillow resize, ToTensor + Normalize in the worker, a
+  plain torch.stack; the main process moves the batch to the device;
+- "worker" (data.crop_on='worker'): Pillow resizes in the worker, uint8 out; the main process
+  copies the batch to the device, which converts and normalises it (DeviceBatches);
+- "device" (data.crop_on='device'): the worker decodes, crops and computes Pillow's integer
+  weights; the device resamples (float64 products, exact) and normalises (DeviceCrops + DeviceBatches).
+Each path is a real DataLoader with ONE worker process (one torch thread) feeding the real
+consumer of a run on ``--device``. A path's cost per image is the worker's CPU seconds (read from
+/proc, so other jobs on a shared machine inflate it less than wall time) plus the main process's
+CPU seconds in the consumer loop (receiving, pinning, copying, launching or, on a CPU device,
+running the resample and normalisation); on CUDA each pass ends with a synchronise and the pass's
+wall time is printed beside. The paths alternate round by round (order rotated) so machine drift
+hits them alike; a ratio is the median of per-round ratios.
 
-A throughput model follows: the cores needed to feed one 8-GPU H100 node running the frozen
-encoder forward, from each model's FLOPs (computed from its architecture) at 55% of the H100's
-dense bf16 peak.
+The headline is the path 'auto' takes on this machine: off CUDA the worker path (untimed, as a run
+decides); on CUDA the faster of the two as a run times them (probes.classification.crop_choice).
 
-    python benchmarks/data_pipeline.py --quick        # < 2 min
+    python benchmarks/data_pipeline.py --quick        # ~3 min on 2 CPU cores
     python benchmarks/data_pipeline.py --images 256 --rounds 9
+    python benchmarks/data_pipeline.py --smoke        # seconds: proves the script runs (figures meaningless)
 
-Last line: `pipeline_img_s_per_core=X ratio_vs_float_pipeline=Y` (training transform, the path a
-CUDA run takes: "device").
+Last line: `pipeline_img_s_per_core=X ratio_vs_float_pipeline=Y path=P` (training transform, P the
+path 'auto' picks on this machine).
 """
 from __future__ import annotations
 
@@ -46,28 +45,37 @@ from torchvision import transforms as T
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from probes.classification.config import load_config  # noqa: E402
+from probes.classification.crop_choice import crop_place, time_crop_paths  # noqa: E402
+from probes.classification.datasets import ImageSet  # noqa: E402
+from probes.classification.device_batches import DeviceBatches  # noqa: E402
 from probes.classification.device_crops import (  # noqa: E402
     DeviceCrops, EvalCropPlans, TrainCropPlans, collate_plans)
 from probes.classification.images import (  # noqa: E402
     ImageFiles, build_eval_transform, build_train_transform, collate, decode_rgb)
-from probes.encoders.versions import VERSIONS  # noqa: E402
+from probes.runtime import resolve_device  # noqa: E402
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-H100_BF16_DENSE_FLOPS = 989e12
-H100_FP64_TENSOR_FLOPS = 67e12  # SXM; the resampling products run in float64
-MFU = 0.55
-GPUS_PER_NODE = 8
+PATHS = ("float", "worker", "device")
+KINDS = ("train", "eval")
 
 
 def parse_args() -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short run (< 2 min)")
+    parser.add_argument("--quick", action="store_true", help="short run (~3 min on 2 CPU cores)")
+    parser.add_argument("--smoke", action="store_true", help="toy run (8 small images, 1 round): figures meaningless")
     parser.add_argument("--images", type=int, default=None, help="generated JPEGs per pass")
     parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=16, help="images per collated batch")
-    parser.add_argument("--image-size", type=int, default=448)
-    return parser.parse_args()
+    parser.add_argument("--batch-size", type=int, default=None, help="images per collated batch")
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--device", default=None, help="the run's device (default: cuda if present, else cpu)")
+    args = parser.parse_args()
+    args.images = args.images or (8 if args.smoke else 96 if args.quick else 256)
+    args.rounds = args.rounds or (1 if args.smoke else 6 if args.quick else 9)
+    args.batch_size = args.batch_size or (4 if args.smoke else 16)
+    args.image_size = args.image_size or (64 if args.smoke else 448)
+    return args
 
 
 def write_jpegs(folder: Path, n: int, seed: int = 0) -> List[Path]:
@@ -93,37 +101,14 @@ def float_transforms(size: int) -> Dict[str, Callable]:
                                T.ToTensor(), T.Normalize(MEAN, STD)])}
 
 
-def uint8_transforms(size: int) -> Dict[str, Callable]:
-    """The package's worker transforms: crop, uint8 out."""
-    return {"train": build_train_transform(size), "eval": build_eval_transform(size)}
-
-
-def device_transforms(size: int) -> Dict[str, Callable]:
-    """Worker halves of the device path: crop and plan; the resize happens on the accelerator."""
-    return {"train": TrainCropPlans(size), "eval": EvalCropPlans(size)}
-
-
-def resample_flops(batches: List[dict]) -> float:
-    """Mean float64 FLOPs per image of the device's two products (padded to each batch's largest input)."""
-    total, images = 0.0, 0
-    for b in batches:
-        h, w = (int(v) for v in b["shapes"][:, :2].max(0).values)
-        rows, cols = b["y_first"].shape[1], b["x_first"].shape[1]
-        n = len(b["shapes"])
-        # Horizontal first: [3,h,w]@[w,cols] then [rows,h]@[3,h,cols] (the other order costs alike).
-        total += n * 2.0 * 3 * (h * w * cols + rows * h * cols)
-        images += n
-    return total / images
-
-
 def pillow_decode(path: Path) -> Image.Image:
-    """The decoder before this change."""
+    """The decoder before DeviceBatches."""
     with Image.open(path) as img:
         return img.convert("RGB")
 
 
 def float_collate(batch):
-    """The collate before this change: torch.stack, moved to shared memory when pickled."""
+    """The collate before DeviceBatches: torch.stack, moved to shared memory when pickled."""
     good = [b for b in batch if b[3] is None]
     return {"images": torch.stack([b[0] for b in good]),
             "targets": torch.tensor([b[1] for b in good], dtype=torch.long),
@@ -151,104 +136,116 @@ def workers_cpu_seconds() -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def one_pass(loader: DataLoader) -> Tuple[float, float]:
-    """(worker CPU seconds, wall seconds) for one epoch as the main process receives it."""
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def consumer(path: str, loader: DataLoader, device: torch.device, hook) -> Callable[[], int]:
+    """One pass of the main process's loop of a run on ``device``; returns the images it received."""
+    def float_pass() -> int:
+        n = 0
+        for batch in loader:
+            n += len(batch["images"].to(device, non_blocking=True))
+        return n
+
+    def device_batches_pass() -> int:
+        return sum(len(b["images"]) for b in DeviceBatches(loader, device, MEAN, STD, decode=hook))
+
+    return float_pass if path == "float" else device_batches_pass
+
+
+def one_pass(run: Callable[[], int], device: torch.device) -> Tuple[float, float, float, int]:
+    """(worker CPU s, main-process CPU s, wall s, images) of one epoch, every device kernel finished."""
     torch.manual_seed(0)  # the worker's seed comes from here: the same crops for every path
-    cpu, wall = workers_cpu_seconds(), time.perf_counter()
-    for _ in loader:
-        pass
-    return workers_cpu_seconds() - cpu, time.perf_counter() - wall
+    _sync(device)
+    worker, main, wall = workers_cpu_seconds(), time.process_time(), time.perf_counter()
+    n = run()
+    _sync(device)
+    return (workers_cpu_seconds() - worker, time.process_time() - main, time.perf_counter() - wall, n)
 
 
-def forward_flops(name: str, image_size: int = 448) -> float:
-    """Forward FLOPs of one image through the encoder: patch embedding + blocks (2 FLOPs a MAC)."""
-    v = VERSIONS[name]
-    c, mlp = v.hidden_size, v.intermediate_size
-    patches = (image_size // v.patch_size) ** 2
-    n = patches + 1  # + class token
-    embed = patches * 3 * v.patch_size ** 2 * c
-    # qkv + proj (4C^2) and the MLP (2CI) per token; QK^T and AV (2N^2C) per block.
-    block = n * (4 * c * c + 2 * c * mlp) + 2 * n * n * c
-    return 2.0 * (embed + v.num_hidden_layers * block)
+def auto_path(files: List[Path], size: int, device: torch.device) -> Tuple[str, str]:
+    """The path data.crop_on='auto' takes on ``device``, decided as a run decides it, and why."""
+    notes = []
+
+    def measure():
+        timing = time_crop_paths(ImageSet("train", files[0].parent, files, [0] * len(files)), size, "bicubic",
+                                 load_config(None, {}).train, device)
+        notes.append(timing.describe())
+        return timing
+
+    place = crop_place("auto", device, measure)
+    return place, notes[0] if notes else f"off CUDA 'auto' is the worker path, untimed"
 
 
 def main() -> None:
-    """Time the paths side by side, print rates, ratios and the cores-per-node model."""
+    """Time the paths side by side and print per-core rates, ratios and the headline of the 'auto' path."""
     args = parse_args()
     torch.set_num_threads(1)
-    n_images = args.images or (96 if args.quick else 256)
-    rounds = args.rounds or (6 if args.quick else 9)
-    # path -> (transforms, decoder, collate)
-    paths = {"float": (float_transforms(args.image_size), pillow_decode, float_collate),
-             "uint8": (uint8_transforms(args.image_size), decode_rgb, collate),
-             "device": (device_transforms(args.image_size), decode_rgb, collate_plans)}
-    kinds = ("train", "eval")
-    cpu = {(k, p): [] for k in kinds for p in paths}   # worker CPU seconds per pass
-    wall = {(k, p): [] for k in kinds for p in paths}
+    device = resolve_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {os.cpu_count()} cores"
+    size = args.image_size
+    transforms = {"float": float_transforms(size),
+                  "worker": {"train": build_train_transform(size), "eval": build_eval_transform(size)},
+                  "device": {"train": TrainCropPlans(size), "eval": EvalCropPlans(size)}}
+    decoders = {"float": pillow_decode, "worker": decode_rgb, "device": decode_rgb}
+    collates = {"float": float_collate, "worker": collate, "device": collate_plans}
+    hooks = {"float": None, "worker": None, "device": DeviceCrops(device)}
+    runs = {(k, p): [] for k in KINDS for p in PATHS}   # (worker CPU, main CPU, wall) per pass
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        files = write_jpegs(Path(tmp), n_images)
+        files = write_jpegs(Path(tmp), args.images)
         kb = statistics.mean(f.stat().st_size for f in files) / 1024
-        print(f"{n_images} JPEGs 500x375 (mean {kb:.0f} KiB), crop {args.image_size}, batch "
-              f"{args.batch_size}, {rounds} rounds, one DataLoader worker (1 torch thread) per path")
-        loaders = {(kind, path): one_worker_loader(ImageFiles(files, [0] * len(files), tfs[kind], decode),
-                                                   args.batch_size, collate_fn)
-                   for path, (tfs, decode, collate_fn) in paths.items() for kind in kinds}
-        for loader in loaders.values():  # warm-up: worker start, page cache, allocator
-            one_pass(loader)
-        names = list(paths)
-        for r in range(rounds):
-            for kind in kinds:
-                for path in names[r % len(names):] + names[:r % len(names)]:
-                    used, took = one_pass(loaders[(kind, path)])
-                    cpu[(kind, path)].append(used)
-                    wall[(kind, path)].append(took)
-        del loaders
-        device_side = {}
-        for kind in kinds:  # the device path's other half, on this CPU and as modelled for an H100
-            torch.manual_seed(0)
-            plans = ImageFiles(files, [0] * len(files), paths["device"][0][kind])
-            batches = [collate_plans([plans[i] for i in range(s, min(s + args.batch_size, len(files)))])
-                       for s in range(0, len(files), args.batch_size)]
-            resize = DeviceCrops(torch.device("cpu"))
-            start = time.process_time()
-            for b in batches[:2]:
-                resize(b)
-            cpu_ms = 1e3 * (time.process_time() - start) / sum(len(b["shapes"]) for b in batches[:2])
-            flops = resample_flops(batches)
-            device_side[kind] = (cpu_ms, flops, 1e6 * flops / (0.5 * H100_FP64_TENSOR_FLOPS))
-    print(f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (a shared machine: "
-          f"rates per worker CPU-second; the wall-clock ratio beside)")
+        print(f"{args.images} JPEGs 500x375 (mean {kb:.0f} KiB), crop {size}, batch {args.batch_size}, "
+              f"{args.rounds} rounds, one DataLoader worker (1 torch thread) per path, consumer on {device} ({name})")
+        chosen, why = auto_path(files, size, device)
+        passes = {}
+        for kind in KINDS:
+            for path in PATHS:
+                dataset = ImageFiles(files, [0] * len(files), transforms[path][kind], decoders[path])
+                loader = one_worker_loader(dataset, args.batch_size, collates[path])
+                passes[(kind, path)] = consumer(path, loader, device, hooks[path])
+        for run in passes.values():  # warm-up: worker start, page cache, allocator, kernels
+            one_pass(run, device)
+        for r in range(args.rounds):
+            for kind in KINDS:
+                for path in PATHS[r % 3:] + PATHS[:r % 3]:
+                    worker, main, wall, n = one_pass(passes[(kind, path)], device)
+                    assert n == args.images, f"{path} {kind} delivered {n} of {args.images} images"
+                    runs[(kind, path)].append((worker, main, wall))
+        del passes
+    print(f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (rates per CPU-second; "
+          f"wall-clock ratios beside)")
+
+    def cost(kind: str, path: str, part: slice = slice(0, 2)) -> List[float]:
+        return [sum(r[part]) for r in runs[(kind, path)]]
 
     def rate(kind: str, path: str) -> float:
-        return n_images / statistics.median(cpu[(kind, path)])
+        return args.images / statistics.median(cost(kind, path))
 
-    def ratio(kind: str, path: str, clock=cpu) -> float:
-        """Median over rounds of float time / path time (each round's paths ran back to back)."""
-        return statistics.median(f / t for f, t in zip(clock[(kind, "float")], clock[(kind, path)]))
+    def ratio(kind: str, path: str, part: slice = slice(0, 2)) -> float:
+        """Median over rounds of float cost / path cost (each round's paths ran back to back)."""
+        return statistics.median(f / t for f, t in zip(cost(kind, "float", part), cost(kind, path, part)))
 
-    print("img/s per worker core   float   uint8  device   uint8/float  device/float")
-    for kind in kinds:
-        print(f"  {kind:<20} {rate(kind, 'float'):6.1f}  {rate(kind, 'uint8'):6.1f}  {rate(kind, 'device'):6.1f}   "
-              f"{ratio(kind, 'uint8'):11.2f}  {ratio(kind, 'device'):12.2f}   "
-              f"(wall {ratio(kind, 'uint8', wall):.2f} / {ratio(kind, 'device', wall):.2f})")
-    print("device path, accelerator side (float64 products, exact; not timed on an accelerator here):")
-    forward_us = 1e6 * forward_flops("InternViT-300M-448px") / (MFU * H100_BF16_DENSE_FLOPS)
-    for kind in kinds:
-        cpu_ms, flops, h100_us = device_side[kind]
-        print(f"  {kind:<6} {flops / 1e9:5.2f} GFLOP/img: {h100_us:5.1f} us/img at 50% of an H100's "
-              f"{H100_FP64_TENSOR_FLOPS / 1e12:.0f} TFLOP/s float64 (model; {100 * h100_us / forward_us:.1f}% of "
-              f"the 300M forward's {forward_us:.0f} us); {cpu_ms:6.1f} ms/img on this CPU")
-    print(f"throughput model: frozen-encoder forward at {MFU:.0%} of {H100_BF16_DENSE_FLOPS / 1e12:.0f} "
-          f"TFLOP/s (H100 dense bf16), {GPUS_PER_NODE} GPUs per node; cores to feed one node:")
-    for name in ("InternViT-300M-448px", "InternViT-6B-448px-V2_5"):
-        flops = forward_flops(name)
-        node = GPUS_PER_NODE * MFU * H100_BF16_DENSE_FLOPS / flops
-        cores = "  ".join(f"{kind} {node / rate(kind, 'device'):5.1f} (uint8 {node / rate(kind, 'uint8'):5.1f}, "
-                          f"float {node / rate(kind, 'float'):5.1f})" for kind in kinds)
-        print(f"  {name:<24} {flops / 1e12:6.2f} TFLOP/img {node:7.0f} img/s/node   {cores}")
-    print(f"pipeline_img_s_per_core={rate('train', 'device'):.1f} "
-          f"ratio_vs_float_pipeline={ratio('train', 'device'):.2f}")
+    ms = 1e3 / args.images
+    print("img/s per core (worker + main-process CPU)   float  worker  device   worker/float  device/float")
+    for kind in KINDS:
+        print(f"  {kind:<42} {rate(kind, 'float'):6.1f}  {rate(kind, 'worker'):6.1f}  {rate(kind, 'device'):6.1f}"
+              f"   {ratio(kind, 'worker'):12.2f}  {ratio(kind, 'device'):12.2f}   "
+              f"(wall {ratio(kind, 'worker', slice(2, 3)):.2f} / {ratio(kind, 'device', slice(2, 3)):.2f})")
+    print("CPU ms per image, worker + main process:")
+    for kind in KINDS:
+        parts = "   ".join(f"{p} {statistics.median(r[0] for r in runs[(kind, p)]) * ms:5.2f} + "
+                           f"{statistics.median(r[1] for r in runs[(kind, p)]) * ms:5.2f}" for p in PATHS)
+        print(f"  {kind:<6} {parts}")
+    if device.type == "cuda":
+        print(f"wall ms per image on {name} (synchronised pass): " + "   ".join(
+            f"{kind}: " + " ".join(f"{p} {statistics.median(r[2] for r in runs[(kind, p)]) * ms:.2f}" for p in PATHS)
+            for kind in KINDS))
+    print(f"'auto' on this machine: {chosen} ({why})")
+    print(f"pipeline_img_s_per_core={rate('train', chosen):.1f} "
+          f"ratio_vs_float_pipeline={ratio('train', chosen):.2f} path={chosen}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ only the eager ratio.
     python benchmarks/encoder_throughput.py --quick          # CPU, reduced-depth 300M shape
     python benchmarks/encoder_throughput.py --device cuda --model 300m --image-size 448
     python benchmarks/encoder_throughput.py --device cuda --model 6b --depth 45 --image-size 448
+    python benchmarks/encoder_throughput.py --smoke          # seconds: 1 block at 56px (figures meaningless)
 
 Last line: `ratio_vs_timm=X.XX ratio_vs_eager=Y.YY` (throughput ours / theirs).
 """
@@ -37,9 +38,11 @@ def parse_args() -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CPU-sized run (< 3 min): 300M shape, 4 blocks")
+    parser.add_argument("--smoke", action="store_true",
+                        help="toy run (1 block, 56px, batch 1, 1 round on CPU): proves the script runs")
     parser.add_argument("--model", choices=("300m", "6b"), default="300m")
     parser.add_argument("--depth", type=int, default=None, help="blocks (default: the real depth)")
-    parser.add_argument("--image-size", type=int, default=448)
+    parser.add_argument("--image-size", type=int, default=None, help="default 448 (56 with --smoke)")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per model")
     parser.add_argument("--device", default=None)
@@ -72,12 +75,13 @@ def time_round(forward, images, device) -> float:
 def main() -> None:
     """Build the three models, check they agree, time them, print the ratios."""
     args = parse_args()
-    device = resolve_device(args.device or ("cpu" if args.quick else None))
+    device = resolve_device(args.device or ("cpu" if args.quick or args.smoke else None))
     base = VERSIONS["InternViT-300M-448px" if args.model == "300m" else "InternViT-6B-448px-V2_5"]
-    depth = args.depth or (4 if args.quick else base.num_hidden_layers)
-    cfg = base.replace(num_hidden_layers=depth, image_size=args.image_size)
-    batch = args.batch_size or (2 if device.type == "cpu" else 32)
-    rounds = args.rounds or (5 if device.type == "cpu" else 20)
+    depth = args.depth or (1 if args.smoke else 4 if args.quick else base.num_hidden_layers)
+    image_size = args.image_size or (56 if args.smoke else 448)
+    cfg = base.replace(num_hidden_layers=depth, image_size=image_size)
+    batch = args.batch_size or (1 if args.smoke else 2 if device.type == "cpu" else 32)
+    rounds = args.rounds or (1 if args.smoke else 5 if device.type == "cpu" else 20)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
 
     with torch.device("cpu"):

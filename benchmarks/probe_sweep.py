@@ -2,39 +2,61 @@
 
 (a) ``sweep_cost_ratio``: a training step of 16 heads (linear + attention pooling × 8 lrs) on one
     backbone pass, divided by the same step with one linear head. Goal ≤ 1.15.
-(b) ``cache_speedup``: one training epoch (16 heads) recomputing the backbone from the images,
-    divided by the same epoch read from the feature cache. Goal ≥ 20.
+(b) ``cache_speedup``: one 16-head training epoch whose features are recomputed by the backbone from
+    the images, divided by the same epoch read from the feature cache. Both sides do the same work:
+    the live side computes exactly the features the cache stores (evaluation transform, no Mixup;
+    a cached run has no augmentation), then trains the same heads on them. Goal ≥ 20.
+    Beside it: the cache's build time (the live pass that writes it), the break-even epoch count
+    (the fewest epochs after which build + cached epochs cost less than live ones), and for
+    reference the augmented live epoch a live run trains on (RandomResizedCrop, flip, Mixup/CutMix).
+
+Every timing here is the median of the same number of rounds (``--rounds``) after one untimed
+warm-up of each side, the sides alternating round by round (order rotated) so machine drift hits
+them alike; on CUDA each timed region ends with a synchronise.
 
 The backbone is a random-weight, 300M-shaped InternViT (C 1024, 16 heads, MLP 4096) at 224px with
 fewer blocks (``--depth``), written as a Hugging Face folder and loaded with ``probes.load_encoder``.
-The last printed line is exactly ``sweep_cost_ratio=X.XX cache_speedup=Y.Y``.
+
+    python benchmarks/probe_sweep.py --quick      # CPU, ~4 min: 10 blocks, batch 8
+    python benchmarks/probe_sweep.py --smoke      # seconds: proves the script runs (figures meaningless)
+
+The last printed line is exactly
+``sweep_cost_ratio=X.XX cache_speedup=Y.Y cache_build_s=Z.ZZ break_even_epochs=N``.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import logging
+import math
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
 from timm.data.mixup import mixup_target
 from timm.loss import SoftTargetCrossEntropy
 
-from probes import load_encoder
-from probes.classification.cache import CachedSource, build_store
-from probes.classification.config import load_config
-from probes.classification.datasets import read_train
-from probes.classification.distributed import DistInfo
-from probes.classification.live import LiveSource, Preprocessing, backbone_features
-from probes.testing.imagenet_data import shared_a_r_classes, write_imagenet_root
-from probes.classification.sweep import HeadBank, SweepTrainer, head_specs
-from probes.encoders import VERSIONS
-from probes.runtime import autocast_for
-from probes.testing.checkpoints import random_internvit, save_hf_folder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from probes import load_encoder  # noqa: E402
+from probes.classification.cache import CachedSource, build_store  # noqa: E402
+from probes.classification.config import load_config  # noqa: E402
+from probes.classification.datasets import read_train  # noqa: E402
+from probes.classification.distributed import DistInfo  # noqa: E402
+from probes.classification.live import LiveSource, Preprocessing, backbone_features  # noqa: E402
+from probes.classification.sweep import HeadBank, SweepTrainer, head_specs  # noqa: E402
+from probes.encoders import VERSIONS  # noqa: E402
+from probes.runtime import autocast_for  # noqa: E402
+from probes.testing.checkpoints import random_internvit, save_hf_folder  # noqa: E402
+from probes.testing.imagenet_data import shared_a_r_classes, write_imagenet_root  # noqa: E402
 
 LRS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0]
+LOSS = SoftTargetCrossEntropy()
 
 
 def _trainer(specs, enc, iters: int, batch: int, autocast=None) -> SweepTrainer:
@@ -43,75 +65,110 @@ def _trainer(specs, enc, iters: int, batch: int, autocast=None) -> SweepTrainer:
     return SweepTrainer(bank, total_batch=batch, iters_per_epoch=iters, epochs=1000, autocast=autocast)
 
 
-def measure_step_ratio(enc, batches, reps: int, autocast) -> tuple[float, float, float]:
-    """Fastest (backbone + step) time of 16 heads and of 1 head, alternated to share the noise.
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    The minimum, not the mean: on a shared machine other processes only ever add time.
-    """
-    loss = SoftTargetCrossEntropy()
-    many = _trainer(head_specs(["linear", "attention_pooling"], LRS), enc, 100, len(batches[0][0]), autocast)
+
+def timed(work: Callable[[], object], device: torch.device) -> float:
+    """Wall seconds of ``work()``, every queued device kernel included."""
+    _sync(device)
+    start = time.perf_counter()
+    work()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def interleaved(sides: Dict[str, Callable[[], object]], rounds: int, device: torch.device) -> Dict[str, List[float]]:
+    """Per side, ``rounds`` timings after one untimed warm-up; sides alternate, order rotated each round."""
+    names = list(sides)
+    for name in names:
+        sides[name]()
+    times: Dict[str, List[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(timed(sides[name], device))
+    return times
+
+
+def measure_step_ratio(enc, batches, lrs: List[float], rounds: int, autocast, device) -> tuple[float, float, float]:
+    """Median (backbone + step) time of the sweep's heads and of 1 head on the same batches, and their ratio."""
+    many = _trainer(head_specs(["linear", "attention_pooling"], lrs), enc, 100, len(batches[0][0]), autocast)
     one = _trainer(head_specs(["linear"], [0.1]), enc, 100, len(batches[0][0]), autocast)
-    times = {"many": [], "one": []}
+    cycle = {"many": itertools.cycle(batches), "one": itertools.cycle(batches)}
 
-    def step(trainer, images, soft):
-        start = time.perf_counter()
-        feats = backbone_features(enc, images, trainer.bank.needs, autocast)
-        trainer.step(feats, soft, loss)
-        return time.perf_counter() - start
+    def step(name: str, trainer: SweepTrainer) -> Callable[[], object]:
+        def run():
+            images, soft = next(cycle[name])
+            trainer.step(backbone_features(enc, images, trainer.bank.needs, autocast), soft, LOSS)
+        return run
 
-    for i in range(reps + 1):
-        images, soft = batches[i % len(batches)]
-        for name, trainer in (("one", one), ("many", many)) if i % 2 else (("many", many), ("one", one)):
-            t = step(trainer, images, soft)
-            if i > 0:  # the first round warms up allocators and kernels
-                times[name].append(t)
-    m, o = min(times["many"]), min(times["one"])
+    times = interleaved({"many": step("many", many), "one": step("one", one)}, rounds, device)
+    m, o = statistics.median(times["many"]), statistics.median(times["one"])
     return m / o, m, o
 
 
-def timed_epoch(trainer: SweepTrainer, source, epoch: int) -> float:
-    """Wall time of one training epoch of ``trainer`` fed by ``source``."""
-    loss = SoftTargetCrossEntropy()
-    start = time.perf_counter()
-    for feats, soft, keep in source.train_batches(epoch):
-        trainer.step(feats, soft, loss, keep)
-    return time.perf_counter() - start
+def run_epoch(trainer: SweepTrainer, batches: Iterable) -> None:
+    """Train ``trainer`` on every (features, soft targets, grid mask) of an epoch."""
+    for feats, soft, keep in batches:
+        trainer.step(feats, soft, LOSS, keep)
+
+
+def same_work_live(live: LiveSource, train, iters: int, smoothing: float):
+    """The cached epoch's work done live: evaluation-transform features of the training images."""
+    targets = torch.as_tensor(train.targets)
+    for feats, indices in itertools.islice(live.eval_batches(train), iters):
+        soft = mixup_target(targets[indices].to(live.dist.device), live.num_classes, 1.0, smoothing)
+        yield feats, soft, None
+
+
+def parse_args() -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="CPU-sized run (~4 minutes)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="toy run (1 block, 56px, 1 round): proves the script works, figures meaningless")
+    parser.add_argument("--depth", type=int, help="backbone blocks (default 10 quick, 24 full)")
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds of every side")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int,
+                        help="torch CPU threads (default: 1 with --quick/--smoke on CPU, else torch's choice)")
+    parser.add_argument("--record", type=Path, help="append the measurement to this markdown file")
+    args = parser.parse_args()
+    small = args.quick or args.smoke
+    args.depth = args.depth or (1 if args.smoke else 10 if args.quick else 24)
+    args.batch = args.batch or (4 if args.smoke else 8)
+    args.image_size = args.image_size or (56 if args.smoke else 224)
+    args.rounds = args.rounds or (1 if args.smoke else 3 if args.quick else 5)
+    args.train_per_class = 2 if args.smoke else 4 if args.quick else 16
+    args.lrs = LRS[3:5] if args.smoke else LRS  # smoke: 4 heads, the same code
+    # On a shared 2-core machine an OpenMP barrier waiting for a descheduled thread made small
+    # ops up to 100x slower here (the neighbour gets measured, not the code): small runs use one thread.
+    args.threads = args.threads or (1 if small and args.device in (None, "cpu") else None)
+    return args
 
 
 def main() -> None:
     """Run both measurements and print the summary line last."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="CPU-sized run (< 3 minutes)")
-    parser.add_argument("--depth", type=int, help="backbone blocks (default 10 quick, 24 full)")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--threads", type=int,
-                        help="torch CPU threads (default: 1 with --quick on CPU, else torch's choice)")
-    parser.add_argument("--record", type=Path, help="append the measurement to this markdown file")
-    args = parser.parse_args()
+    args = parse_args()
     logging.basicConfig(level=logging.WARNING)
-    # On a shared 2-core machine an OpenMP barrier waiting for a descheduled thread made small
-    # ops up to 100x slower here (the neighbour gets measured, not the code): --quick uses one thread.
-    threads = args.threads or (1 if args.quick and args.device in (None, "cpu") else None)
-    if threads:
-        torch.set_num_threads(threads)
-    depth = args.depth or (10 if args.quick else 24)
-    reps = 4 if args.quick else 10
-    live_epochs = 1 if args.quick else 3
-    train_per_class = 4 if args.quick else 16
+    if args.threads:
+        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        arch = VERSIONS["InternViT-300M-448px"].replace(num_hidden_layers=depth, image_size=args.image_size)
+        arch = VERSIONS["InternViT-300M-448px"].replace(num_hidden_layers=args.depth, image_size=args.image_size)
         save_hf_folder(random_internvit(arch, seed=0).state_dict(), arch, tmp / "encoder")
         classes = shared_a_r_classes(4)
-        write_imagenet_root(tmp / "data", classes, train_per_class=train_per_class + 1,
+        write_imagenet_root(tmp / "data", classes, train_per_class=args.train_per_class,
                             size=(args.image_size + 32, args.image_size), sets=("train",), quirks=False)
         cfg = load_config(None, {
             "image_size": args.image_size, "data.allow_subset": True, "data.workers": 0,
-            "train.batch_size": args.batch, "cache.batch_size": args.batch,
-            "cache.store": ["pooled", "tokens"], "runtime.progress": False})
+            "train.batch_size": args.batch, "train.eval_batch_size": args.batch,
+            "cache.batch_size": args.batch, "cache.store": ["pooled", "tokens"], "runtime.progress": False})
         enc = load_encoder(str(tmp / "encoder"), dtype="float32" if args.device in (None, "cpu") else None,
                            device=args.device or "cpu")
         device = next(enc.parameters()).device
@@ -119,74 +176,91 @@ def main() -> None:
 
         dist = DistInfo(0, 1, device)
         train = read_train(tmp / "data" / "train", allow_subset=True)
-        probe_bank = HeadBank(head_specs(["linear", "attention_pooling"], LRS), enc.embed_dim,
+        specs = head_specs(["linear", "attention_pooling"], args.lrs)
+        probe_bank = HeadBank(specs, enc.embed_dim,
                               enc.num_heads, enc.num_prefix_tokens)
         pre = Preprocessing.resolve(cfg.image, enc.data_config)
         live = LiveSource(enc, train, pre, cfg.train, cfg.data, 1000, dist, probe_bank.needs, autocast)
 
         # (a) the same augmented batches for both bank sizes
-        batches = []
-        for feats_batch in _image_batches(live, 3):
-            batches.append(feats_batch)
-        ratio, t_many, t_one = measure_step_ratio(enc, batches, reps, autocast)
+        ratio, t_many, t_one = measure_step_ratio(enc, _image_batches(live, 3), args.lrs, args.rounds, autocast,
+                                                 device)
 
-        # (b) one epoch live vs one epoch from the cache, 16 heads each
+        # (b) the cache's build (timed once: building is what the break-even pays back), then epochs
+        build_s = timed(lambda: build_store(tmp / "cache" / "train", train, live, dist, ["pooled", "tokens"],
+                                            False, 60.0), device)
         store = build_store(tmp / "cache" / "train", train, live, dist, ["pooled", "tokens"], False, 60.0)
         cached = CachedSource({"train": store}, train, cfg.cache, cfg.train, 1000, dist, probe_bank.needs)
-        iters = live.iters_per_epoch
-        trainer = _trainer(head_specs(["linear", "attention_pooling"], LRS), enc, iters, args.batch, autocast)
-        timed_epoch(trainer, cached, 0)  # warm-up
-        t_cached = min(timed_epoch(trainer, cached, e) for e in (1, 2, 3))
-        t_live = min(timed_epoch(trainer, live, e) for e in range(1, 1 + live_epochs))
+        iters = cached.iters_per_epoch
+        trainers = {side: _trainer(specs, enc, iters, args.batch, autocast) for side in ("live", "cached", "augmented")}
+        epochs = {side: itertools.count() for side in trainers}
+        sides = {
+            "live": lambda: run_epoch(trainers["live"], same_work_live(live, train, iters, cfg.train.smoothing)),
+            "cached": lambda: run_epoch(trainers["cached"], cached.train_batches(next(epochs["cached"]))),
+            "augmented": lambda: run_epoch(trainers["augmented"], live.train_batches(next(epochs["augmented"]))),
+        }
+        times = interleaved(sides, args.rounds, device)
+        t_live, t_cached, t_aug = (statistics.median(times[s]) for s in ("live", "cached", "augmented"))
         speedup = t_live / t_cached
+        saved = t_live - t_cached
+        break_even = math.floor(build_s / saved) + 1 if saved > 0 else None
     total = time.perf_counter() - t0
     threads = torch.get_num_threads()
-    print(f"backbone: 300M-shaped InternViT, {depth} blocks, {args.image_size}px, batch {args.batch}, "
-          f"{device}, {threads} threads")
-    print(f"(a) step with 16 heads {t_many * 1e3:.0f} ms vs 1 head {t_one * 1e3:.0f} ms (fastest of {reps})")
-    print(f"(b) epoch of {iters} steps x {args.batch} images, 16 heads: live {t_live:.2f} s, "
-          f"cached {t_cached:.3f} s")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"backbone: 300M-shaped InternViT, {args.depth} blocks, {args.image_size}px, batch {args.batch}, "
+          f"{device} ({name}), {threads} threads; every figure the median of {args.rounds} rounds after a warm-up")
+    heads = len(specs)
+    print(f"(a) step with {heads} heads {t_many * 1e3:.0f} ms vs 1 head {t_one * 1e3:.0f} ms")
+    print(f"(b) epoch of {iters} steps x {args.batch} images, {heads} heads: live {t_live:.3f} s (the cached "
+          f"features recomputed), cached {t_cached:.3f} s; augmented live epoch {t_aug:.3f} s")
+    print(f"    cache build {build_s:.3f} s (one pass of {len(train)} images); break-even after "
+          f"{break_even if break_even else 'never'} epochs (build + n cached < n live)")
     print(f"total {total:.0f} s")
     if args.record:
-        _record(args.record, depth, args, device, threads, ratio, speedup, t_many, t_one, t_live,
-                t_cached, iters)
-    print(f"sweep_cost_ratio={ratio:.2f} cache_speedup={speedup:.1f}")
+        _record(args.record, args, f"{device} ({name})", threads, ratio, speedup, t_many, t_one, t_live,
+                t_cached, t_aug, build_s, break_even, iters)
+    print(f"sweep_cost_ratio={ratio:.2f} cache_speedup={speedup:.1f} cache_build_s={build_s:.2f} "
+          f"break_even_epochs={break_even if break_even else 'never'}")
 
 
-def _image_batches(live: LiveSource, n: int):
+def _image_batches(live: LiveSource, n: int) -> list:
     """``n`` augmented (images, soft targets) device batches, decoded once and reused for every timing."""
     live.sampler.set_epoch(0)
-    loader = live._loader(live.train_set, live.batch, live.sampler, drop_last=True)
-    out = []
+    loader = live._loader(live.train_set, live.batch, live.sampler, drop_last=True,
+                          collate_fn=live.paths.train_collate)
+    out: List[tuple] = []
     while len(out) < n:
-        for batch in live._device_batches(loader, None, 1):
-            soft = mixup_target(batch["targets"], 1000, 1.0, 0.1)
-            out.append((batch["images"], soft))
+        for batch in live._device_batches(loader, None, 1, decode=live.paths.train_hook):
+            out.append((batch["images"], mixup_target(batch["targets"], 1000, 1.0, 0.1)))
             if len(out) == n:
                 break
     return out
 
 
-def _record(path: Path, depth, args, device, threads, ratio, speedup, t_many, t_one, t_live, t_cached,
-            iters) -> None:
+HEADER = ("| date | device | backbone | batch | rounds | 16 heads / 1 head (ms) | sweep_cost_ratio | "
+          "live / cached epoch (s) | cache_speedup | cache build (s) | break-even epochs | augmented live epoch (s) |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+
+
+def _record(path: Path, args, device: str, threads: int, ratio: float, speedup: float, t_many: float,
+            t_one: float, t_live: float, t_cached: float, t_aug: float, build_s: float,
+            break_even: Optional[int], iters: int) -> None:
+    """Add one row to the probe_sweep table of ``path`` (a RESULTS.md)."""
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = path.read_text() if path.is_file() else ""
     if "## probe_sweep" not in text:
-        text += ("\n## probe_sweep\n\n`benchmarks/probe_sweep.py`: (a) training step (backbone pass + "
-                 "heads) of 16 heads vs 1 linear head; (b) one 16-head epoch recomputing the backbone "
-                 "vs read from the feature cache. Goals: ratio ≤ 1.15, speedup ≥ 20.\n\n"
-                 "| date | device | backbone | batch | 16 heads / 1 head (ms) | sweep_cost_ratio | "
-                 "live / cached epoch (s) | cache_speedup |\n|---|---|---|---|---|---|---|---|\n")
-    row = (f"| {when} | {device}, {threads} threads | 300M-shaped, {depth} blocks, {args.image_size}px | "
-           f"{args.batch} | {t_many * 1e3:.0f} / {t_one * 1e3:.0f} | {ratio:.2f} | "
-           f"{t_live:.2f} / {t_cached:.3f} ({iters} steps) | {speedup:.1f} |\n")
+        text += "\n## probe_sweep\n\n" + HEADER
+    row = (f"| {when} | {device}, {threads} threads | 300M-shaped, {args.depth} blocks, {args.image_size}px | "
+           f"{args.batch} | {args.rounds} (median) | {t_many * 1e3:.0f} / {t_one * 1e3:.0f} | {ratio:.2f} | "
+           f"{t_live:.2f} / {t_cached:.3f} ({iters} steps) | {speedup:.1f} | {build_s:.2f} | "
+           f"{break_even if break_even else 'never'} | {t_aug:.2f} |\n")
     head, sep, tail = text.partition("## probe_sweep")
     # Keep our rows together under our heading even if other sections follow it.
     nxt = tail.find("\n## ", 1)
     section, rest = (tail, "") if nxt < 0 else (tail[:nxt + 1], tail[nxt + 1:])
     lines = section.splitlines(keepends=True)
     last_row = max(i for i, line in enumerate(lines) if line.startswith("|"))
-    lines.insert(last_row + 1, row)  # new rows join the table, above any notes below it
+    lines.insert(last_row + 1, row)  # new rows join the first table, above any notes below it
     path.write_text(head + sep + "".join(lines) + rest)
 
 

@@ -15,6 +15,7 @@ other processes only ever add time). Reference: the same resampling written as a
 on a few resamples per cell and extrapolated linearly to 1,000 (the full loop would take many
 minutes). A second reference, a Python loop over resamples with numpy inside each, is printed for
 information. Also written and read: a full-size classification side file (4 heads).
+``--smoke`` runs the same code on 2% of the sizes with 20 resamples (seconds; figures meaningless).
 The last printed line is exactly ``report_stats_seconds=X ratio_vs_loop=Y``.
 """
 from __future__ import annotations
@@ -72,14 +73,18 @@ def segmentation_counts(rng: np.random.Generator, n: int, k: int) -> dict[str, t
     return out
 
 
-def make_work(seed: int = 0):
-    """Synthetic per-image outcomes of every Table 14 and Table 15 cell."""
+def _scaled(n: int, scale: float) -> int:
+    return n if scale == 1 else max(20, int(n * scale))
+
+
+def make_work(seed: int = 0, scale: float = 1.0):
+    """Synthetic per-image outcomes of every Table 14 and Table 15 cell (``scale``: of the real sizes)."""
     rng = np.random.default_rng(seed)
     table14 = {}
     for name, _, scored, p_lin, p_att in TABLE14:
-        lin, att = paired_correct(rng, scored, p_lin, p_att)
+        lin, att = paired_correct(rng, _scaled(scored, scale), p_lin, p_att)
         table14[name] = {"linear": lin, "attention_pooling": att}
-    table15 = {name: segmentation_counts(rng, n, k) for name, n, k in TABLE15}
+    table15 = {name: segmentation_counts(rng, _scaled(n, scale), k) for name, n, k in TABLE15}
     return table14, table15
 
 
@@ -180,11 +185,12 @@ def timed(fn, *args) -> float:
 
 
 # ----------------------------------------------------------------------------- side file size
-def side_file_cost(table14, tmp: Path) -> tuple[float, float, float]:
-    """(MB, write s, read s) of a full-size classification side file with 4 heads."""
+def side_file_cost(table14, tmp: Path, scale: float = 1.0) -> tuple[float, float, float]:
+    """(MB, write s, read s) of a classification side file with 4 heads (full size unless ``scale``)."""
     rng = np.random.default_rng(1)
     sets = {}
     for name, n, _, _, _ in TABLE14 + [("heldout", 10_000, 10_000, 0, 0)]:
+        n = _scaled(n, scale)
         labels = rng.integers(0, 1000, n)
         ids = np.array([f"n{label:08d}/ILSVRC2012_val_{i:08d}.JPEG" for i, label in enumerate(labels)])
         heads = {}
@@ -203,7 +209,9 @@ def main() -> None:
     """Time ours end to end and the loops on a subset, print the summary line last."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer reference resamples (< 2 minutes)")
-    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--smoke", action="store_true",
+                        help="2%% of the sizes, 20 resamples: proves the script runs (figures meaningless)")
+    parser.add_argument("--resamples", type=int, default=None)
     parser.add_argument("--repeats", type=int, help="end-to-end runs of ours, best kept (default 2 quick, 3 full)")
     parser.add_argument("--threads", type=int, default=1,
                         help="BLAS threads for the mIoU products (default 1; 0 = the BLAS default)")
@@ -216,9 +224,11 @@ def main() -> None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(threads)
-    repeats = args.repeats or (2 if args.quick else 3)
-    loop_resamples = 5 if args.quick else 20
-    table14, table15 = make_work()
+    repeats = args.repeats or (1 if args.smoke else 2 if args.quick else 3)
+    loop_resamples = 1 if args.smoke else 5 if args.quick else 20
+    args.resamples = args.resamples or (20 if args.smoke else 1000)
+    scale = 0.02 if args.smoke else 1.0
+    table14, table15 = make_work(scale=scale)
 
     start = time.perf_counter()
     inputs = python_loop_inputs(table14, table15)
@@ -235,12 +245,17 @@ def main() -> None:
     t14 = timed(lambda: [boot.accuracies(s, heads) for s, heads in table14.items()])
     t15 = timed(lambda: [boot.class_ratios(d, modes) for d, modes in table15.items()])
     with tempfile.TemporaryDirectory() as tmp:
-        size_mb, write_s, read_s = side_file_cost(table14, Path(tmp))
+        size_mb, write_s, read_s = side_file_cost(table14, Path(tmp), scale)
+    side_images = sum(_scaled(n, scale) for _, n, *_ in TABLE14) + _scaled(10_000, scale)
 
     result = ours(table14, table15, args.resamples)
     images = sum(len(next(iter(h.values()))) for h in table14.values())
+    if args.smoke:
+        print("smoke run: 2% of the real sizes, 20 resamples; the figures below are meaningless")
     print(f"work: {len(table14) * 2} Table-14 cells ({images:,} scored images, 2 probes) + averages + Δ, "
-          f"{sum(len(m) for m in table15.values())} Table-15 cells (2,000 x 150 and 5,000 x 171, 3 modes), "
+          f"{sum(len(m) for m in table15.values())} Table-15 cells ("
+          f"{' and '.join(f'{m[0].shape[0]:,} x {m[0].shape[1]}' for m in (next(iter(v.values())) for v in table15.values()))}"
+          ", 3 modes), "
           f"{args.resamples} resamples each")
     print(f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} (shared with other sessions), "
           f"BLAS threads: {threads or 'default'}")
@@ -253,7 +268,7 @@ def main() -> None:
           f"extrapolated linearly to {args.resamples}, plus {loop_setup:.1f} s of list building: {loop_s:.0f} s")
     print(f"Python loop over resamples with numpy inside: {numpy_part:.1f} s for {10 * loop_resamples} resamples, "
           f"extrapolated: {numpy_s:.1f} s (ratio_vs_numpy_loop={numpy_s / ours_s:.1f})")
-    print(f"side file (all 7 sets, 208,389 images, 4 heads): {size_mb:.1f} MB, write {write_s:.1f} s, "
+    print(f"side file (all 7 sets, {side_images:,} images, 4 heads): {size_mb:.1f} MB, write {write_s:.1f} s, "
           f"read {read_s:.1f} s")
     print(f"report_stats_seconds={ours_s:.2f} ratio_vs_loop={loop_s / ours_s:.0f}")
 

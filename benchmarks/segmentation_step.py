@@ -8,6 +8,7 @@ optimizer state, activations); `torch.cuda.max_memory_allocated` on GPU.
 
     python benchmarks/segmentation_step.py --quick        # CPU, < 3 min: 300M shape, crop 224, UPerHead 320 ch
     python benchmarks/segmentation_step.py --device cuda --encoder random:InternViT-6B-224px --num-layers 12
+    python benchmarks/segmentation_step.py --smoke        # toy run: proves the script works (figures meaningless)
 
 Goals (protocols.md's point of head tuning): head <= 0.5 x time and <= 0.35 x memory of full tuning.
 Last line: `head_time_ratio=… head_memory_ratio=… linear_time_ratio=… linear_memory_ratio=…`.
@@ -30,6 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CPU-sized run (< 3 min)")
+    parser.add_argument("--smoke", action="store_true", help="toy run: 4 blocks, crop 56, UPerHead 32 ch")
     parser.add_argument("--encoder", default=None, help="random:VERSION or any load_encoder source")
     parser.add_argument("--num-layers", type=int, default=None, help="encoder blocks (default: all)")
     parser.add_argument("--crop", type=int, default=None)
@@ -44,7 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # same thing at a CPU-sized cost. (At 1536 or 512 channels the head alone outweighs this small encoder.)
     quick = dict(encoder="random:InternViT-300M-448px", num_layers=None, crop=224, batch_size=2, channels=320, steps=1)
     full = dict(encoder="random:InternViT-6B-224px", num_layers=None, crop=504, batch_size=2, channels=1536, steps=3)
-    for key, value in (quick if args.quick else full).items():
+    smoke = dict(quick, num_layers=4, crop=56, channels=32)
+    for key, value in (smoke if args.smoke else quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     return args

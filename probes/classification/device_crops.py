@@ -6,8 +6,9 @@ most of the rest. On this path a worker decodes, draws the crop exactly as torch
 (same calls, same torch RNG), crops (a copy), and computes Pillow's integer resampling weights; the
 accelerator resizes with them (:mod:`probes.classification.pil_resample`) and flips. The uint8
 batch equals the worker path's bit for bit (tests/classification/test_device_crops.py), so results
-carry no protocol note. ``data.crop_on`` picks the path (:func:`crops_on_device`): 'auto' crops on
-the device on CUDA and in the workers elsewhere (a CPU would resample slower than Pillow does).
+carry no protocol note. ``data.crop_on`` picks the path (:mod:`probes.classification.crop_choice`):
+'auto' times both on CUDA and keeps the faster, and crops in the workers elsewhere (a CPU would
+resample slower than Pillow does).
 """
 from __future__ import annotations
 
@@ -30,15 +31,6 @@ CROP_PLACES = ("auto", "worker", "device")
 # Input pixels (images x padded height x width) resampled per pair of float64 products: bounds
 # the device memory of one call to about 0.5 GB (32 ImageNet-sized images; a 4000x3000 photo alone).
 CHUNK_PIXELS = 32 * 512 * 512
-
-
-def crops_on_device(crop_on: str, device: torch.device) -> bool:
-    """Whether ``data.crop_on`` resamples on the device for a run on ``device``."""
-    if crop_on not in CROP_PLACES:
-        raise ConfigError(f"data.crop_on is {crop_on!r}; use one of {list(CROP_PLACES)}.")
-    if crop_on == "auto":
-        return torch.device(device).type == "cuda"
-    return crop_on == "device"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The one place that decides how images travel from files to a uint8 batch on the device.
 
-Three ways, chosen from ``data.decode`` and ``data.crop_on``:
+Three ways, chosen from ``data.decode`` and ``data.crop_on`` (:mod:`.crop_choice`: 'auto' times the first two):
 - worker crops: workers decode and resize with Pillow, return uint8 crops (:mod:`.images`);
 - device crops: workers decode, crop and plan; the device resizes exactly as Pillow would
   (:mod:`.device_crops`): the same pixels for a fraction of a worker's time;
@@ -17,9 +17,10 @@ import torch
 from torch.utils.data import Dataset
 
 from probes.classification.config import DataSpec, TrainRecipe
+from probes.classification.crop_choice import crop_place, time_crop_paths
 from probes.classification.datasets import ImageSet
 from probes.classification.device_crops import (
-    DeviceCrops, EvalCropPlans, TrainCropPlans, collate_plans, crops_on_device)
+    DeviceCrops, EvalCropPlans, TrainCropPlans, collate_plans)
 from probes.classification.gpu_decode import EncodedFiles, TensorDecodeCrops, collate_encoded, decode_protocol_note
 from probes.classification.images import ImageFiles, build_eval_transform, build_train_transform, collate
 from probes.errors import ConfigError
@@ -50,10 +51,17 @@ class CropPaths:
         return ImageFiles(images.files, images.targets, self.eval_transform)
 
 
-def crop_paths(pre: "Preprocessing", recipe: TrainRecipe, data: DataSpec, device: torch.device) -> CropPaths:
-    """The paths for a run: device crops where ``data.crop_on`` asks (on CUDA by default)."""
+def crop_paths(pre: "Preprocessing", recipe: TrainRecipe, data: DataSpec, device: torch.device,
+               sample: Optional[ImageSet] = None) -> CropPaths:
+    """The paths for a run: device crops where ``data.crop_on`` asks ('auto': where timed faster on ``sample``)."""
     device = torch.device(device)
-    on_device = crops_on_device(data.crop_on, device)
+
+    def measure():
+        if sample is None:
+            raise ValueError("crop_paths: data.crop_on='auto' on CUDA needs sample images to time the paths")
+        return time_crop_paths(sample, pre.size, pre.interpolation, recipe, device)
+
+    on_device = crop_place(data.crop_on, device, measure) == "device"
     crop_args = (pre.size, pre.interpolation, recipe.scale, recipe.ratio, recipe.hflip)
     resample = DeviceCrops(device, pre.interpolation) if on_device else None
     evaluation: tuple = (build_eval_transform(pre.size, pre.interpolation, pre.crop_pct), collate, None)

@@ -117,7 +117,7 @@ class LiveSource:
         self.eval_batch = per_rank_batch(recipe.eval_batch_size or recipe.batch_size, dist.world,
                                          "train.eval_batch_size")
         # The one place choosing how images reach the device (see crop_paths).
-        self.paths = crop_paths(pre, recipe, data, dist.device)
+        self.paths = crop_paths(pre, recipe, data, dist.device, sample=train)
         self.train_set = self.paths.train_set(train)
         self.sampler = DistributedSampler(self.train_set, num_replicas=dist.world, rank=dist.rank,
                                           shuffle=True, seed=recipe.seed)

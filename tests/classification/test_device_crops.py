@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from probes.classification import device_crops, runner
 from probes.classification.device_batches import DeviceBatches
 from probes.classification.device_crops import (
-    DeviceCrops, EvalCropPlans, TrainCropPlans, collate_plans, crops_on_device)
+    DeviceCrops, EvalCropPlans, TrainCropPlans, collate_plans)
 from probes.classification.image_paths import crop_paths
 from probes.classification.images import ImageFiles, build_eval_transform, build_train_transform, collate
 from probes.classification.live import Preprocessing
@@ -122,13 +122,6 @@ def test_a_corrupt_file_is_named_or_counted(tmp_path):
         list(DeviceBatches([host], CPU, MEAN, STD, decode=DeviceCrops(CPU)))
     batches = DeviceBatches([host], CPU, MEAN, STD, on_corrupt="skip", decode=DeviceCrops(CPU))
     assert [len(b["images"]) for b in batches] == [3] and batches.n_skipped == 1
-
-
-def test_where_crops_run():
-    assert crops_on_device("auto", torch.device("cuda")) and not crops_on_device("auto", CPU)
-    assert crops_on_device("device", CPU) and not crops_on_device("worker", torch.device("cuda"))
-    with pytest.raises(ConfigError, match="data.crop_on is 'gpu'"):
-        crops_on_device("gpu", CPU)
 
 
 def test_a_padding_eval_crop_stays_in_the_workers_unless_device_is_demanded(tiny_cfg):
