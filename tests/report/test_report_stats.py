@@ -50,7 +50,8 @@ def three_versions(tmp_path_factory):
     seg += _segmentation_rows(folder, B, seed=0, quality=(0.7, 0.75, 0.8))
     write_csv(folder / "segmentation.csv", SEGMENTATION_COLUMNS, seg)
     out = root / "report"
-    report = build_report(folder, out, compare=[A, B, C], bootstrap=500, seed=0)
+    # 1,000 resamples: Holm over 26 cells needs p_min = 1/(R + 1) < 0.05 / 26, i.e. R >= 520.
+    report = build_report(folder, out, compare=[A, B, C], bootstrap=1000, seed=0)
     return folder, out, report
 
 
@@ -149,7 +150,8 @@ def test_each_side_file_is_read_once(three_versions):
 def test_a_planted_gain_is_significant_and_an_identical_rerun_is_not(three_versions):
     _, out, _ = three_versions
     differences = _table(out, "version_differences")
-    assert list(differences.columns[7:12]) == ["difference", "ci_low", "ci_high", "p_value", "significant"]
+    assert list(differences.columns[7:13]) == ["difference", "ci_low", "ci_high", "p_value", "p_adjusted",
+                                               "significant"]
 
     def row(other, task, setting, column):
         found = differences[(differences.B == other) & (differences.task == task) & (differences.setting == setting)
@@ -159,13 +161,13 @@ def test_a_planted_gain_is_significant_and_an_identical_rerun_is_not(three_versi
 
     gain = row(B, "classification", "linear", "IN-A")
     assert gain.difference == pytest.approx(6.0) and gain.ci_low > 0 and gain.p_value < 0.01
-    assert gain.significant and gain.n_images == 400
+    assert gain.p_value <= gain.p_adjusted < 0.05 and gain.significant and gain.n_images == 400
     assert not row(B, "classification", "linear", "IN-R").significant  # nothing planted there
     assert row(B, "classification", "linear", "avg").significant  # 2 of 6 sets gained 6 points
     for key in (("classification", "linear", "IN-A"), ("classification", "attention pooling", DELTA),
                 ("segmentation", "linear", "ADE20K"), ("segmentation", "head", DELTA1)):
         same = row(C, *key)
-        assert (same.difference, same.ci_low, same.ci_high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
+        assert (same.difference, same.ci_low, same.ci_high, same.p_value, same.p_adjusted) == (0.0, 0.0, 0.0, 1.0, 1.0)
         assert not same.significant
     seg = row(B, "segmentation", "full", "avg")
     assert seg.difference > 0 and seg.significant
