@@ -1,22 +1,25 @@
-"""Cost of the report's bootstrap intervals: the vectorised paired bootstrap vs a plain Python loop.
+"""Cost of the report's bootstrap intervals: the vectorised paired bootstrap vs a numpy loop over resamples.
 
 The work is what `probes report` does to put 95% intervals on one encoder version, at the real sizes,
 1,000 resamples each, on synthetic per-image outcomes:
 
-* Table 14: 12 cells = 6 test sets (IN-1K 50,000, IN-ReaL 46,837 scored of 50,000, IN-V2 10,000,
-  IN-A 7,500, IN-R 30,000, IN-Sketch 50,889 images) x 2 probes, plus each probe's average over the
-  sets and Δ = attention pooling - linear, all from shared resamples;
+* Table 14: 12 cells = 6 test sets (IN-1K 50,000, IN-ReaL 46,837 scored of the same 50,000 val
+  images, IN-V2 10,000, IN-A 7,500, IN-R 30,000, IN-Sketch 50,889 images) x 2 probes, plus each
+  probe's average over the sets and Δ = attention pooling - linear, all from shared resamples; IN-1K
+  and IN-ReaL from one resample of the val images (ReaL over the drawn images it labels), as the
+  report does;
 * Table 15: 6 cells = ADE20K (2,000 validation images x 150 classes) and COCO-Stuff (5,000 x 171)
   x 3 modes (linear, head, full), mIoU from per-image intersection / union counts.
 
-Ours: ``probes.report.stats.Bootstrap`` (best of ``--repeats`` end-to-end runs: on a shared machine
-other processes only ever add time). Reference: the same resampling written as a plain Python loop
-(``random.Random.choices`` per resample, list sums; per-image sparse class counts for mIoU), timed
-on a few resamples per cell and extrapolated linearly to 1,000 (the full loop would take many
-minutes). A second reference, a Python loop over resamples with numpy inside each, is printed for
+Ours: ``probes.report.stats.Bootstrap``. Headline reference: the obvious numpy code, a Python loop
+over resamples with numpy inside each (one index draw per image list, a gather per head / mode),
+timed on ``--numpy-resamples`` resamples and extrapolated linearly to 1,000. Both are the best of
+``--repeats`` runs, alternated (on a shared machine other processes only ever add time). A second
+reference, a plain Python loop (``random.Random.choices`` per resample, list sums; per-image sparse
+class counts for mIoU), timed on a few resamples per cell and extrapolated, is printed for
 information. Also written and read: a full-size classification side file (4 heads).
 ``--smoke`` runs the same code on 2% of the sizes with 20 resamples (seconds; figures meaningless).
-The last printed line is exactly ``report_stats_seconds=X ratio_vs_loop=Y``.
+The last printed line is exactly ``report_stats_seconds=X ratio_vs_numpy_loop=Y``.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from probes.sidefiles import (HeadPredictions, SetPredictions, read_classificati
 TABLE14 = [("IN-1K", 50_000, 50_000, 0.88, 0.89), ("IN-ReaL", 50_000, 46_837, 0.905, 0.91),
            ("IN-V2", 10_000, 10_000, 0.80, 0.81), ("IN-A", 7_500, 7_500, 0.70, 0.75),
            ("IN-R", 30_000, 30_000, 0.85, 0.87), ("IN-Sketch", 50_889, 50_889, 0.65, 0.67)]
+POOLS = {"IN-1K": "val", "IN-ReaL": "val"}  # sets scored on the same images: resampled together
 TABLE15 = [("ADE20K", 2_000, 150), ("COCO-Stuff", 5_000, 171)]
 MODES = {"linear": 0.45, "head": 0.55, "full": 0.60}  # mean per-class overlap quality of each mode
 
@@ -78,12 +82,21 @@ def _scaled(n: int, scale: float) -> int:
 
 
 def make_work(seed: int = 0, scale: float = 1.0):
-    """Synthetic per-image outcomes of every Table 14 and Table 15 cell (``scale``: of the real sizes)."""
+    """Synthetic per-image outcomes of every Table 14 and Table 15 cell (``scale``: of the real sizes).
+
+    Table 14: {image list: {(set, probe): correct over all its images}, {(set, probe): scored mask}}.
+    """
     rng = np.random.default_rng(seed)
-    table14 = {}
-    for name, _, scored, p_lin, p_att in TABLE14:
-        lin, att = paired_correct(rng, _scaled(scored, scale), p_lin, p_att)
-        table14[name] = {"linear": lin, "attention_pooling": att}
+    table14: dict = {}
+    for name, n, scored, p_lin, p_att in TABLE14:
+        vectors, masks = table14.setdefault(POOLS.get(name, name), ({}, {}))
+        n, scored = _scaled(n, scale), min(_scaled(scored, scale), _scaled(n, scale))
+        lin, att = paired_correct(rng, n, p_lin, p_att)
+        vectors[(name, "linear")], vectors[(name, "attention_pooling")] = lin, att
+        if scored < n:  # the images without a ReaL label set
+            mask = np.zeros(n, dtype=bool)
+            mask[rng.choice(n, size=scored, replace=False)] = True
+            masks[(name, "linear")] = masks[(name, "attention_pooling")] = mask
     table15 = {name: segmentation_counts(rng, _scaled(n, scale), k) for name, n, k in TABLE15}
     return table14, table15
 
@@ -93,11 +106,12 @@ def ours(table14, table15, n_resamples: int) -> dict[str, tuple[float, float]]:
     """Every interval of the two tables with the vectorised paired bootstrap."""
     boot = Bootstrap(n_resamples=n_resamples, seed=0)
     out = {}
-    cells = {s: boot.accuracies(s, heads) for s, heads in table14.items()}
-    for s, heads in cells.items():
-        for probe, samples in heads.items():
-            out[f"{s}/{probe}"] = interval(samples)
-    avg = {p: Samples.mean([cells[s][p] for s in cells]) for p in ("linear", "attention_pooling")}
+    cells = {}
+    for pool, (vectors, masks) in table14.items():
+        cells.update(boot.accuracies(pool, vectors, masks))
+    for (s, probe), samples in cells.items():
+        out[f"{s}/{probe}"] = interval(samples)
+    avg = {p: Samples.mean([cells[(s[0], p)] for s in TABLE14]) for p in ("linear", "attention_pooling")}
     out["avg/linear"], out["avg/attention_pooling"] = interval(avg["linear"]), interval(avg["attention_pooling"])
     out["delta"] = interval(avg["attention_pooling"] - avg["linear"])
     for dataset, modes in table15.items():
@@ -114,8 +128,10 @@ def _percentile_interval(values: list[float]) -> tuple[float, float]:
 
 
 def python_loop_inputs(table14, table15):
-    """Plain Python data: lists of 0/1 per head; per image, sparse (class, intersect, union) rows."""
-    sets = {s: {p: v.tolist() for p, v in heads.items()} for s, heads in table14.items()}
+    """Plain Python data: lists of 0/1 per head (None: not scored); per image, sparse (class, intersect, union) rows."""
+    sets = {pool: {key: [None if m is not None and not m[i] else bool(x) for i, x in enumerate(v.tolist())]
+                   if (m := masks.get(key)) is not None else v.tolist() for key, v in vectors.items()}
+            for pool, (vectors, masks) in table14.items()}
     seg = {}
     for dataset, modes in table15.items():
         n, k = next(iter(modes.values()))[0].shape
@@ -130,19 +146,21 @@ def python_loop(inputs, n_resamples: int) -> None:
     sets, seg = inputs
     rng = random.Random(0)
     per_set = {}
-    for s, lists in sets.items():
+    for lists in sets.values():
         n = len(next(iter(lists.values())))
-        values = {p: [] for p in lists}
+        values = {key: [] for key in lists}
         population = range(n)
         for _ in range(n_resamples):
-            drawn = rng.choices(population, k=n)  # shared by both heads: paired
-            for p, correct in lists.items():
-                values[p].append(100.0 * sum(map(correct.__getitem__, drawn)) / n)
-        per_set[s] = values
-        for p in values:
-            _percentile_interval(values[p])
+            drawn = rng.choices(population, k=n)  # shared by every head and score of the images: paired
+            for key, correct in lists.items():
+                outcomes = [x for x in map(correct.__getitem__, drawn) if x is not None]
+                values[key].append(100.0 * sum(outcomes) / len(outcomes))
+        per_set.update(values)
+        for key in values:
+            _percentile_interval(values[key])
     for p in ("linear", "attention_pooling"):
-        _percentile_interval([sum(per_set[s][p][r] for s in per_set) / len(per_set) for r in range(n_resamples)])
+        keys = [key for key in per_set if key[1] == p]
+        _percentile_interval([sum(per_set[k][r] for k in keys) / len(keys) for r in range(n_resamples)])
     for n, k, sparse in seg.values():
         values = {mode: [] for mode in sparse}
         for _ in range(n_resamples):
@@ -162,20 +180,30 @@ def python_loop(inputs, n_resamples: int) -> None:
 def numpy_loop(table14, table15, n_resamples: int) -> None:
     """The same intervals with a Python loop over resamples and numpy inside each."""
     rng = np.random.default_rng(0)
-    for heads in table14.values():
-        n = len(next(iter(heads.values())))
-        for _ in range(n_resamples):
+    per_set = {}
+    for vectors, masks in table14.values():
+        n = len(next(iter(vectors.values())))
+        values = {key: np.empty(n_resamples) for key in vectors}
+        for r in range(n_resamples):
             drawn = rng.integers(0, n, n)
-            for correct in heads.values():
-                correct[drawn].mean()
+            for key, correct in vectors.items():
+                mask = masks.get(key)
+                values[key][r] = (correct[drawn].mean() if mask is None
+                                  else correct[drawn][mask[drawn]].mean())
+        per_set.update(values)
+    for p in ("linear", "attention_pooling"):
+        np.percentile(np.mean([v for k, v in per_set.items() if k[1] == p], axis=0), [2.5, 97.5])
     for modes in table15.values():
         n = len(next(iter(modes.values()))[0])
-        for _ in range(n_resamples):
+        values = {mode: np.empty(n_resamples) for mode in modes}
+        for r in range(n_resamples):
             drawn = rng.integers(0, n, n)
-            for intersect, union in modes.values():
+            for mode, (intersect, union) in modes.items():
                 i, u = intersect[drawn].sum(axis=0), union[drawn].sum(axis=0)
                 with np.errstate(invalid="ignore"):
-                    np.nanmean(i / u)
+                    values[mode][r] = np.nanmean(i / u)
+        for v in values.values():
+            np.percentile(v, [2.5, 97.5])
 
 
 def timed(fn, *args) -> float:
@@ -212,6 +240,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true",
                         help="2%% of the sizes, 20 resamples: proves the script runs (figures meaningless)")
     parser.add_argument("--resamples", type=int, default=None)
+    parser.add_argument("--numpy-resamples", type=int,
+                        help="resamples the numpy loop is timed on (default 50 quick, 200 full)")
     parser.add_argument("--repeats", type=int, help="end-to-end runs of ours, best kept (default 2 quick, 3 full)")
     parser.add_argument("--threads", type=int, default=1,
                         help="BLAS threads for the mIoU products (default 1; 0 = the BLAS default)")
@@ -227,35 +257,34 @@ def main() -> None:
     repeats = args.repeats or (1 if args.smoke else 2 if args.quick else 3)
     loop_resamples = 1 if args.smoke else 5 if args.quick else 20
     args.resamples = args.resamples or (20 if args.smoke else 1000)
+    numpy_resamples = args.numpy_resamples or (5 if args.smoke else 50 if args.quick else 200)
     scale = 0.02 if args.smoke else 1.0
     table14, table15 = make_work(scale=scale)
 
     start = time.perf_counter()
     inputs = python_loop_inputs(table14, table15)
     loop_setup = time.perf_counter() - start  # paid once, not extrapolated
-    ours_runs, loop_runs = [], []
-    for _ in range(repeats):  # alternated, so both see the same neighbours; the fastest of each is kept
+    ours_runs, numpy_runs, loop_runs = [], [], []
+    for _ in range(repeats):  # alternated, so all see the same neighbours; the fastest of each is kept
         ours_runs.append(timed(ours, table14, table15, args.resamples))
+        numpy_runs.append(timed(numpy_loop, table14, table15, numpy_resamples))
         loop_runs.append(timed(python_loop, inputs, loop_resamples))
-    ours_s, loop_part = min(ours_runs), min(loop_runs)
+    ours_s, numpy_part, loop_part = min(ours_runs), min(numpy_runs), min(loop_runs)
     loop_s = loop_setup + loop_part * args.resamples / loop_resamples
-    numpy_part = timed(numpy_loop, table14, table15, 10 * loop_resamples)
-    numpy_s = numpy_part * args.resamples / (10 * loop_resamples)
+    numpy_s = numpy_part * args.resamples / numpy_resamples
     boot = Bootstrap(n_resamples=args.resamples)
-    t14 = timed(lambda: [boot.accuracies(s, heads) for s, heads in table14.items()])
+    t14 = timed(lambda: [boot.accuracies(pool, vectors, masks) for pool, (vectors, masks) in table14.items()])
     t15 = timed(lambda: [boot.class_ratios(d, modes) for d, modes in table15.items()])
     with tempfile.TemporaryDirectory() as tmp:
         size_mb, write_s, read_s = side_file_cost(table14, Path(tmp), scale)
-    side_images = sum(_scaled(n, scale) for _, n, *_ in TABLE14) + _scaled(10_000, scale)
 
     result = ours(table14, table15, args.resamples)
-    images = sum(len(next(iter(h.values()))) for h in table14.values())
     if args.smoke:
         print("smoke run: 2% of the real sizes, 20 resamples; the figures below are meaningless")
-    print(f"work: {len(table14) * 2} Table-14 cells ({images:,} scored images, 2 probes) + averages + Δ, "
-          f"{sum(len(m) for m in table15.values())} Table-15 cells ("
-          f"{' and '.join(f'{m[0].shape[0]:,} x {m[0].shape[1]}' for m in (next(iter(v.values())) for v in table15.values()))}"
-          ", 3 modes), "
+    images = sum(len(next(iter(v.values()))) for v, _ in table14.values())
+    print(f"work: {len(TABLE14) * 2} Table-14 cells ({images:,} images, IN-1K and IN-ReaL on the same 50,000; "
+          "2 probes) + averages + Δ, "
+          f"{sum(len(m) for m in table15.values())} Table-15 cells (2,000 x 150 and 5,000 x 171, 3 modes), "
           f"{args.resamples} resamples each")
     print(f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} (shared with other sessions), "
           f"BLAS threads: {threads or 'default'}")
@@ -264,13 +293,14 @@ def main() -> None:
           f"ADE20K full {result['ADE20K/full'][0]:.2f}-{result['ADE20K/full'][1]:.2f}")
     print(f"ours (vectorised paired bootstrap, best of {repeats}): {ours_s:.2f} s "
           f"(one more run: Table 14 {t14:.2f} s, Table 15 {t15:.2f} s)")
+    print(f"numpy loop over resamples (best of {repeats}): {numpy_part:.2f} s for {numpy_resamples} resamples, "
+          f"extrapolated linearly to {args.resamples}: {numpy_s:.1f} s")
     print(f"plain Python loop (best of {repeats}): {loop_part:.2f} s for {loop_resamples} resamples per cell, "
-          f"extrapolated linearly to {args.resamples}, plus {loop_setup:.1f} s of list building: {loop_s:.0f} s")
-    print(f"Python loop over resamples with numpy inside: {numpy_part:.1f} s for {10 * loop_resamples} resamples, "
-          f"extrapolated: {numpy_s:.1f} s (ratio_vs_numpy_loop={numpy_s / ours_s:.1f})")
-    print(f"side file (all 7 sets, {side_images:,} images, 4 heads): {size_mb:.1f} MB, write {write_s:.1f} s, "
+          f"extrapolated linearly to {args.resamples}, plus {loop_setup:.1f} s of list building: {loop_s:.0f} s "
+          f"(ratio_vs_loop={loop_s / ours_s:.0f}, for information)")
+    print(f"side file (all 7 sets, 208,389 images, 4 heads): {size_mb:.1f} MB, write {write_s:.1f} s, "
           f"read {read_s:.1f} s")
-    print(f"report_stats_seconds={ours_s:.2f} ratio_vs_loop={loop_s / ours_s:.0f}")
+    print(f"report_stats_seconds={ours_s:.2f} ratio_vs_numpy_loop={numpy_s / ours_s:.1f}")
 
 
 if __name__ == "__main__":

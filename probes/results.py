@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import math
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 from probes.io import write_atomic
 
@@ -37,6 +38,23 @@ SEGMENTATION_COLUMNS = (
     "run_id", "encoder", "encoder_version", "dataset", "mode", "mIoU", "best_mIoU", "best_iter",
     "aAcc", "mAcc", "n_images", "iters", "crop_size", "batch_size", "trainable_params", "precision",
     "protocol", "protocol_notes", "config", "predictions", "date")
+
+
+def set_average(values: Mapping[str, Optional[float]], sets: Sequence[str] = TEST_SETS) -> float:
+    """The mean over every one of `sets`, NaN when any is missing or NaN (never a mean of what happens to be there).
+
+    The one rule for an average over test sets (or datasets): the report's tables and the classify
+    terminal summary both use it, so they never disagree about an incomplete run.
+    """
+    found = [values.get(s) for s in sets]
+    if not found or any(v is None or math.isnan(float(v)) for v in found):
+        return float("nan")
+    return sum(float(v) for v in found) / len(found)
+
+
+def missing_sets(values: Mapping[str, Optional[float]], sets: Sequence[str] = TEST_SETS) -> list[str]:
+    """The sets among `sets` without a value (why `set_average` is NaN)."""
+    return [s for s in sets if values.get(s) is None or math.isnan(float(values[s]))]
 
 
 def prediction_head_name(probe: str, lr: object, ema: object, layer: object, grid_twin: bool = False) -> str:

@@ -219,7 +219,15 @@ def write_epoch_scores(path: Path, run_id: str, specs, history) -> None:
 
 
 def log_summary(rows: Sequence[Mapping[str, Any]]) -> None:
-    """Log, per probe, the published head and the held-out-selected one: every set, their average, and Δ."""
+    """Log, per probe, the published head and the held-out-selected one: every set, their average, and Δ.
+
+    The average follows the report's rule (`results.set_average`): over all six test sets, or — with
+    the missing sets named, never a mean of the sets that happen to be there.
+    """
+    import math
+
+    from probes.results import missing_sets, set_average
+
     averages = {}
     for probe in dict.fromkeys(r["probe"] for r in rows):
         for kind, pick in (("published", lambda r: r.get("head") == "published"), ("selected", lambda r: r["selected"])):
@@ -227,12 +235,16 @@ def log_summary(rows: Sequence[Mapping[str, Any]]) -> None:
             if not chosen:
                 continue
             sets = " ".join(f"{r['test_set']}={r['top1']:.2f}" for r in chosen)
-            averages[(probe, kind)] = sum(r["top1"] for r in chosen) / len(chosen)
+            top1 = {r["test_set"]: r["top1"] for r in chosen}
+            averages[(probe, kind)] = set_average(top1)
+            missing = missing_sets(top1)
+            average = (f"avg={averages[(probe, kind)]:.2f}" if not missing
+                       else f"avg=— (no {', '.join(missing)}; the average needs all six sets)")
             held = chosen[0]["heldout_top1"]
-            log.info("%s %s head (lr %s, ema %s, held-out %s): %s avg=%.2f", probe, kind, chosen[0]["lr"],
-                     chosen[0]["ema"], "not scored" if held is None else f"{held:.2f}", sets,
-                     averages[(probe, kind)])
+            log.info("%s %s head (lr %s, ema %s, held-out %s): %s %s", probe, kind, chosen[0]["lr"],
+                     chosen[0]["ema"], "not scored" if held is None else f"{held:.2f}", sets, average)
     for kind in ("published", "selected"):
         if ("linear", kind) in averages and ("attention_pooling", kind) in averages:
-            log.info("delta (attention_pooling - linear), %s heads = %+.2f", kind,
-                     averages[("attention_pooling", kind)] - averages[("linear", kind)])
+            delta = averages[("attention_pooling", kind)] - averages[("linear", kind)]
+            log.info("delta (attention_pooling - linear), %s heads = %s", kind,
+                     "— (an average is incomplete)" if math.isnan(delta) else f"{delta:+.2f}")

@@ -17,14 +17,15 @@ from probes.report.differences import compare_names
 from probes.report.intervals import Resampler, SideFiles, accuracy_samples, miou_samples
 from probes.report.measured import Skipped, load_results
 from probes.report.published import load_published, published_table14, published_table15
-from probes.report.render import to_markdown, write_table
+from probes.report.render import NO_RESULTS, to_markdown, write_table
 from probes.report.runs import head_cells, identify_classification_runs, identify_segmentation_runs, layer_cells
-from probes.report.stats import Bootstrap
+from probes.report.stats import Bootstrap, Comparison
 from probes.report.table_intervals import (classification_cells, layer_cells_to_request, per_layer_table,
                                            segmentation_cells, with_classification_intervals,
                                            with_segmentation_intervals)
 from probes.report.tables import (PAIR_COLUMNS, baseline_runs, baselines, classification_rows, classification_runs,
-                                  classification_vs_published, compare_versions, comparison_names, known_names,
+                                  classification_vs_published, compare_versions, comparison_names,
+                                  difference_column, known_names,
                                   segmentation_rows, segmentation_runs, segmentation_vs_published, table14, table15,
                                   table15_other_runs, version_differences)
 
@@ -60,6 +61,13 @@ PAIRS_NOTE = (
     "cells), the measured ones computed from our own cells.\n\n"
     "¹ `max_over_epochs`: the highest per-epoch top-1 on the test set itself, as the official training loop logs "
     "it. That is **test-set selection** (an optimistic number), shown only to compare with logs of that loop.")
+
+
+NO_PUBLISHED_COUNTERPART = (
+    "_(results, but none with a published counterpart: the paper reports the published InternViT versions only, "
+    "classification at each version's own input size)_")
+COMPARISON_NOTE_OFF = ("B − A of the values the tables show; intervals, p-values and significance marks are off "
+                       "(`--bootstrap 0`).")
 
 
 @dataclass
@@ -109,15 +117,44 @@ def _intervals_note(bootstrap: Optional[Bootstrap]) -> str:
         return "Intervals are off (`--bootstrap 0`)."
     return (f"**±** is half the width of the 95% percentile-bootstrap interval over images ({bootstrap.n_resamples} "
             f"resamples, seed {bootstrap.seed}; written `[low, high]` where the interval is lopsided); averages and "
-            "Δ are resampled with their cells. A value without one has no per-image predictions (its `note` says "
-            "why). The CSV tables hold the bounds as `X ci_low` / `X ci_high`.")
+            "Δ are resampled with their cells. The resampling unit is the image: IN-1K and IN-ReaL score the same "
+            "validation images, so one resample of those images drives both (ReaL over the images it labels). It "
+            "covers which test images were drawn only, not the probes' training randomness. A value without one "
+            "has no per-image predictions (its `note` says why). The CSV tables hold the bounds as `X ci_low` / "
+            "`X ci_high`.")
 
 
 COMPARISON_NOTE = (
     "B − A on the images both scored, with its paired-bootstrap 95% interval (both resampled with the same "
-    "images) and a two-sided p-value; a trailing `*` marks a difference whose interval excludes 0 (the unrounded "
-    "interval: a rounded `0.8 ±0.8 *` does exclude it). The heads of Table 14 and the cells of Table 15; an encoder label stands for the run its table shows. `version_differences` "
-    "lists the same in long form (`difference, ci_low, ci_high, p_value, significant`).")
+    "images) and a two-sided p-value (`p_value`). The heads of Table 14 and the cells of Table 15; an encoder "
+    "label stands for the run its table shows. **Multiplicity:** each B − A column is one family, every cell, "
+    "average, Δ, Δ1 and Δ2 of it that has a p-value ({families}); `p_adjusted` is its p-value adjusted by Holm's "
+    "step-down method over that family, and a trailing `*` marks p_adjusted < 0.05 (the family-wise error of the "
+    "marks is at most 5%). The intervals are per cell, not adjusted: an interval that excludes 0 without a `*` is "
+    "a difference that does not survive the adjustment. `version_differences` lists the same in long form "
+    "(`difference, ci_low, ci_high, p_value, p_adjusted, significant`).")
+FLOOR_NOTE = (
+    " With {resamples} resamples the smallest p-value is 1/{r1} and Holm multiplies it by up to {m}: no cell of "
+    "{which} can reach p_adjusted < 0.05 (use `--bootstrap {need}` or more).")
+
+
+def _comparison_note(found: dict, names: Sequence[str], bootstrap: Optional[Bootstrap]) -> str:
+    """The comparison's note with each family's size, and a warning where the resamples are too few to mark."""
+    sizes = {other: sum(1 for (o, _), c in found.items() if o == other and isinstance(c, Comparison))
+             for other in names[1:]}
+    families = ", ".join(f"{difference_column(names[0], o)}: {m} cell{'' if m == 1 else 's'}" for o, m in sizes.items())
+    note = COMPARISON_NOTE.format(families=families)
+    if bootstrap is not None:
+        # Holm's first step compares m * p_min with 0.05; p_min = 1 / (R + 1).
+        short = [o for o, m in sizes.items() if m and m / (bootstrap.n_resamples + 1) >= 0.05]
+        if short:
+            m = max(sizes[o] for o in short)
+            note += FLOOR_NOTE.format(resamples=bootstrap.n_resamples, r1=bootstrap.n_resamples + 1, m=m,
+                                      which=", ".join(difference_column(names[0], o) for o in short),
+                                      need=int(m / 0.05))
+    return note
+
+
 CLASS_CHANGES_NOTE = (
     "The classes with the largest gains and losses of {b} against {a} (top {k} each): classification per probe "
     "and test set (per true class top-1; IN-ReaL left out, its images carry label sets), segmentation per mode "
@@ -205,7 +242,7 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
     missing = [n for n in names if n not in known]
     if missing:
         raise ConfigError(f"--compare: no results for {', '.join(missing)} (have: {', '.join(known) or 'none'})")
-    comparison, differences_long = pd.DataFrame(), pd.DataFrame()
+    comparison, differences_long, found = pd.DataFrame(), pd.DataFrame(), {}
     if len(names) >= 2:
         found = (compare_names(names, runs14, seg_runs, cell_requests, seg_requests, side_files, resampler)
                  if resampler else {})
@@ -223,10 +260,12 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
                 "version_comparison": comparison, "version_differences": differences_long,
                 "baselines_cached_features": baselines(runs_baselines), "per_layer": per_layer, **change_frames}
     frames.update({name: frame for name, frame in optional.items() if not frame.empty})
+    no_pairs = (NO_PUBLISHED_COUNTERPART if vs_published.empty and (len(t14) or len(t15)) else NO_RESULTS)
     report = Report(index=out_dir / "report.md", headline="", skipped=list(results.skipped), frames=frames,
                     interval_seconds=interval_seconds, side_file_reads=side_files.reads)
     for name, frame in frames.items():
-        report.tables += write_table(frame, out_dir / "tables", name, set(formats), column_digits=COLUMN_DIGITS)
+        report.tables += write_table(frame, out_dir / "tables", name, set(formats), column_digits=COLUMN_DIGITS,
+                                     empty=no_pairs if name == "measured_vs_published" else NO_RESULTS)
     built = plots.figures(t14, t15, vs_published, f"{metric_name} (%)", per_layer)
     report.plots = plots.save({**built, **change_figures}, out_dir / "plots")
 
@@ -246,7 +285,7 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
                  to_markdown(published15)]
     if "table15_other_runs" in frames:
         sections += ["### Other runs", "", to_markdown(t15_others)]
-    sections += ["## Measured beside published", "", PAIRS_NOTE, "", to_markdown(vs_published)]
+    sections += ["## Measured beside published", "", PAIRS_NOTE, "", to_markdown(vs_published, empty=no_pairs)]
     if "per_layer" in frames:
         sections += ["## Linear probe per block (`per_layer`, top-1 %)", "", PER_LAYER_NOTE, "",
                      to_markdown(per_layer, column_digits=COLUMN_DIGITS)]
@@ -254,7 +293,8 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
         sections += ["## kNN and logistic-regression baselines (cached features, top-1 %)", "",
                      to_markdown(frames["baselines_cached_features"])]
     if not comparison.empty:
-        sections += [f"## Version comparison (differences against {names[0]})", "", COMPARISON_NOTE, "",
+        sections += [f"## Version comparison (differences against {names[0]})", "",
+                     _comparison_note(found, names, boot) if boot else COMPARISON_NOTE_OFF, "",
                      to_markdown(comparison)]
     if compare and len(names) >= 2:
         sections += ["## Where they differ (per-class changes)", "",

@@ -1,10 +1,12 @@
 """Is B really better than A? Paired comparisons of two compared names on the images both scored.
 
-For each set (or dataset), every vector both names bring (A and B, each probe or mode) is cut to
-the images all of them scored and resampled in one `Bootstrap` call: each cell's difference, each
-average's and each Δ's come out of the same resamples (`stats.compare`: percentile interval of
-B* − A*, centred-bootstrap two-sided p-value). Results are keyed like the comparison table's rows,
-(other name, (task, setting, column)), each a `Comparison` or a one-line note why there is none.
+For each image list (a set, or sets that score the same images: IN-1K and IN-ReaL), every vector both
+names bring (A and B, each probe, score or mode) is cut to the images all of them hold and resampled in
+one `Bootstrap` call: each cell's difference, each average's and each Δ's come out of the same
+resamples of images (`stats.compare`: percentile interval of B* − A*, centred-bootstrap two-sided
+p-value). The cells of one comparison (B against A: every cell, average and Δ of both tasks) are one
+family, their p-values Holm-adjusted (`stats.adjust`). Results are keyed like the comparison table's
+rows, (other name, (task, setting, column)), each a `Comparison` or a one-line note why there is none.
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from typing import Dict, Hashable, List, Mapping, Optional, Sequence, Tuple, Uni
 import numpy as np
 import pandas as pd
 
-from probes.report.intervals import Cell, Resampler, SideFiles, no_interval, resample_key, token_of
-from probes.report.stats import Comparison, Samples, StatsError, compare
+from probes.report.intervals import (Cell, Resampler, SideFiles, correct_vector, image_pool, no_interval,
+                                     resample_key, token_of)
+from probes.report.stats import Comparison, Samples, StatsError, adjust, compare
 from probes.report.tables import (DELTA, DELTA1, DELTA2, PROBE_NAMES, classification_rows, segmentation_rows)
 from probes.results import DATASETS, MODES, PROBES, TEST_SETS
 
@@ -66,34 +69,55 @@ def _shared_samples(set_name: str, vectors: Mapping[Hashable, tuple], resample) 
         if len(positions[0]) == 0:
             return {}, f"{set_name}: the compared runs share no image: no interval"
         set_key = resample_key(set_name, vectors[keys[0]][0][positions[0]])
-    done = resample(set_key, {vectors[k][2]: (vectors[k][1], p) for k, p in zip(keys, positions)})
+    try:
+        done = resample(set_key, {vectors[k][2]: (vectors[k][1], p) for k, p in zip(keys, positions)})
+    except StatsError as error:  # e.g. the shared images hold none that IN-ReaL scores
+        return {}, no_interval(error)
     return {k: done[vectors[k][2]] for k in keys}, ""
+
+
+def _pools(sets: Sequence[str]) -> Dict[str, List[str]]:
+    """{image pool: its sets, in order}: the sets resampled together."""
+    pools: Dict[str, List[str]] = {}
+    for name in sets:
+        pools.setdefault(image_pool(name), []).append(name)
+    return pools
 
 
 def classification_differences(rows_a: pd.DataFrame, rows_b: pd.DataFrame, cells: Mapping[Hashable, Cell],
                                side_files: SideFiles, resampler: Resampler) -> Dict[Key, Result]:
-    """B − A on every Table 14 cell, avg and Δ the two names share, from one pass per set."""
+    """B − A on every Table 14 cell, avg and Δ the two names share, from one pass per image list."""
     runs = {("a", p): r for p, r in zip(rows_a["probe_key"], rows_a["run_key"])}
     runs |= {("b", p): r for p, r in zip(rows_b["probe_key"], rows_b["run_key"])}
-    per_set: Dict[str, Dict[Tuple[str, str], Samples]] = {}
+    per_set: Dict[str, Dict[Tuple[str, str], Samples]] = {s: {} for s in TEST_SETS}
     why: Dict[Tuple[str, str, str], str] = {}
-    for test_set in TEST_SETS:
+    for sets in _pools(TEST_SETS).values():
         vectors = {}
-        for (side, probe), run in runs.items():
-            cell = cells.get((run, probe, test_set))
-            found = side_files.predictions(cell) if cell is not None else None
-            if isinstance(found, str):
-                why[(side, probe, test_set)] = found
-            elif found is not None:
-                ids, correct = found[0].scored_correct(cell.head)
-                vectors[(side, probe)] = (ids, correct, token_of(cell), found[1])
+        for test_set in sets:
+            for (side, probe), run in runs.items():
+                cell = cells.get((run, probe, test_set))
+                found = side_files.predictions(cell) if cell is not None else None
+                if isinstance(found, str):
+                    why[(side, probe, test_set)] = found
+                elif found is not None:
+                    # Every image of the set (IN-ReaL with its scored mask), so IN-1K and ReaL cut alike.
+                    vectors[(side, probe, test_set)] = (found[0].ids, correct_vector(found[0], cell.head),
+                                                        token_of(cell), found[1])
 
         def resample(set_key, aligned):
-            return resampler.accuracies(set_key, {t: c[p] for t, (c, p) in aligned.items()})
+            return resampler.accuracies(set_key, {t: (c[p], None if m is None else m[p])
+                                                  for t, ((c, m), p) in aligned.items()})
 
-        per_set[test_set], note = _shared_samples(test_set, vectors, resample)
-        for key in (vectors if note else ()):
-            why[(*key, test_set)] = note
+        # The sets of a pool list the same images (IN-ReaL's side-file ids are IN-1K's): one cut, one
+        # resample. Side files whose sets share no image (hand-made ones) fall back to a set at a time.
+        together = not vectors or len(sets) == 1 or len(_common([v[0] for v in vectors.values()])[0]) > 0
+        for group in ([sets] if together else [[s] for s in sets]):
+            mine = {k: v for k, v in vectors.items() if k[2] in group}
+            done, note = _shared_samples(group[0], mine, resample)
+            for (side, probe, test_set), samples in done.items():
+                per_set[test_set][(side, probe)] = samples
+            for key in (mine if note else ()):
+                why[key] = note
     out: Dict[Key, Result] = {}
     for probe in PROBES:
         setting = PROBE_NAMES[probe]
@@ -139,7 +163,7 @@ def segmentation_differences(runs_a: pd.DataFrame, runs_b: pd.DataFrame, cells: 
         def resample(set_key, aligned):
             return resampler.class_ratios(set_key, {t: (c.intersect[p], c.union[p]) for t, (c, p) in aligned.items()})
 
-        per_set[dataset], note = _shared_samples(dataset, vectors, resample)
+        per_set[dataset], note = _shared_samples(dataset, vectors, resample)  # each dataset its own images
         for key in (vectors if note else ()):
             why[(*key, dataset)] = note
     out: Dict[Key, Result] = {}
@@ -170,12 +194,16 @@ def _first_note(why: Mapping[Tuple[str, str, str], str], setting: str) -> str:
 def compare_names(names: Sequence[str], runs14: pd.DataFrame, seg_runs: pd.DataFrame,
                   classification: Mapping[Hashable, Cell], segmentation: Mapping[str, Cell],
                   side_files: SideFiles, resampler: Resampler) -> Dict[Tuple[str, Key], Result]:
-    """{(other, key): Comparison or note} of every other name against the first, as the comparison table wants."""
+    """{(other, key): Comparison or note} of every other name against the first, as the comparison table wants.
+
+    The family of Holm's adjustment is one comparison: every cell, average and Δ (both tasks) of one
+    other name against the first that has a p-value.
+    """
     base, out = names[0], {}
     for other in names[1:]:
         found = classification_differences(classification_rows(runs14, base), classification_rows(runs14, other),
                                            classification, side_files, resampler)
         found |= segmentation_differences(segmentation_rows(seg_runs, base), segmentation_rows(seg_runs, other),
                                           segmentation, side_files, resampler)
-        out |= {(other, key): result for key, result in found.items()}
+        out |= {(other, key): result for key, result in adjust(found).items()}
     return out

@@ -6,9 +6,12 @@ vectors; `accuracy_samples` / `miou_samples` resample every requested cell of a 
 as possible: cells whose set lists the same images share one ``Bootstrap`` call (and so the same
 resamples), which is what makes averages, Δ and version differences paired.
 
-The resampling key of a set is its name plus a fingerprint of its image ids: the same images always
-get the same stream (so two versions, or two modes, scored on them are paired), different image
-lists never pass for paired ones.
+The resampling unit is the image. The key of a set is the name of the images it scores (its
+`image_pool`: IN-1K and IN-ReaL are both the ImageNet val images) plus a fingerprint of the side
+file's image ids (every image of the set, scored or not): the same images always get the same stream
+(so two versions, two modes, or IN-1K and IN-ReaL scored on them are paired), different image lists
+never pass for paired ones. IN-ReaL passes the images it scores (those with a label set) as a mask,
+so one resample of the val images drives both scores.
 
 A cell without an interval keeps its value and gets a one-line note instead (no side file, a file that
 cannot be read, a head or set it lacks, or a side file that disagrees with the CSV: a wrong head
@@ -62,9 +65,18 @@ def fingerprint(ids: np.ndarray) -> str:
     return hashlib.sha1("\n".join(ids.tolist()).encode("utf-8")).hexdigest()[:12]
 
 
+# Sets that score the same images: IN-ReaL relabels the IN-1K validation images (same files, same ids).
+IMAGE_POOLS = {"IN-1K": "ImageNet-val", "IN-ReaL": "ImageNet-val"}
+
+
+def image_pool(set_name: str) -> str:
+    """The name of the images a set scores: shared by sets that score the same images, else the set's name."""
+    return IMAGE_POOLS.get(set_name, set_name)
+
+
 def resample_key(set_name: str, ids: np.ndarray) -> str:
-    """The Bootstrap set key of a set's images: the set's name and its ids' fingerprint."""
-    return f"{set_name}:{fingerprint(ids)}"
+    """The Bootstrap set key of a set's images: the name of its image pool and its ids' fingerprint."""
+    return f"{image_pool(set_name)}:{fingerprint(ids)}"
 
 
 def no_interval(error: BaseException) -> str:
@@ -135,7 +147,8 @@ class SideFiles:
             return f"{cell.set_name} {cell.head}: {off}"
         token = (Path(cell.side_file).resolve(), cell.set_name)
         if token not in self._fingerprints:
-            self._fingerprints[token] = resample_key(cell.set_name, preds.ids[preds.scored()])
+            # Every image of the set, scored or not: IN-ReaL's list is IN-1K's, so the two share a key.
+            self._fingerprints[token] = resample_key(cell.set_name, preds.ids)
         return preds, self._fingerprints[token]
 
     def counts(self, cell: Cell) -> Union[Tuple[SegmentationCounts, str], str]:
@@ -157,6 +170,13 @@ class SideFiles:
 
 
 Token = Hashable  # names one per-image vector: (side file, set, head) or (side file,)
+Scored = Tuple[np.ndarray, Optional[np.ndarray]]  # (correct per image, scored mask or None: all scored)
+
+
+def correct_vector(preds: SetPredictions, head: str) -> Scored:
+    """(correct, scored) of a head over every image of its set; the mask only where some images are not scored."""
+    scored = preds.scored()
+    return preds.heads[head].correct, (None if scored.all() else scored)
 
 
 def token_of(cell: Cell) -> Token:
@@ -176,11 +196,15 @@ class Resampler:
         self.bootstrap = bootstrap
         self._done: Dict[Tuple[str, Token], Samples] = {}
 
-    def accuracies(self, set_key: str, vectors: Mapping[Token, np.ndarray]) -> Dict[Token, Samples]:
-        """Resampled top-1 of each vector (all over the same images), one pass for those not done yet."""
+    def accuracies(self, set_key: str, vectors: Mapping[Token, Scored]) -> Dict[Token, Samples]:
+        """Resampled top-1 of each (correct, scored) vector (all over the same images), one pass for those not
+        done yet."""
         todo = {t: v for t, v in vectors.items() if (set_key, t) not in self._done}
         if todo:
-            self._done.update({(set_key, t): s for t, s in self.bootstrap.accuracies(set_key, todo).items()})
+            correct = {t: c for t, (c, _) in todo.items()}
+            scored = {t: m for t, (_, m) in todo.items() if m is not None}
+            self._done.update({(set_key, t): s
+                               for t, s in self.bootstrap.accuracies(set_key, correct, scored).items()})
         return {t: self._done[(set_key, t)] for t in vectors}
 
     def class_ratios(self, set_key: str, pairs: Mapping[Token, Tuple[np.ndarray, np.ndarray]]
@@ -205,8 +229,8 @@ class Resampler:
 
 def _grouped_samples(cells: Mapping[Hashable, Cell], read: Callable, values: Callable, run: Callable
                      ) -> Dict[Hashable, Estimate]:
-    """Resample every cell once per set and image list: `read` a cell's side-file data (or a note), take
-    its `values`, and `run` the resampler on all the cells of one image list together."""
+    """Resample every cell once per image list: `read` a cell's side-file data (or a note), take its
+    `values`, and `run` the resampler on all the cells of one image list (one resample key) together."""
     out: Dict[Hashable, Estimate] = {}
     groups: Dict[str, Dict[Token, Any]] = {}
     keys: Dict[Hashable, Tuple[str, Token]] = {}
@@ -224,8 +248,8 @@ def _grouped_samples(cells: Mapping[Hashable, Cell], read: Callable, values: Cal
 
 def accuracy_samples(cells: Mapping[Hashable, Cell], side_files: SideFiles,
                      resampler: Resampler) -> Dict[Hashable, Estimate]:
-    """Each cell's resampled top-1, one `Bootstrap.accuracies` pass per set and image list."""
-    return _grouped_samples(cells, side_files.predictions, lambda preds, cell: preds.scored_correct(cell.head)[1],
+    """Each cell's resampled top-1, one `Bootstrap.accuracies` pass per image list (IN-1K and IN-ReaL: one)."""
+    return _grouped_samples(cells, side_files.predictions, lambda preds, cell: correct_vector(preds, cell.head),
                             resampler.accuracies)
 
 

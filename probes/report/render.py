@@ -10,8 +10,8 @@ the value's cell (``86.6 ±0.3``):
 * ``X ci_low`` / ``X ci_high`` belong to column ``X`` (wide tables: one pair per value column);
 * plain ``ci_low`` / ``ci_high`` belong to the column just before ``ci_low`` (long tables);
 * ``X significant`` (or plain ``significant``, with the plain pair) marks ``X`` with `` *``;
-* ``p_value`` columns read as ``0.012`` / ``<0.001``; a ``note`` column that is empty everywhere is
-  left out of Markdown and LaTeX.
+* ``p_value`` and ``p_adjusted`` columns read as ``0.012`` / ``<0.001``; a ``note`` column that is
+  empty everywhere is left out of Markdown and LaTeX.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from probes.io import write_text_atomic
 
 MISSING = "—"
 CI_LOW, CI_HIGH, SIGNIFICANT, P_VALUE, NOTE = "ci_low", "ci_high", "significant", "p_value", "note"
+P_ADJUSTED = "p_adjusted"  # the p-value adjusted over its comparison's cells (Holm)
 SIGNIFICANT_MARK = "*"
 
 
@@ -99,7 +100,7 @@ def _companions(frame: pd.DataFrame) -> tuple[dict, set]:
 
 
 def _is_p(column) -> bool:
-    return str(column) == P_VALUE or str(column).endswith(f" {P_VALUE}")
+    return any(str(column) == p or str(column).endswith(f" {p}") for p in (P_VALUE, P_ADJUSTED))
 
 
 def _numeric(frame: pd.DataFrame, column) -> bool:
@@ -135,15 +136,20 @@ def _display(frame: pd.DataFrame, digits: int, column_digits: Optional[Mapping[s
     return shown, [_numeric(frame, c) for c in shown], rows
 
 
-def to_markdown(frame: pd.DataFrame, digits: int = 1, column_digits: Optional[Mapping[str, int]] = None) -> str:
-    """A GitHub table; numbers right-aligned, intervals folded into their cells (`column_digits`: exceptions)."""
+NO_RESULTS = "_(no results yet)_"
+
+
+def to_markdown(frame: pd.DataFrame, digits: int = 1, column_digits: Optional[Mapping[str, int]] = None,
+                empty: str = NO_RESULTS) -> str:
+    """A GitHub table; numbers right-aligned, intervals folded into their cells (`column_digits`: exceptions);
+    `empty` is the line under the header of a table without rows."""
     headers, numeric, rows = _display(frame, digits, column_digits)
     lines = ["| " + " | ".join(str(c) for c in headers) + " |",
              "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
     for cells in rows:
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     if frame.empty:
-        lines.append("\n_(no results yet)_")
+        lines.append(f"\n{empty}")
     return "\n".join(lines) + "\n"
 
 
@@ -165,9 +171,9 @@ def to_latex(frame: pd.DataFrame, digits: int = 1, column_digits: Optional[Mappi
 
 
 def write_table(frame: pd.DataFrame, out_dir: Path, name: str, formats: set[str], digits: int = 1,
-                column_digits: Optional[Mapping[str, int]] = None) -> list[Path]:
+                column_digits: Optional[Mapping[str, int]] = None, empty: str = NO_RESULTS) -> list[Path]:
     """`name.md` and `name.csv` always, `name.tex` when asked; returns the paths written."""
-    outputs = {"md": lambda: to_markdown(frame, digits, column_digits),
+    outputs = {"md": lambda: to_markdown(frame, digits, column_digits, empty),
                "csv": lambda: frame.to_csv(index=False, na_rep=""),
                "tex": lambda: to_latex(frame, digits, column_digits)}
     written = []

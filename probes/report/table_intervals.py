@@ -3,8 +3,9 @@
 Every measured cell is resampled over its images; an average over sets and Δ come from the same
 resamples (`Samples` arithmetic), so they are as paired as the cells they are built from:
 
-* Table 14: avg = per-resample mean of the six sets; Δ = attention-pooling avg − linear avg of the
-  run (both heads scored the same images, so the pair shares every resample);
+* Table 14: avg = per-resample mean of the six sets (IN-1K and IN-ReaL from one resample of the val
+  images they share, see `intervals.image_pool`); Δ = attention-pooling avg − linear avg of the run
+  (both heads scored the same images, so the pair shares every resample);
 * Table 15: per mode, the mean of ADE20K and COCO-Stuff (independent sets); Δ1 / Δ2 = head / full
   avg − linear avg, paired through the datasets' shared images (runs of one dataset that scored
   other images are resampled independently, see `intervals.resample_key`).
@@ -18,7 +19,7 @@ import pandas as pd
 from probes.report.intervals import Cell, Estimate, difference, fill, mean, side_file_of
 from probes.report.render import NOTE, interval_columns
 from probes.report.tables import DELTA, DELTA1, DELTA2, t15_column
-from probes.results import DATASETS, MODES, TEST_SETS
+from probes.results import DATASETS, MODES, TEST_SETS, set_average
 
 CellKey = Tuple[str, str, str]  # (run, probe, test set)
 PER_LAYER_SETS = [*TEST_SETS, "avg"]
@@ -102,7 +103,7 @@ def per_layer_table(layers: pd.DataFrame, labels: Mapping[str, str], estimates: 
         row = {"encoder": labels.get(run, first["group"]), "run": first["run_name"], "layer": int(layer),
                "num_layers": int(group["num_layers"].iloc[0]), "depth": layer / group["num_layers"].iloc[0],
                **{s: values.get(s, float("nan")) for s in TEST_SETS}}
-        row["avg"] = pd.Series([row[s] for s in TEST_SETS], dtype=float).mean(skipna=False)
+        row["avg"] = set_average(row)
         cells = {s: estimates.get(("layer", run, layer, s)) for s in TEST_SETS}
         rows.append(row)
         row_estimates.append(dict(cells, avg=mean(list(cells.values()))))

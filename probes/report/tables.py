@@ -2,9 +2,9 @@
 
 Every cell stays a number (NaN when missing) until `render.format_cell` writes it. Each measured value
 column X has interval columns `X ci_low` / `X ci_high` (NaN until `table_intervals` fills them) after
-the paper's columns, and a `note` says why a row has none. Averages are taken only over complete rows:
-a missing set leaves the average (and any delta built on it) missing, never a mean of what happens
-to be there.
+the paper's columns, and a `note` says why a row has none. Averages are taken only over complete rows
+(`results.set_average`, the rule the classify terminal summary uses too): a missing set leaves the
+average (and any delta built on it) missing, never a mean of what happens to be there.
 """
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from probes.encoders.versions import VERSIONS
-from probes.report.render import NOTE, P_VALUE, SIGNIFICANT, ci_columns, interval_columns
+from probes.report.render import NOTE, P_ADJUSTED, P_VALUE, SIGNIFICANT, ci_columns, interval_columns
 from probes.report.runs import number_runs, pick_defaults
-from probes.results import BASELINES, DATASETS, MODES, PROBES, TEST_SETS
+from probes.results import BASELINES, DATASETS, MODES, PROBES, TEST_SETS, set_average
 
 PROBE_NAMES = {"linear": "linear", "attention_pooling": "attention pooling"}
 DELTA, DELTA1, DELTA2 = "Δ", "Δ1", "Δ2"
@@ -55,7 +55,7 @@ def per_set(cells: pd.DataFrame, value: str) -> pd.DataFrame:
     """`value` per (run, probe) x test set, with the average over all six and Δ per run."""
     wide = cells.set_index(["run", "probe", "test_set"])[value].astype(float).unstack("test_set")
     wide = wide.reindex(columns=list(TEST_SETS))
-    wide["avg"] = wide[list(TEST_SETS)].mean(axis=1, skipna=False)
+    wide["avg"] = [set_average(dict(zip(TEST_SETS, values))) for values in wide[list(TEST_SETS)].to_numpy()]
     averages = wide["avg"]
     delta = [averages.get((run, "attention_pooling"), float("nan")) - averages.get((run, "linear"), float("nan"))
              if probe == "attention_pooling" else float("nan") for run, probe in wide.index]
@@ -170,7 +170,7 @@ def table15(runs: pd.DataFrame) -> pd.DataFrame:
         for mode in MODES:
             values = [found.get(t15_column(d, mode), float("nan")) for d in DATASETS]
             row.update({t15_column(d, mode): v for d, v in zip(DATASETS, values)})
-            row[t15_column("avg", mode)] = pd.Series(values, dtype=float).mean(skipna=False)
+            row[t15_column("avg", mode)] = set_average(dict(zip(DATASETS, values)), DATASETS)
         row[DELTA1] = row[t15_column("avg", "head")] - row[t15_column("avg", "linear")]
         row[DELTA2] = row[t15_column("avg", "full")] - row[t15_column("avg", "linear")]
         row["protocol"] = _join_flags(mine["flag"])
@@ -245,7 +245,7 @@ COMPARISON_KEYS = ([("classification", PROBE_NAMES[p], c) for p in PROBES for c 
                    + [("segmentation", m, d) for m in MODES for d in (*DATASETS, "avg")]
                    + [("segmentation", "head", DELTA1), ("segmentation", "full", DELTA2)])
 DIFFERENCE_COLUMNS = ["task", "setting", "column", "A", "B", "a", "b", "difference", "ci_low", "ci_high", P_VALUE,
-                      SIGNIFICANT, "n_images", NOTE]
+                      P_ADJUSTED, SIGNIFICANT, "n_images", NOTE]
 
 
 def difference_column(base: str, other: str) -> str:
@@ -278,8 +278,8 @@ def compare_versions(runs14: pd.DataFrame, t15: pd.DataFrame, names: Sequence[st
 
     A name is a run label ('X (run 2)'), or an encoder label, which stands for its default run. Each
     value keeps its interval (`NAME ci_low` / `NAME ci_high`); each difference column `B − A` gets the
-    paired comparison's interval, p-value and `significant` from ``differences`` ({(other, key):
-    Comparison or note}, see `differences.compare_names`).
+    paired comparison's interval, raw and Holm-adjusted p-value and `significant` (on the adjusted one)
+    from ``differences`` ({(other, key): Comparison or note}, see `differences.compare_names`).
     """
     base, others = names[0], list(names[1:])
     values = {name: _values(runs14, t15, name) for name in names}
@@ -300,8 +300,9 @@ def compare_versions(runs14: pd.DataFrame, t15: pd.DataFrame, names: Sequence[st
         table[f"{name} ci_low"] = [getattr(c, "ci_low", float("nan")) for c in found]
         table[f"{name} ci_high"] = [getattr(c, "ci_high", float("nan")) for c in found]
         table[f"{name} {P_VALUE}"] = [getattr(c, "p_value", float("nan")) for c in found]
+        table[f"{name} {P_ADJUSTED}"] = [getattr(c, "p_adjusted", float("nan")) for c in found]
         table[f"{name} {SIGNIFICANT}"] = [getattr(c, "significant", None) for c in found]
-        columns += [name, f"{name} {P_VALUE}"]
+        columns += [name, f"{name} {P_VALUE}", f"{name} {P_ADJUSTED}"]
     columns += [c for name in names for c in ci_columns(name)]
     columns += [c for other in others for c in (*ci_columns(difference_column(base, other)),
                                                 f"{difference_column(base, other)} {SIGNIFICANT}")]
@@ -310,7 +311,8 @@ def compare_versions(runs14: pd.DataFrame, t15: pd.DataFrame, names: Sequence[st
 
 def version_differences(table: pd.DataFrame, names: Sequence[str], differences: Mapping | None = None,
                         default_note: str = "") -> pd.DataFrame:
-    """The comparison in long form: per other name and cell, B − A with its paired interval and p-value.
+    """The comparison in long form: per other name and cell, B − A with its paired interval, raw and
+    Holm-adjusted p-value (`significant` read from the adjusted one).
 
     `a` / `b` / `difference` are the paired comparison's (on the images both scored, `n_images`);
     without side files, the tables' values and their difference, with a `note` instead of an interval.
@@ -328,7 +330,7 @@ def version_differences(table: pd.DataFrame, names: Sequence[str], differences: 
                             note=found or default_note or "no paired comparison")
             else:
                 line.update(a=found.a, b=found.b, difference=found.difference, ci_low=found.ci_low,
-                            ci_high=found.ci_high, p_value=found.p_value, significant=found.significant,
-                            n_images=found.n, note="")
+                            ci_high=found.ci_high, p_value=found.p_value, p_adjusted=found.p_adjusted,
+                            significant=found.significant, n_images=found.n, note="")
             rows.append(line)
     return pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)

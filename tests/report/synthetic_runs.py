@@ -12,6 +12,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from probes.encoders.versions import VERSIONS
+from probes.report.intervals import image_pool
 from probes.report.stats import miou
 from probes.results import TEST_SETS, prediction_head_name
 from probes.sidefiles import (HeadPredictions, RealLabels, SetPredictions, write_classification_predictions,
@@ -23,8 +24,9 @@ N_CLASSES = 10
 
 
 def image_ids(test_set: str, n: int) -> np.ndarray:
-    """The ids of a set's images (the same for every run: one dataset)."""
-    return np.array([f"{test_set}/img_{i:05d}.JPEG" for i in range(n)])
+    """The ids of a set's images (the same for every run: one dataset; IN-ReaL's are IN-1K's, as a runner
+    writes them: the same validation files under a second score)."""
+    return np.array([f"{image_pool(test_set)}/img_{i:05d}.JPEG" for i in range(n)])
 
 
 def labels_of(test_set: str, n: int) -> np.ndarray:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import csv
+import logging
+import math
 
 import pandas as pd
 import pytest
@@ -168,3 +170,49 @@ def test_cached_baselines_get_their_own_table(results, tmp_path):
     assert table["avg"].tolist() == [82.5, 82.5]
     t14 = _md_table(tmp_path / "out" / "tables" / "table14_classification.csv")
     assert set(t14["probe"]) == {"linear", "attention pooling"}
+
+
+# ----------------------------------------------------------------------------- empty pairs, the average rule
+def test_results_without_a_published_counterpart_say_so_not_no_results_yet(tmp_path):
+    rows = cls_rows("/ckpt/mine", "my-vit", 224, "linear", LINEAR) + cls_rows("/ckpt/mine", "my-vit", 224,
+                                                                             "attention_pooling", ATTN)
+    write_csv(tmp_path / "r" / "c.csv", CLASSIFICATION_COLUMNS, rows)
+    build_report(tmp_path / "r", tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text()
+    section = text[text.index("## Measured beside published"):text.index("## Version comparison")
+                   if "## Version comparison" in text else None]
+    assert "none with a published counterpart" in section and "no results yet" not in section
+    assert "none with a published counterpart" in (tmp_path / "out" / "tables" / "measured_vs_published.md").read_text()
+    (tmp_path / "empty").mkdir()
+    build_report(tmp_path / "empty", tmp_path / "none")  # no results at all: still "no results yet"
+    assert "no results yet" in (tmp_path / "none" / "tables" / "measured_vs_published.md").read_text()
+
+
+def test_one_average_rule_for_the_tables_and_the_classify_summary(tmp_path, caplog):
+    from probes.classification.runner import log_summary
+    from probes.results import set_average
+
+    assert set_average(LINEAR) == pytest.approx(82.5)
+    partial = {s: v for s, v in LINEAR.items() if s != "IN-A"}
+    assert math.isnan(set_average(partial)) and math.isnan(set_average({**LINEAR, "IN-A": float("nan")}))
+    assert set_average({"ADE20K": 40.0, "COCO-Stuff": 30.0}, ("ADE20K", "COCO-Stuff")) == 35.0
+
+    def rows(scores, probe):
+        return [dict(probe=probe, head="published", selected=True, layer=24, test_set=s, top1=v, lr=0.1, ema=False,
+                     heldout_top1=50.0) for s, v in scores.items()]
+
+    caplog.set_level(logging.INFO, logger="probes.classification.runner")
+    log_summary(rows(partial, "linear") + rows(ATTN, "attention_pooling"))
+    lines = caplog.messages
+    linear = next(m for m in lines if m.startswith("linear published"))
+    assert "avg=— (no IN-A; the average needs all six sets)" in linear  # not the mean of the five present
+    assert "avg=88.50" in next(m for m in lines if m.startswith("attention_pooling published"))
+    assert "published heads = — (an average is incomplete)" in next(m for m in lines if m.startswith("delta"))
+
+    # The report's Table 14 shows — for the same incomplete run.
+    csv_rows = cls_rows("/ckpt/224", V224, 224, "linear", partial) + cls_rows("/ckpt/224", V224, 224,
+                                                                             "attention_pooling", ATTN)
+    write_csv(tmp_path / "r" / "c.csv", CLASSIFICATION_COLUMNS, csv_rows)
+    build_report(tmp_path / "r", tmp_path / "out")
+    t14 = pd.read_csv(tmp_path / "out" / "tables" / "table14_classification.csv").set_index("probe")
+    assert pd.isna(t14.loc["linear", "avg"]) and t14.loc["attention pooling", "avg"] == pytest.approx(88.5)

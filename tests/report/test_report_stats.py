@@ -14,7 +14,7 @@ from probes.report.render import format_cell, format_p, to_markdown
 from probes.report.tables import DELTA, DELTA1, DELTA2, t15_column
 from probes.results import CLASSIFICATION_COLUMNS, DATASETS, MODES, SEGMENTATION_COLUMNS, TEST_SETS
 
-from .synthetic_runs import (both_probes, plant_gain, random_correct, segmentation_counts,
+from .synthetic_runs import (both_probes, plant_gain, random_correct, real_sets, segmentation_counts,
                              write_classification_run, write_segmentation_run)
 from .test_report import write_csv
 
@@ -50,7 +50,8 @@ def three_versions(tmp_path_factory):
     seg += _segmentation_rows(folder, B, seed=0, quality=(0.7, 0.75, 0.8))
     write_csv(folder / "segmentation.csv", SEGMENTATION_COLUMNS, seg)
     out = root / "report"
-    report = build_report(folder, out, compare=[A, B, C], bootstrap=500, seed=0)
+    # 1,000 resamples: Holm over 26 cells needs p_min = 1/(R + 1) < 0.05 / 26, i.e. R >= 520.
+    report = build_report(folder, out, compare=[A, B, C], bootstrap=1000, seed=0)
     return folder, out, report
 
 
@@ -149,7 +150,8 @@ def test_each_side_file_is_read_once(three_versions):
 def test_a_planted_gain_is_significant_and_an_identical_rerun_is_not(three_versions):
     _, out, _ = three_versions
     differences = _table(out, "version_differences")
-    assert list(differences.columns[7:12]) == ["difference", "ci_low", "ci_high", "p_value", "significant"]
+    assert list(differences.columns[7:13]) == ["difference", "ci_low", "ci_high", "p_value", "p_adjusted",
+                                               "significant"]
 
     def row(other, task, setting, column):
         found = differences[(differences.B == other) & (differences.task == task) & (differences.setting == setting)
@@ -159,13 +161,13 @@ def test_a_planted_gain_is_significant_and_an_identical_rerun_is_not(three_versi
 
     gain = row(B, "classification", "linear", "IN-A")
     assert gain.difference == pytest.approx(6.0) and gain.ci_low > 0 and gain.p_value < 0.01
-    assert gain.significant and gain.n_images == 400
+    assert gain.p_value <= gain.p_adjusted < 0.05 and gain.significant and gain.n_images == 400
     assert not row(B, "classification", "linear", "IN-R").significant  # nothing planted there
     assert row(B, "classification", "linear", "avg").significant  # 2 of 6 sets gained 6 points
     for key in (("classification", "linear", "IN-A"), ("classification", "attention pooling", DELTA),
                 ("segmentation", "linear", "ADE20K"), ("segmentation", "head", DELTA1)):
         same = row(C, *key)
-        assert (same.difference, same.ci_low, same.ci_high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
+        assert (same.difference, same.ci_low, same.ci_high, same.p_value, same.p_adjusted) == (0.0, 0.0, 0.0, 1.0, 1.0)
         assert not same.significant
     seg = row(B, "segmentation", "full", "avg")
     assert seg.difference > 0 and seg.significant
@@ -299,3 +301,119 @@ def test_compare_refuses_a_name_given_twice(three_versions, tmp_path):
     folder, _, _ = three_versions
     with pytest.raises(ConfigError, match="more than once"):
         build_report(folder, tmp_path / "out", compare=[A, B, A])
+
+
+# ----------------------------------------------------------------------------- joint resampling of IN-1K and ReaL
+VAL, SMALL = 2000, 50  # val images (IN-1K and IN-ReaL); images of each other set (all right: no spread)
+
+
+def _joint_pair(tmp_path, resamples):
+    """Two runs whose IN-1K and ReaL heads are strongly correlated on the same val images; B = A with 3% of the
+    val images turned right in both scores. The other four sets are all right: the six-set average's spread is
+    IN-1K's and ReaL's. Returns (A's linear (IN-1K, ReaL), B's, report folder)."""
+    rng = np.random.default_rng(11)
+    sides = {}
+    for name in ("a", "b"):
+        heads = {}
+        for probe in ("linear", "attention_pooling"):
+            in1k = rng.random(VAL) < 0.7 if name == "a" else plant_gain(sides["a"][probe][0], 0.03, seed=5)
+            real = in1k | (rng.random(VAL) < 0.15) if name == "a" else sides["a"][probe][1] | in1k
+            heads[probe] = (in1k, real)
+        sides[name] = heads
+    rows = []
+    for name, version in (("a", A), ("b", B)):
+        per_probe = {(probe, 24): {"IN-1K": in1k, "IN-ReaL": real,
+                                   **{s: np.ones(SMALL, bool) for s in TEST_SETS[2:]}}
+                     for probe, (in1k, real) in sides[name].items()}
+        rows += write_classification_run(tmp_path / "r", name, version, per_probe)
+    write_csv(tmp_path / "r" / "c.csv", CLASSIFICATION_COLUMNS, rows)
+    build_report(tmp_path / "r", tmp_path / "out", compare=[A, B], bootstrap=resamples, seed=0)
+    return sides["a"]["linear"], sides["b"]["linear"], tmp_path / "out"
+
+
+def _brute_force(statistic, resamples, joint=True, seed=123):
+    """Percentile 95% interval of `statistic(IN-1K draw, ReaL draw)` over plain numpy draws of val images:
+    one draw for both scores (joint), or one each (independent, as the set name keyed streams before)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        first = rng.integers(0, VAL, VAL)
+        values.append(statistic(first, first if joint else rng.integers(0, VAL, VAL)))
+    return np.percentile(values, [2.5, 97.5])
+
+
+def test_in1k_and_real_are_resampled_jointly_as_a_brute_force_bootstrap_of_images(tmp_path):
+    resamples = 4000
+    (in1k_a, real_a), (in1k_b, real_b), out = _joint_pair(tmp_path, resamples)
+    labelled = real_sets(VAL).scored()
+
+    def accuracy(correct, drawn, scored=None):
+        keep = np.ones(len(drawn), bool) if scored is None else scored[drawn]
+        return 100 * correct[drawn][keep].mean()
+
+    def average(in1k, real):  # the six-set average: four sets at 100%
+        return lambda d1, dr: (accuracy(in1k, d1) + accuracy(real, dr, labelled) + 400) / 6
+
+    joint = _brute_force(average(in1k_a, real_a), resamples)
+    independent = _brute_force(average(in1k_a, real_a), resamples, joint=False)
+    assert (joint[1] - joint[0]) > 1.2 * (independent[1] - independent[0])  # the test can tell them apart
+    row = _table(out, "table14_classification").set_index(["encoder", "probe"]).loc[(A, "linear")]
+    width = row["avg ci_high"] - row["avg ci_low"]
+    assert 0.9 < width / (joint[1] - joint[0]) < 1.1, (width, joint, independent)
+
+    # The version difference of the average: one draw of val images for A and B, IN-1K and ReaL alike.
+    delta = _brute_force(lambda d1, dr: average(in1k_b, real_b)(d1, dr) - average(in1k_a, real_a)(d1, dr), resamples)
+    differences = _table(out, "version_differences").set_index(["setting", "column"])
+    avg = differences.loc[("linear", "avg")]
+    assert 0.9 < (avg["ci_high"] - avg["ci_low"]) / (delta[1] - delta[0]) < 1.1, (avg, delta)
+    assert avg["n_images"] == VAL + 4 * SMALL  # each val image once, though IN-1K and ReaL both score it
+    assert differences.loc[("linear", "IN-ReaL"), "n_images"] == labelled.sum()
+    assert differences.loc[("linear", "IN-1K"), "n_images"] == VAL
+
+
+def test_side_files_whose_in1k_and_real_share_no_image_are_still_compared(tmp_path, monkeypatch):
+    from . import synthetic_runs
+
+    # Hand-made files may list ReaL under other ids than IN-1K: each set is then resampled on its own.
+    monkeypatch.setattr(synthetic_runs, "image_ids", lambda s, n: np.array([f"{s}/img_{i:05d}.JPEG" for i in range(n)]))
+    rows = write_classification_run(tmp_path / "r", "a", A, both_probes(seed=0, n=200))
+    rows += write_classification_run(tmp_path / "r", "b", B, both_probes(seed=50, n=200))
+    write_csv(tmp_path / "r" / "c.csv", CLASSIFICATION_COLUMNS, rows)
+    build_report(tmp_path / "r", tmp_path / "out", compare=[A, B], bootstrap=200)
+    differences = _table(tmp_path / "out", "version_differences").set_index(["setting", "column"])
+    for column in ("IN-1K", "IN-ReaL", "avg"):
+        assert differences.loc[("linear", column), "p_value"] > 0, column
+    assert differences.loc[("linear", "avg"), "n_images"] == 200 * 5 + 180  # ReaL: 9 of 10 images labelled
+
+
+# ----------------------------------------------------------------------------- multiplicity
+def test_each_comparison_is_holm_adjusted_over_its_cells_and_marked_on_the_adjusted_value(three_versions):
+    _, out, _ = three_versions
+    from probes.report.stats import holm
+
+    differences = _table(out, "version_differences")
+    for other in (B, C):
+        family = differences[(differences.B == other) & differences["p_value"].notna()]
+        assert len(family) == 26  # 15 classification + 11 segmentation cells
+        np.testing.assert_allclose(family["p_adjusted"], holm(family["p_value"].to_numpy()))
+        assert (family["significant"].astype(bool) == (family["p_adjusted"] < 0.05)).all()
+    # Some cell of B − A has an interval that excludes 0 and a raw p below 0.05, but no mark after Holm.
+    survived = differences[(differences.B == B) & ((differences.ci_low > 0) | (differences.ci_high < 0))]
+    assert (~survived["significant"].astype(bool)).any() and (survived["p_value"] < 0.05).all()
+    comparison = _table(out, "version_comparison")
+    column = f"{B} − {A}"
+    assert [c for c in comparison.columns if c.startswith(column)][:3] == [column, f"{column} p_value",
+                                                                             f"{column} p_adjusted"]
+    text = (out / "report.md").read_text()
+    assert "Holm's step-down method" in text and f"{column}: 26 cells" in text
+    assert "no cell of" not in text  # 1,000 resamples are enough for 26 cells
+
+
+def test_too_few_resamples_for_any_mark_are_said(tmp_path):
+    rows = write_classification_run(tmp_path / "r", "a", A, both_probes(seed=0, n=200))
+    rows += write_classification_run(tmp_path / "r", "b", B, both_probes(seed=50, n=200))
+    write_csv(tmp_path / "r" / "c.csv", CLASSIFICATION_COLUMNS, rows)
+    build_report(tmp_path / "r", tmp_path / "out", compare=[A, B], bootstrap=100)
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert f"no cell of {B} − {A} can reach p_adjusted < 0.05 (use `--bootstrap 300` or more)" in text
+    assert not _table(tmp_path / "out", "version_differences")["significant"].astype(bool).any()

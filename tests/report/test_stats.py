@@ -6,9 +6,9 @@ import pytest
 
 from probes.errors import ConfigError
 from probes.report.class_names import imagenet_class_names, segmentation_class_names
-from probes.report.stats import (Bootstrap, Samples, StatsError, accuracy_class_changes, classification_class_changes,
-                                 compare, compare_accuracy, compare_segmentation, interval, miou,
-                                 segmentation_class_changes)
+from probes.report.stats import (Bootstrap, Comparison, Samples, StatsError, accuracy_class_changes, adjust,
+                                 classification_class_changes, compare, compare_accuracy, compare_segmentation, holm,
+                                 interval, miou, segmentation_class_changes)
 from probes.report.stats.indices import UniformIndices
 from probes.sidefiles import HeadPredictions, SegmentationCounts, SetPredictions
 
@@ -106,6 +106,45 @@ def test_combining_unpaired_resamples_of_one_set_is_refused():
         boot.accuracy("IN-A", np.ones(100, bool)) - other_seed.accuracy("IN-A", np.ones(100, bool))
 
 
+def _val_scores(n=300, seed=0):
+    """IN-1K and IN-ReaL correct vectors on the same val images (ReaL lenient, 10% of images unlabelled)."""
+    rng = np.random.default_rng(seed)
+    in1k = rng.random(n) < 0.7
+    real = in1k | (rng.random(n) < 0.15)
+    labelled = rng.random(n) < 0.9
+    return in1k, real, labelled
+
+
+def test_a_score_of_some_images_is_resampled_with_the_same_draws_as_the_whole_list():
+    in1k, real, labelled = _val_scores()
+    boot = Bootstrap(n_resamples=200, seed=1)
+    samples = boot.accuracies("val", {"1k": in1k, "real": real}, scored={"real": labelled})
+    for r, drawn in enumerate(boot.indices("val", len(in1k))):  # brute force, image draw by image draw
+        assert samples["1k"].values[r] == pytest.approx(100 * in1k[drawn].mean(), abs=1e-9)
+        assert samples["real"].values[r] == pytest.approx(100 * real[drawn][labelled[drawn]].mean(), abs=1e-9)
+    assert samples["real"].point == pytest.approx(100 * real[labelled].mean())
+    # Alone (another call) the ReaL score lands on the same resamples.
+    np.testing.assert_array_equal(boot.accuracy("val", real, labelled).values, samples["real"].values)
+    assert np.corrcoef(samples["1k"].values, samples["real"].values)[0, 1] > 0.5  # one draw drives both
+
+
+def test_an_average_over_two_scores_of_one_image_list_counts_each_image_once():
+    in1k, real, labelled = _val_scores()
+    boot = Bootstrap(n_resamples=50)
+    a = boot.accuracies("val", {"1k": in1k, "real": real}, scored={"real": labelled})
+    b = boot.accuracies("val", {"1k": ~in1k, "real": ~real}, scored={"real": labelled})
+    assert a["real"].n_images == int(labelled.sum()) and a["1k"].n_images == 300
+    other = boot.accuracy("IN-A", np.ones(40, bool))
+    result = compare(Samples.mean([a["1k"], a["real"], other]), Samples.mean([b["1k"], b["real"], other]))
+    assert result.n == 300 + 40
+    assert compare(a["real"], b["real"]).n == int(labelled.sum())
+
+
+def test_a_score_of_no_image_is_refused():
+    with pytest.raises(StatsError, match="scores no image"):
+        Bootstrap(n_resamples=5).accuracy("val", np.ones(4, bool), np.zeros(4, bool))
+
+
 # ----------------------------------------------------------------------------- paired comparison
 def test_planted_two_percent_gain_is_significant():
     rng = np.random.default_rng(0)
@@ -145,6 +184,60 @@ def test_compare_refuses_statistics_of_different_sets():
     boot = Bootstrap(n_resamples=10)
     with pytest.raises(StatsError, match="same sets"):
         compare(boot.accuracy("IN-A", np.ones(5, bool)), boot.accuracy("IN-R", np.ones(5, bool)))
+
+
+# ----------------------------------------------------------------------------- multiplicity
+def test_holm_matches_hand_computed_adjusted_p_values():
+    # m = 4 tests (NaN is no test). Sorted: 0.005, 0.01, 0.03, 0.04 -> 4 x 0.005 = 0.02, 3 x 0.01 = 0.03,
+    # 2 x 0.03 = 0.06, 1 x 0.04 = 0.04 -> running max 0.02, 0.03, 0.06, 0.06.
+    adjusted = holm([0.01, 0.04, 0.03, 0.005, float("nan")])
+    np.testing.assert_allclose(adjusted[:4], [0.03, 0.06, 0.06, 0.02])
+    assert np.isnan(adjusted[4])
+    np.testing.assert_allclose(holm([0.5, 0.6]), [1.0, 1.0])  # 2 x 0.5 = 1, capped; 0.6 < 1 raised to it
+    np.testing.assert_allclose(holm([0.02, 0.02, 0.02]), [0.06, 0.06, 0.06])  # ties
+    np.testing.assert_allclose(holm([0.2]), [0.2])  # a family of one is not adjusted
+    assert holm([]).shape == (0,)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        holm([0.1, 1.5])
+
+
+def _result(p_value: float) -> Comparison:
+    """A comparison whose interval excludes 0, with the given p-value (as `compare` returns it alone)."""
+    return Comparison(a=50.0, b=51.0, difference=1.0, ci_low=0.2, ci_high=1.8, p_value=p_value, p_adjusted=p_value,
+                      significant=p_value < 0.05, n=100)
+
+
+def test_adjust_marks_on_the_adjusted_p_value_and_passes_notes_through():
+    # m = 3: 0.001, 0.03, 0.5 -> 3 x 0.001 = 0.003, 2 x 0.03 = 0.06, 0.5 -> 0.003, 0.06, 0.5.
+    family = adjust({"strong": _result(0.001), "weak": _result(0.03), "null": _result(0.5),
+                     "none": "no per-image predictions: no interval"})
+    assert family["none"] == "no per-image predictions: no interval"  # not a test: m stays 3
+    assert family["strong"].p_adjusted == pytest.approx(0.003) and family["strong"].significant
+    weak = family["weak"]
+    assert (weak.p_value, weak.p_adjusted, weak.significant) == (0.03, pytest.approx(0.06), False)
+    assert weak.ci_low > 0  # its own interval still excludes 0: it just does not survive the family
+    assert family["null"].p_adjusted == 0.5 and not family["null"].significant
+    alone = compare_accuracy(np.arange(4).astype(str), np.ones(4, bool), np.arange(4).astype(str), np.ones(4, bool),
+                             "IN-A")
+    assert alone.p_adjusted == alone.p_value  # one compare() is a family of one
+
+
+def test_holm_marks_keep_the_family_wise_error_at_5_percent_over_null_families():
+    # 300 families of 26 null cells (a comparison's size: 15 classification + 11 segmentation), each
+    # cell two versions with equal-rate flips on 200 images, all through the report's bootstrap.
+    families, m, raw, adjusted = 300, 26, 0, 0
+    for f in range(families):
+        rng = np.random.default_rng(f)
+        vectors = {}
+        for c in range(m):
+            vectors[(c, "a")], vectors[(c, "b")] = _paired_outcomes(rng, 200, 0.1, 0.1)
+        samples = Bootstrap(n_resamples=1000, seed=f).accuracies(f"family {f}", vectors)
+        cells = {c: compare(samples[(c, "a")], samples[(c, "b")]) for c in range(m)}
+        raw += any(c.significant for c in cells.values())  # a family of one each: unadjusted marks
+        adjusted += any(c.significant for c in adjust(cells).values())
+    error = np.sqrt(0.05 * 0.95 / families)  # Monte-Carlo standard error at 5%
+    assert adjusted / families <= 0.05 + 2 * error
+    assert raw / families > 0.5  # without the adjustment most null comparisons carry a false mark
 
 
 # ----------------------------------------------------------------------------- mIoU

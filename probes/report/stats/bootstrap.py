@@ -1,10 +1,13 @@
 """Percentile bootstrap over images, with resamples shared wherever quantities are paired.
 
-The resample indices of a set depend only on (seed, set key, number of images), so every head and
-every version scored on the same images of a set is resampled identically: their per-resample values
-can be added, subtracted and averaged (``Samples``) and the interval of an average over sets, or of a
-difference between two heads or versions, comes out of the same resamples. Different set keys get
-independent streams, i.e. each set is resampled independently of the others.
+The resample indices of a set key depend only on (seed, set key, number of images), so every head,
+every version and every *score* of the same images is resampled identically: their per-resample
+values can be added, subtracted and averaged (``Samples``) and the interval of an average over sets,
+or of a difference between two heads or versions, comes out of the same resamples. The unit is the
+image: a key names a list of images, not a score, so two scores of one image list (IN-1K and
+IN-ReaL on the ImageNet val images) share one key, and a score that counts only some of the images
+(ReaL leaves out images without a label set) passes a ``scored`` mask: on each resample its accuracy
+is over the drawn images it scores. Different set keys get independent streams.
 
 Why not the cheaper multinomial-over-outcome-cells trick: it needs every vector of a set at once, while
 here a later call (another version's file, read later) must land on the same resamples.
@@ -14,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import numbers
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, Iterable, Iterator, Mapping, Sequence, Tuple
+from typing import Dict, FrozenSet, Iterable, Iterator, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -42,6 +45,7 @@ class Samples:
     point: float
     values: np.ndarray          # (R,)
     sources: FrozenSet[Source]  # the resample streams these values came from
+    images: Optional[Mapping[str, int]] = None  # per set key, the images it is scored on (default: all)
 
     def __post_init__(self) -> None:
         keys = [s[0] for s in self.sources]
@@ -49,6 +53,13 @@ class Samples:
             detail = ", ".join(f"{k} (seed {s}, n {n}, R {r})" for k, s, n, r in sorted(self.sources))
             raise StatsError(f"unpaired resamples of one set cannot be combined: {detail}; "
                              "align both to the same images and use one Bootstrap")
+        if self.images is None:
+            object.__setattr__(self, "images", {s[0]: s[2] for s in self.sources})
+
+    @property
+    def n_images(self) -> int:
+        """Images the statistic rests on, each counted once however many of its scores enter it."""
+        return int(sum(self.images.values()))
 
     @property
     def n_resamples(self) -> int:
@@ -59,9 +70,14 @@ class Samples:
         if isinstance(other, Samples):
             if other.n_resamples != self.n_resamples:
                 raise StatsError(f"cannot combine {self.n_resamples} resamples with {other.n_resamples}")
-            return Samples(op(self.point, other.point), op(self.values, other.values), self.sources | other.sources)
+            # The larger count per key: the scored images of a key are a subset of its image list
+            # (IN-ReaL's of IN-1K's), so the union of two scores' images is the larger of the two.
+            images = {k: max(self.images.get(k, 0), other.images.get(k, 0))
+                      for k in {**self.images, **other.images}}
+            return Samples(op(self.point, other.point), op(self.values, other.values), self.sources | other.sources,
+                           images)
         if isinstance(other, numbers.Real):
-            return Samples(op(self.point, other), op(self.values, other), self.sources)
+            return Samples(op(self.point, other), op(self.values, other), self.sources, self.images)
         return NotImplemented
 
     def __add__(self, other) -> "Samples":
@@ -152,41 +168,78 @@ class Bootstrap:
         return np.concatenate([idx for _, idx in self.index_chunks(set_key, n)], axis=0)
 
     # -- accuracy
-    def accuracy(self, set_key: str, correct: np.ndarray) -> Samples:
+    def accuracy(self, set_key: str, correct: np.ndarray, scored: Optional[np.ndarray] = None) -> Samples:
         """Top-1 accuracy (%) of one per-image correct vector, resampled over the set's images."""
-        return self.accuracies(set_key, {"": correct})[""]
+        return self.accuracies(set_key, {"": correct}, None if scored is None else {"": scored})[""]
 
-    def accuracies(self, set_key: str, correct: Mapping[str, np.ndarray]) -> Dict[str, Samples]:
-        """Accuracy (%) of several heads / versions on the same images, from one pass of shared indices.
+    def accuracies(self, set_key: str, correct: Mapping[str, np.ndarray],
+                   scored: Optional[Mapping[str, np.ndarray]] = None) -> Dict[str, Samples]:
+        """Accuracy (%) of several heads / versions / scores on the same images, from one pass of shared indices.
 
         Every vector must list the same images in the same order: heads of one side file do, and two
         side files of the same images do (rows are sorted by id); otherwise match ids first
-        (``shared_images``, or ``compare_accuracy`` which does it).
+        (``shared_images``, or ``compare_accuracy`` which does it). ``scored[name]`` (bool per image)
+        restricts a vector to the images its score counts (IN-ReaL: those with a label set): each
+        resample's accuracy is then right / scored among the drawn images, so a ReaL head and an
+        IN-1K head on one key are resampled with the very same draws of images.
         """
         vectors = {name: np.asarray(c, dtype=bool) for name, c in correct.items()}
-        n = _common_length(set_key, vectors.values())
-        # Several heads share one 64-bit word, one bit field each, wide enough that a field's sum over
+        masks = {name: np.asarray(m, dtype=bool) for name, m in (scored or {}).items()}
+        unknown = sorted(set(masks) - set(vectors))
+        if unknown:
+            raise StatsError(f"set {set_key}: scored masks for vectors it was not given: {', '.join(unknown)}")
+        n = _common_length(set_key, [*vectors.values(), *masks.values()])
+        # Fields to count per resample: each vector's right-and-scored images, and each distinct mask once.
+        fields: Dict[object, np.ndarray] = {}
+        mask_of: Dict[str, object] = {}
+        for name, vector in vectors.items():
+            mask = masks.get(name)
+            if mask is None:
+                fields[("right", name)] = vector
+                continue
+            if not mask.any():
+                raise StatsError(f"set {set_key} {name or 'vector'}: scores no image")
+            key = ("scored", hashlib.sha1(np.packbits(mask).tobytes()).hexdigest())
+            fields.setdefault(key, mask)
+            mask_of[name] = key
+            fields[("right", name)] = vector & mask
+        counts = self._count(set_key, n, fields)
+        source = frozenset([self._source(set_key, n)])
+        out = {}
+        for name, vector in vectors.items():
+            right = counts[("right", name)]
+            if name in mask_of:
+                mask = fields[mask_of[name]]
+                with np.errstate(invalid="ignore", divide="ignore"):  # no scored image drawn: NaN
+                    values = 100.0 * right / counts[mask_of[name]]
+                point = 100.0 * float(np.count_nonzero(vector & mask)) / float(np.count_nonzero(mask))
+                out[name] = Samples(point, values, source, {set_key: int(np.count_nonzero(mask))})
+            else:
+                out[name] = Samples(100.0 * float(np.count_nonzero(vector)) / n, 100.0 * right / n, source)
+        return out
+
+    def _count(self, set_key: str, n: int, fields: Mapping[object, np.ndarray]) -> Dict[object, np.ndarray]:
+        """Per resample, how many drawn images each boolean field holds (drawn twice: counted twice)."""
+        # Several fields share one 64-bit word, one bit field each, wide enough that a field's sum over
         # n draws (at most n) never carries into the next: one gather + sum serves up to 64 // width
-        # heads (4 at ImageNet sizes), ~1.6x faster than one boolean gather per head.
+        # fields (4 at ImageNet sizes), ~1.6x faster than one boolean gather per field.
         width = n.bit_length()
-        names = list(vectors)
+        names = list(fields)
         words = []
         for start in range(0, len(names), 64 // width):
             group = names[start:start + 64 // width]
             word = np.zeros(n, dtype=np.uint64)
             for j, name in enumerate(group):
-                word |= vectors[name].astype(np.uint64) << np.uint64(j * width)
+                word |= fields[name].astype(np.uint64) << np.uint64(j * width)
             words.append((group, word))
         mask = np.uint64((1 << width) - 1)
-        counts = {name: np.empty(self.n_resamples, dtype=np.int64) for name in vectors}
+        counts = {name: np.empty(self.n_resamples, dtype=np.int64) for name in fields}
         for rows, idx in self.index_chunks(set_key, n):
             for group, word in words:
                 sums = word[idx].sum(axis=1, dtype=np.uint64)
                 for j, name in enumerate(group):
                     counts[name][rows] = (sums >> np.uint64(j * width)) & mask
-        source = frozenset([self._source(set_key, n)])
-        return {name: Samples(100.0 * float(np.count_nonzero(v)) / n, 100.0 * counts[name] / n, source)
-                for name, v in vectors.items()}
+        return counts
 
     # -- segmentation
     def miou(self, set_key: str, intersect: np.ndarray, union: np.ndarray) -> Samples:

@@ -3,34 +3,45 @@
 Method: a paired bootstrap. Both versions are resampled with the SAME image indices (match by image
 id, then one ``Bootstrap`` stream), giving R values of the difference Δ* = B* - A*.
 
-* interval: percentile interval of Δ*; ``significant`` = the interval excludes 0.
+* interval: percentile interval of Δ* (per comparison, not adjusted for multiplicity).
 * p-value (two-sided): the bootstrap distribution of the difference centred at zero approximates the
   null distribution of the observed difference Δ, so p = (1 + #{|Δ* - Δ| >= |Δ|}) / (R + 1)
   (Hall & Wilson 1991: resample the centred statistic; the +1's make it a valid Monte-Carlo p-value,
   never 0, resolution 1 / (R + 1)).
+* ``p_adjusted``: the p-value adjusted over the family of comparisons it was made in (``adjust``:
+  Holm); one ``compare`` call alone is a family of one (p_adjusted = p_value).
+  ``significant`` = p_adjusted < 1 - level.
 
 Why this one rather than McNemar's exact test or a sign-flip permutation test: those are exact for
 one accuracy on one set, but a report also compares averages over sets and mIoU (a ratio of sums,
 not a per-image mean); the centred bootstrap works for any statistic built from paired ``Samples``
 (``compare`` below), so every p-value in a report comes from one method and the same resamples as
 its interval. Its calibration is checked in tests/report/test_stats.py (equal-rate flips: p > 0.05 in
->= 90 of 100 seeds). Near the threshold ``significant`` (interval) and ``p_value < 0.05`` can
-disagree by a resample or two: they are two readings of the same distribution, not the same rule.
+>= 90 of 100 seeds; the family-wise error of Holm's marks over many null cells). Near the threshold
+the interval excluding 0 and ``p_value < 0.05`` can disagree by a resample or two: they are two
+readings of the same distribution, not the same rule; after adjustment a cell whose interval
+excludes 0 may well be unmarked.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Hashable, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
 from probes.report.stats.bootstrap import Bootstrap, Samples, StatsError, interval
+from probes.report.stats.multiplicity import holm
 from probes.sidefiles import SegmentationCounts, SetPredictions
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """B - A on the shared images: difference with its interval, p-value and image count."""
+    """B - A on the shared images: difference with its interval, raw and adjusted p-value, image count.
+
+    ``n`` counts each image once (IN-1K and IN-ReaL score the same images); ``significant`` is
+    ``p_adjusted < 1 - level``.
+    """
 
     a: float
     b: float
@@ -38,6 +49,7 @@ class Comparison:
     ci_low: float
     ci_high: float
     p_value: float
+    p_adjusted: float
     significant: bool
     n: int
     level: float = 0.95
@@ -54,8 +66,24 @@ def compare(a: Samples, b: Samples, level: float = 0.95) -> Comparison:
     # (identical versions: every |Δ* - Δ| is 0 >= 0, so p = 1).
     extreme = np.count_nonzero(np.abs(delta.values - delta.point) >= abs(delta.point) - 1e-9)
     p_value = min(1.0, (1 + extreme) / (delta.n_resamples + 1))
-    n = sum(s[2] for s in delta.sources)
-    return Comparison(a.point, b.point, delta.point, low, high, p_value, bool(low > 0 or high < 0), n, level)
+    return Comparison(a=a.point, b=b.point, difference=delta.point, ci_low=low, ci_high=high, p_value=p_value,
+                      p_adjusted=p_value, significant=bool(p_value < 1.0 - level), n=delta.n_images, level=level)
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+def adjust(family: Mapping[K, Union[Comparison, str]]) -> Dict[K, Union[Comparison, str]]:
+    """The family's comparisons with Holm-adjusted p-values and ``significant`` read from them.
+
+    Entries that are not comparisons (a note why a cell has none) pass through and are not tests.
+    """
+    keys = [k for k, c in family.items() if isinstance(c, Comparison)]
+    adjusted = holm([family[k].p_value for k in keys])
+    out = dict(family)
+    for key, p in zip(keys, adjusted.tolist()):
+        out[key] = dataclasses.replace(family[key], p_adjusted=p, significant=bool(p < 1.0 - family[key].level))
+    return out
 
 
 def shared_images(ids_a: Sequence[str], ids_b: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
