@@ -59,6 +59,11 @@ PAIRS_NOTE = (
     "head's best epoch. Segmentation: the metric named in `head`; per-dataset cells, averages and Δ1/Δ2, the "
     "published averages and deltas as the paper printed them (two printed deltas differ by 0.1 from its rounded "
     "cells), the measured ones computed from our own cells.\n\n"
+    "Which number meets which: the paper's Table 15 cells come from runs that evaluated every 1,000 iterations and "
+    "kept the best checkpoint (`save_best`), i.e. the best evaluation over training, picked on the validation set "
+    "that is also the test set. With the default `final mIoU` a pair is our final evaluation against their best "
+    "one (ours is not selected on the test set, theirs is); `--segmentation-metric best` compares like with like. "
+    "Classification: `measured` is the final epoch, `max_over_epochs` the figure the official loop logs.\n\n"
     "¹ `max_over_epochs`: the highest per-epoch top-1 on the test set itself, as the official training loop logs "
     "it. That is **test-set selection** (an optimistic number), shown only to compare with logs of that loop.")
 

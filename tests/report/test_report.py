@@ -114,6 +114,10 @@ def test_measured_beside_published(results, tmp_path):
     assert delta.published == 3.0 and delta.measured == pytest.approx(6.0)
     seg = pairs[(pairs.task == "segmentation") & (pairs.encoder == V224) & (pairs.column == "Δ1")].iloc[0]
     assert (seg.published, seg.measured) == (6.9, 10.0)
+    assert seg["head"] == "final mIoU"
+    # The notes say which of our numbers meets the paper's best-checkpoint cells, and why it matters.
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "kept the best checkpoint (`save_best`)" in text and "`--segmentation-metric best` compares like" in text
 
 
 def test_version_comparison_and_plots(results, tmp_path, capsys):
