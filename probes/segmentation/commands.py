@@ -66,7 +66,8 @@ def run_segment(args: argparse.Namespace) -> int:
         print(f"run already finished in {args.out}: nothing to do")
         return 0
     print(f"{row['run_id']}: {row['dataset']} {row['mode']} mIoU {row['mIoU']:.2f} (best {row['best_mIoU']:.2f} at "
-          f"{row['best_iter']}) aAcc {row['aAcc']:.2f} ({row['n_images']} images, {row['iters']} iters) -> {args.out}")
+          f"{row['best_iter']}) aAcc {row['aAcc']:.2f} ({row['n_images']} images, {row['iters']} iters) -> row in "
+          f"{Path(args.out) / 'segmentation.csv'}, run folder {Path(args.out) / row['run_id']} (full log there)")
     return 0
 
 

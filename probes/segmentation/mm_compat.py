@@ -92,8 +92,26 @@ def optim_wrapper_type(requested: str, device: str) -> str:
     return requested
 
 
+# Third-party warnings that say nothing to a user of this suite (silenced at import, where they are raised):
+# the deformable-attention op mmcv-lite lacks (no model here uses it), mmseg 1.x deprecations of calls
+# mmseg itself makes, and the visualisation hook that is configured off.
+_NOISE = ("Fail to import ``MultiScaleDeformableAttention``", "``build_loss`` would be deprecated",
+          "Default ``avg_non_ignore`` is False", "The draw is False", "`reduce_zero_label` will be deprecated",
+          "torch.distributed.nn.functional.all_reduce is deprecated")
+
+
+def silence_third_party_warnings() -> None:
+    """Ignore the known, harmless warnings of mmcv-lite / mmseg / torch listed in `_NOISE` (idempotent)."""
+    import re
+    import warnings
+
+    for message in _NOISE:
+        warnings.filterwarnings("ignore", message=re.escape(message))
+
+
 def import_mmseg() -> None:
     """Import mmseg with the stand-in in place and register our modules in its registries."""
+    silence_third_party_warnings()
     install_mmcv_ops_standin()
     import mmseg.models  # noqa: F401  (populates MODELS with UPerHead, FCNHead, ...)
     import mmseg.datasets  # noqa: F401

@@ -371,7 +371,9 @@ def run_segmentation(opts: SegmentOptions) -> dict:
 
     from probes.segmentation.hooks import evaluation_history
 
-    runner = (FlexibleRunner if cfg.get("strategy") else Runner).from_cfg(cfg)
+    from probes.segmentation.console import quiet
+
+    runner = quiet(FlexibleRunner if cfg.get("strategy") else Runner).from_cfg(cfg)
     try:
         runner.train()
         history = evaluation_history(runner)
@@ -390,9 +392,7 @@ def run_segmentation(opts: SegmentOptions) -> dict:
 
     if is_main_process():
         append_rows(results, [row], SEGMENTATION_COLUMNS, replace_run=plan.run_id if opts.overwrite else None)
-        log.info("%s %s %s: mIoU %.2f (best %.2f at %d) aAcc %.2f on %d images", plan.encoder.name,
-                 row["dataset"], row["mode"], row["mIoU"], row["best_mIoU"], row["best_iter"], row["aAcc"],
-                 row["n_images"])
+        log.debug("row appended to %s; full log in %s", results, runner.logger._log_file)
     return row
 
 
