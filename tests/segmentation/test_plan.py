@@ -210,3 +210,9 @@ def test_the_same_run_spelled_three_ways_has_one_id(tmp_path: Path, monkeypatch:
 def test_the_deepspeed_strategy_is_refused_in_one_line_saying_why() -> None:
     with pytest.raises(ConfigError, match=r"^--strategy deepspeed does not run yet: .*use --strategy fsdp$"):
         plan(mode="full", strategy="deepspeed")
+
+
+def test_a_short_run_checkpoints_at_least_every_tenth_of_it() -> None:
+    assert plan().cfg.default_hooks.checkpoint.interval == 1000           # the recipe's, 1.25% of 80k
+    assert plan(iters=100).cfg.default_hooks.checkpoint.interval == 10    # a kill keeps 90% of the work
+    assert plan(iters=5).cfg.default_hooks.checkpoint.interval == 1
