@@ -30,7 +30,10 @@ GRID_HEAD = "grid"                 # any other (lr, EMA) of the sweep; one per p
 CLASSIFICATION_COLUMNS = (
     "run_id", "encoder", "encoder_version", "probe", "layer", "head", "lr", "ema", "test_set",
     "n_images", "top1", "max_over_epochs_top1", "epochs", "image_size", "precision", "protocol",
-    "protocol_notes", "subset", "selected", "heldout_top1", "n_skipped", "predictions", "date")
+    "protocol_notes", "subset", "selected", "heldout_top1", "n_skipped", "predictions", "date",
+    "n_skipped_train")
+# `n_skipped`: files of the row's test set left out as unreadable (data.on_corrupt='skip');
+# `n_skipped_train`: training files left out (held-out split included). Older CSVs lack the latter.
 # A run's per-epoch scores (`OUT/epochs/<run_id>.csv`): what the official loop logs after every epoch.
 EPOCH_COLUMNS = ("run_id", "epoch", "probe", "head", "lr", "ema", "layer", "test_set", "top1")
 SEGMENTATION_COLUMNS = (
