@@ -6,7 +6,7 @@ from typing import Any, Dict
 
 
 def register(subparsers: Any) -> None:
-    """Add the `classify` subcommand."""
+    """Add the `classify` and `classes` subcommands."""
     p = subparsers.add_parser(
         "classify", help="linear and attention-pooling probes on ImageNet-1K, scored on six test sets",
         description="Train probe heads (both types x an lr grid, the published head always among them, one "
@@ -36,6 +36,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--print-config", nargs="?", const="py", choices=("py", "json"), default=None,
                    help="print the fully resolved config and exit (no weights or data are read)")
     p.set_defaults(func=run)
+    c = subparsers.add_parser(
+        "classes", help="list a set's class folders (wnids) with their 1000-way index and name",
+        description="Print one line per class: its 1000-way ImageNet index, its wnid (the folder name a data "
+                    "root must use) and its name. IN-A and IN-R have 200 of the 1000 classes; IN-1K's list is also "
+                    "that of train/, val/ (wnid layout), IN-V2 (wnid layout) and IN-Sketch.")
+    c.add_argument("set", choices=("IN-1K", "IN-A", "IN-R"), help="which set's classes")
+    c.set_defaults(func=run_classes)
 
 
 def _layers(text: str) -> Any:
@@ -65,6 +72,18 @@ def overrides_from_args(args: argparse.Namespace) -> Dict[str, Any]:
             options[key] = True
     options.update(parse_cfg_options(args.cfg_options))
     return options
+
+
+def run_classes(args: argparse.Namespace) -> int:
+    """Print index, wnid and name of each class of a set."""
+    from probes.classification import imagenet_info as info
+
+    indices = {"IN-A": info.imagenet_a_indices, "IN-R": info.imagenet_r_indices}.get(
+        args.set, lambda: range(info.NUM_CLASSES))()
+    wnids, names = info.imagenet_wnids(), info.lemmas()
+    for i in indices:
+        print(f"{i}\t{wnids[i]}\t{names[i]}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
