@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "probes.encoders.commands",
     "probes.classification.commands",
     "probes.segmentation.commands",
+    "probes.check_data",
     "probes.report.commands",
     "probes.demo.commands",
 )

@@ -39,7 +39,7 @@ EPOCH_COLUMNS = ("run_id", "epoch", "probe", "head", "lr", "ema", "layer", "test
 SEGMENTATION_COLUMNS = (
     "run_id", "encoder", "encoder_version", "dataset", "mode", "mIoU", "best_mIoU", "best_iter",
     "aAcc", "mAcc", "n_images", "iters", "crop_size", "batch_size", "trainable_params", "precision",
-    "protocol", "protocol_notes", "config", "predictions", "date")
+    "protocol", "protocol_notes", "config", "predictions", "date", "subset")
 
 
 def prediction_head_name(probe: str, lr: object, ema: object, layer: object, grid_twin: bool = False) -> str:

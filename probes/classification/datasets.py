@@ -183,6 +183,13 @@ def _find_val_label_file(root: Path, data_root: Path, configured: Optional[str])
                        f"was found beside it (set data.val_labels).")
 
 
+def val_label_source(root: Path, data_root: Path, label_file: Optional[str] = None) -> str:
+    """Where the val images' labels come from, as `read_val` finds them: wnid folders or a label file."""
+    if any(_class_folders(root)):
+        return f"the <wnid> folders of {root}"
+    return str(_find_val_label_file(root, data_root, label_file))
+
+
 def read_val(root: Path, data_root: Path, allow_subset: bool,
              label_file: Optional[str] = None) -> ImageSet:
     """``val/<wnid>/`` or the flat raw folder + ``val.txt`` / ``LOC_val_solution.csv``."""

@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     seg.add_argument("--workers", type=int, default=None, help="data-loader workers per process")
     seg.add_argument("--out", type=Path, default=Path("runs/segmentation"),
                      help="results folder: segmentation.csv and one work dir per run")
+    seg.add_argument("--allow-subset", action="store_true",
+                     help="train and score partial splits (the row then says subset=True)")
     seg.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     seg.add_argument("--overwrite", action="store_true", help="run again a run already finished in --out, "
                      "replacing its row")
@@ -57,7 +59,7 @@ def run_segment(args: argparse.Namespace) -> int:
         cfg_options=parse_cfg_options(args.cfg_options), iters=args.iters, batch_size=args.batch_size,
         crop_size=args.crop_size, device=args.device, workers=args.workers, out=args.out,
         resume=args.resume, overwrite=args.overwrite, launcher=args.launcher, strategy=args.strategy,
-        revision=args.revision)
+        revision=args.revision, allow_subset=args.allow_subset)
     if args.print_config:
         print(print_config(opts, args.print_config))
         return 0
