@@ -1,10 +1,12 @@
 """The result-row schemas every command writes and `probes report` reads, and atomic CSV appends."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
+import os
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from probes.io import write_atomic
 
@@ -55,6 +57,35 @@ def prediction_head_name(probe: str, lr: object, ema: object, layer: object, gri
     return f"{probe}_lr{lr_text}_L{layer_text}_{'ema' if is_ema else 'raw'}" + ("_grid" if grid_twin else "")
 
 
+@contextlib.contextmanager
+def locked(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path`, and remove the file when done (nothing is left in the folder).
+
+    The file is unlinked while still locked: a process that was waiting on it then holds a lock on a file no
+    longer at that path, sees so, and locks the path again, so two writers never hold "the" lock at once.
+    """
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if current:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)
+        os.close(fd)
+
+
 def append_rows(path: Path, rows: Iterable[Mapping[str, object]], columns: Sequence[str],
                 replace_run: str | None = None) -> Path:
     """Append rows to a CSV by rewriting it to a temporary file and renaming it over the old one.
@@ -65,8 +96,7 @@ def append_rows(path: Path, rows: Iterable[Mapping[str, object]], columns: Seque
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = list(rows)
-    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # several runs may share one --out folder
+    with locked(path.with_name(f".{path.name}.lock")):  # several runs may share one --out folder
         existing: list[dict[str, str]] = []
         header = list(columns)
         if path.is_file():
