@@ -17,6 +17,7 @@ from probes.classification.distributed import DistInfo, ShardSampler, all_gather
 from probes.classification.image_paths import crop_paths
 from probes.classification.sweep import FeatureNeeds, make_features
 from probes.errors import ConfigError, TrainingDivergedError
+from probes.runtime import default_workers
 
 Features = Dict[str, torch.Tensor]
 
@@ -131,7 +132,7 @@ class LiveSource:
         self.logged: Set[str] = set()   # one log line per file, though several sets and epochs read it
 
     def _loader(self, dataset, batch: int, sampler, drop_last: bool, collate_fn: Callable) -> DataLoader:
-        workers = int(self.data.workers)
+        workers = default_workers() if self.data.workers is None else int(self.data.workers)
         return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=drop_last,
                           num_workers=workers, collate_fn=collate_fn,
                           pin_memory=self.dist.device.type == "cuda",
