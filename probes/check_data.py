@@ -164,7 +164,7 @@ def survey_segmentation(key: str, root: Path, allow_subset: bool) -> List[Findin
     return findings
 
 
-def report(task: str, root: Path, findings: Sequence[Finding]) -> Tuple[str, int]:
+def format_findings(task: str, root: Path, findings: Sequence[Finding]) -> Tuple[str, int]:
     """The printed report and the exit code (0 only when a run would accept the data)."""
     width = max(len(f.name) for f in findings)
     lines = [f"{task} data at {root}:"]
@@ -209,6 +209,6 @@ def run_check_data(args: argparse.Namespace) -> int:
         if args.cfg_options:
             raise ConfigError(f"--cfg-options applies to imagenet only (got {' '.join(args.cfg_options)})")
         findings = survey_segmentation(args.task, root, args.allow_subset)
-    text, code = report(args.task, root, findings)
+    text, code = format_findings(args.task, root, findings)
     print(text)
     return code
