@@ -17,19 +17,35 @@ COMMAND_MODULES = (
     "probes.encoders.commands",
     "probes.classification.commands",
     "probes.segmentation.commands",
+    "probes.check_data",
     "probes.report.commands",
     "probes.demo.commands",
 )
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Each option's help ends with its default, unless the help says it already (defaults of None do)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        switch = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._HelpAction))
+        if (switch or not action.option_strings or "default" in text or action.default in (None, argparse.SUPPRESS)
+                or action.default == []):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
     parser = argparse.ArgumentParser(
-        prog="probes", description="Probe frozen vision encoders (InternViT family, any timm model).")
+        prog="probes", description="Probe frozen vision encoders (InternViT family, any timm model).",
+        formatter_class=DefaultsHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for command in sub.choices.values():
+        command.formatter_class = DefaultsHelpFormatter
     return parser
 
 

@@ -1,11 +1,13 @@
 """The result-row schemas every command writes and `probes report` reads, and atomic CSV appends."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import math
+import os
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 from probes.io import write_atomic
 
@@ -31,13 +33,16 @@ GRID_HEAD = "grid"                 # any other (lr, EMA) of the sweep; one per p
 CLASSIFICATION_COLUMNS = (
     "run_id", "encoder", "encoder_version", "probe", "layer", "head", "lr", "ema", "test_set",
     "n_images", "top1", "max_over_epochs_top1", "epochs", "image_size", "precision", "protocol",
-    "protocol_notes", "subset", "selected", "heldout_top1", "n_skipped", "predictions", "date")
+    "protocol_notes", "subset", "selected", "heldout_top1", "n_skipped", "predictions", "date",
+    "n_skipped_train")
+# `n_skipped`: files of the row's test set left out as unreadable (data.on_corrupt='skip');
+# `n_skipped_train`: training files left out (held-out split included). Older CSVs lack the latter.
 # A run's per-epoch scores (`OUT/epochs/<run_id>.csv`): what the official loop logs after every epoch.
 EPOCH_COLUMNS = ("run_id", "epoch", "probe", "head", "lr", "ema", "layer", "test_set", "top1")
 SEGMENTATION_COLUMNS = (
     "run_id", "encoder", "encoder_version", "dataset", "mode", "mIoU", "best_mIoU", "best_iter",
     "aAcc", "mAcc", "n_images", "iters", "crop_size", "batch_size", "trainable_params", "precision",
-    "protocol", "protocol_notes", "config", "predictions", "date")
+    "protocol", "protocol_notes", "config", "predictions", "date", "subset")
 
 
 def set_average(values: Mapping[str, Optional[float]], sets: Sequence[str] = TEST_SETS) -> float:
@@ -70,6 +75,35 @@ def prediction_head_name(probe: str, lr: object, ema: object, layer: object, gri
     return f"{probe}_lr{lr_text}_L{layer_text}_{'ema' if is_ema else 'raw'}" + ("_grid" if grid_twin else "")
 
 
+@contextlib.contextmanager
+def locked(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path`, and remove the file when done (nothing is left in the folder).
+
+    The file is unlinked while still locked: a process that was waiting on it then holds a lock on a file no
+    longer at that path, sees so, and locks the path again, so two writers never hold "the" lock at once.
+    """
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if current:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)
+        os.close(fd)
+
+
 def append_rows(path: Path, rows: Iterable[Mapping[str, object]], columns: Sequence[str],
                 replace_run: str | None = None) -> Path:
     """Append rows to a CSV by rewriting it to a temporary file and renaming it over the old one.
@@ -80,8 +114,7 @@ def append_rows(path: Path, rows: Iterable[Mapping[str, object]], columns: Seque
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = list(rows)
-    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # several runs may share one --out folder
+    with locked(path.with_name(f".{path.name}.lock")):  # several runs may share one --out folder
         existing: list[dict[str, str]] = []
         header = list(columns)
         if path.is_file():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import ContextManager, Union
 
 import torch
@@ -10,6 +11,16 @@ from probes.errors import ConfigError
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+MAX_LOADER_WORKERS = 8
+
+
+def default_workers(cap: int = MAX_LOADER_WORKERS) -> int:
+    """Data-loader workers per process: the cores this process may use, shared among the node's processes, at most `cap`."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, min(cap, per_process))
 
 
 def device_type(device: Union[str, torch.device, None]) -> str:

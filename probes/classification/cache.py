@@ -169,7 +169,15 @@ class CachedSource:
             raise DatasetError(f"train at {train.root}: {len(self.train_rows)} cached images, fewer "
                                f"than one batch of {self.batch} per process (lower cache.batch_size).")
         self.targets = torch.as_tensor(train.targets)
+        # A store's rows left empty are its skipped files (the stores are shared: the same on every process).
         self.n_skipped = {name: int(len(s.valid) - len(s.valid_rows())) for name, s in stores.items()}
+
+    def skipped_counts(self, names: Sequence[str]) -> Dict[str, int]:
+        """Files left out per set; 'train' counts the held-out split too (both are training images)."""
+        counts = {n: self.n_skipped.get(n, 0) for n in names}
+        if "train" in counts:
+            counts["train"] += sum(c for n, c in self.n_skipped.items() if n == "heldout")
+        return counts
 
     def train_batches(self, epoch: int) -> Iterator[Tuple[Features, torch.Tensor, None]]:
         """One shuffled epoch of stored train features with label-smoothed targets (no held-out image in it)."""

@@ -52,7 +52,7 @@ class DataSpec:
     heldout_per_class: int
     heldout_max_fraction: float
     train_per_class: Optional[int]
-    workers: int
+    workers: Optional[int]              # None: runtime.default_workers() where the loader is built
     decode: str
     crop_on: str
 

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # Extensions are only a filter for what counts as an image file; decoding goes by content.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 _VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})")
+_WRONG_SHOWN = 40  # wrong class folders named in one error (a whole misplaced set would be 1000)
 
 
 @dataclass(frozen=True)
@@ -87,17 +88,27 @@ def _wnid_layout(root: Path, set_name: str, allowed: Sequence[str]) -> Tuple[Lis
     """Read ``root/<wnid>/*``; every folder must be one of ``allowed`` wnids."""
     lookup = info.wnid_to_index()
     allowed_set = set(allowed)
+    folders = _class_folders(root)
+    wrong = [f.name for f in folders if f.name not in allowed_set]
+    if wrong:
+        raise DatasetError(wrong_folders_message(set_name, root, wrong, len(allowed_set)))
     files: List[Path] = []
     targets: List[int] = []
-    for folder in _class_folders(root):
-        if folder.name not in allowed_set:
-            raise DatasetError(f"{set_name}: folder {folder} is not one of the set's "
-                               f"{len(allowed_set)} class wnids.")
+    for folder in folders:
         # The folder is the label; file names are never parsed (IN-A's hold a wrong prediction).
         for path in _image_files(folder):
             files.append(path)
             targets.append(lookup[folder.name])
     return files, targets
+
+
+def wrong_folders_message(set_name: str, root: Path, wrong: Sequence[str], n_allowed: int) -> str:
+    """Every folder that is no class of the set, in one line, with where the set's class list is."""
+    shown = ", ".join(wrong[:_WRONG_SHOWN]) + (f" (+{len(wrong) - _WRONG_SHOWN} more)"
+                                               if len(wrong) > _WRONG_SHOWN else "")
+    listing = "IN-1K" if set_name in ("train", "IN-1K", "IN-V2", "IN-Sketch") else set_name
+    return (f"{set_name}: {len(wrong)} folder(s) under {root} are not among the set's {n_allowed} class wnids: "
+            f"{shown} (`probes classes {listing}` lists them).")
 
 
 def check_complete(name: str, root: Path, n_images: int, n_classes: int, allow_subset: bool,
@@ -170,6 +181,13 @@ def _find_val_label_file(root: Path, data_root: Path, configured: Optional[str])
             return cand
     raise DatasetError(f"IN-1K: {root} is a flat folder but no val.txt or LOC_val_solution.csv "
                        f"was found beside it (set data.val_labels).")
+
+
+def val_label_source(root: Path, data_root: Path, label_file: Optional[str] = None) -> str:
+    """Where the val images' labels come from, as `read_val` finds them: wnid folders or a label file."""
+    if any(_class_folders(root)):
+        return f"the <wnid> folders of {root}"
+    return str(_find_val_label_file(root, data_root, label_file))
 
 
 def read_val(root: Path, data_root: Path, allow_subset: bool,

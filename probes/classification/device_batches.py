@@ -8,7 +8,7 @@ timm's ``PrefetchLoader``); on other devices the same one-ahead loop simply runs
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, MutableSet, Optional, Sequence, Tuple
 
 import torch
 
@@ -38,7 +38,8 @@ class DeviceBatches:
     """Iterate a loader of :func:`~probes.classification.images.collate` batches on ``device``.
 
     Yields ``{"images": float32 NCHW normalised, "targets": on device, "indices": positions
-    (host)}``. Corrupt files are raised or counted (``n_skipped``) per ``on_corrupt``; batches
+    (host)}``. Corrupt files are raised or counted (``n_skipped``, this pass) per ``on_corrupt``; a
+    skipped file's error is added to ``skipped`` and logged unless in ``logged`` (sets shared across passes); batches
     left with fewer than ``min_images`` are not yielded (training heads with BatchNorm want 2).
     With ``mixup`` (a timm ``Mixup``), the normalised batch is mixed (the official order) and
     ``targets`` are soft; odd batches lose their last image, since Mixup pairs images.
@@ -49,7 +50,8 @@ class DeviceBatches:
     def __init__(self, loader: Iterable[HostBatch], device: torch.device, mean: Sequence[float],
                  std: Sequence[float], on_corrupt: str = "error", mixup: Optional[Mix] = None,
                  min_images: int = 1, channels_last: bool = False,
-                 decode: Optional[Callable[[HostBatch], HostBatch]] = None) -> None:
+                 decode: Optional[Callable[[HostBatch], HostBatch]] = None,
+                 skipped: Optional[MutableSet[str]] = None, logged: Optional[MutableSet[str]] = None) -> None:
         self.loader = loader
         self.device = torch.device(device)
         self.mean = torch.tensor(mean, dtype=IMAGE_DTYPE, device=self.device).view(1, -1, 1, 1)
@@ -60,6 +62,8 @@ class DeviceBatches:
         self.channels_last = channels_last
         self.decode = decode
         self.n_skipped = 0
+        self.skipped: MutableSet[str] = set() if skipped is None else skipped
+        self.logged = logged
         self._cuda = self.device.type == "cuda"
         # One side stream for the object's life: the caching allocator pools blocks per stream.
         self._stream = torch.cuda.Stream(device=self.device) if self._cuda else None
@@ -92,7 +96,8 @@ class DeviceBatches:
         """Count errors, trim, start the copy and normalisation (on the side stream on CUDA)."""
         with self._side():
             batch = self.decode(host) if self.decode is not None else host
-            self.n_skipped += check_errors(batch, self.on_corrupt)
+            self.n_skipped += check_errors(batch, self.on_corrupt, self.logged)
+            self.skipped.update(batch["errors"])
             images, targets = batch["images"], batch["targets"]
             n = len(images) - len(images) % 2 if self.mixup is not None else len(images)
             if n < self.min_images:

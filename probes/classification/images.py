@@ -8,8 +8,9 @@ time (benchmarks/data_pipeline.py).
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, BinaryIO, Callable, Dict, List, Mapping, MutableSet, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -19,6 +20,8 @@ from torch.utils.data import Dataset, default_collate
 from torchvision import transforms as T
 
 from probes.errors import ConfigError, DatasetError
+
+log = logging.getLogger(__name__)
 
 _INTERPOLATION = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
 # Pillow's modes for one channel of 16-bit samples (Pillow < 10.1 opened 16-bit PNGs as 'I', 32-bit
@@ -96,12 +99,21 @@ def stack_images(images: List[torch.Tensor]) -> torch.Tensor:
     return default_collate(images)
 
 
-def check_errors(batch: Mapping[str, Any], on_corrupt: str) -> int:
-    """Raise DatasetError for the first unreadable file unless skipping; return the skip count."""
+def check_errors(batch: Mapping[str, Any], on_corrupt: str, logged: Optional[MutableSet[str]] = None) -> int:
+    """Raise DatasetError for the first unreadable file unless skipping; log each skip; return the count.
+
+    `logged` (shared across passes over a set) holds the errors logged so far: each file is logged once
+    per run, however many epochs read it.
+    """
     errors = batch["errors"]
     if errors and on_corrupt != "skip":
         raise DatasetError(errors[0][0].upper() + errors[0][1:] +
                            " (set data.on_corrupt='skip' to leave such files out and count them).")
+    for error in errors:
+        if logged is None or error not in logged:
+            log.warning("data.on_corrupt='skip': left out: %s", error)
+        if logged is not None:
+            logged.add(error)
     return len(errors)
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Set, Tuple
 
 import torch
 from timm.data import Mixup
@@ -13,10 +13,11 @@ from torch.utils.data import DataLoader, DistributedSampler
 from probes.classification.config import DataSpec, ImageSpec, TrainRecipe
 from probes.classification.datasets import ImageSet
 from probes.classification.device_batches import DeviceBatches
-from probes.classification.distributed import DistInfo, ShardSampler
+from probes.classification.distributed import DistInfo, ShardSampler, all_gather_objects
 from probes.classification.image_paths import crop_paths
 from probes.classification.sweep import FeatureNeeds, make_features
 from probes.errors import ConfigError, TrainingDivergedError
+from probes.runtime import default_workers
 
 Features = Dict[str, torch.Tensor]
 
@@ -126,23 +127,28 @@ class LiveSource:
         self.mixup = GroupedMixup(Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix,
                                         switch_prob=recipe.mixup_switch_prob, label_smoothing=recipe.smoothing,
                                         num_classes=num_classes), recipe.mixup_group) if use_mix else None
-        self.n_skipped: Dict[str, int] = {}
+        # Per set, the errors of the files left out (data.on_corrupt='skip'), over every pass of the run.
+        self.skipped: Dict[str, Set[str]] = {}
+        self.logged: Set[str] = set()   # one log line per file, though several sets and epochs read it
 
     def _loader(self, dataset, batch: int, sampler, drop_last: bool, collate_fn: Callable) -> DataLoader:
-        workers = int(self.data.workers)
+        workers = default_workers() if self.data.workers is None else int(self.data.workers)
         return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=drop_last,
                           num_workers=workers, collate_fn=collate_fn,
                           pin_memory=self.dist.device.type == "cuda",
                           persistent_workers=False, prefetch_factor=4 if workers else None)
 
-    def _device_batches(self, loader: DataLoader, mixup: Optional[Mixup], min_images: int,
+    def _device_batches(self, name: str, loader: DataLoader, mixup: Optional[Mixup], min_images: int,
                         decode: Optional[Callable] = None) -> DeviceBatches:
         return DeviceBatches(loader, self.dist.device, self.pre.mean, self.pre.std, on_corrupt=self.data.on_corrupt,
-                             mixup=mixup, min_images=min_images, decode=decode)
+                             mixup=mixup, min_images=min_images, decode=decode,
+                             skipped=self.skipped.setdefault(name, set()), logged=self.logged)
 
-    def _count(self, name: str, batches: DeviceBatches) -> None:
-        # The latest pass over a set (sets are scored after every epoch: never add passes up).
-        self.n_skipped[name] = batches.n_skipped
+    def skipped_counts(self, names: Sequence[str]) -> Dict[str, int]:
+        """Distinct files left out per set over the run, on every process (sets are read once per epoch,
+        and a training file may reach different processes in different epochs: files, not reads, count)."""
+        gathered = all_gather_objects({n: sorted(self.skipped.get(n, ())) for n in names}, self.dist)
+        return {n: len(set().union(*(g[n] for g in gathered))) for n in names}
 
     def features(self, images: torch.Tensor, needs: Optional[FeatureNeeds] = None) -> Features:
         """Heads' inputs for a normalised device batch (`needs` defaults to the sweep's)."""
@@ -157,7 +163,7 @@ class LiveSource:
         loader = self._loader(self.train_set, self.batch, self.sampler, drop_last=True,
                               collate_fn=self.paths.train_collate)
         # Heads with BatchNorm need two images; Mixup pairs images (odd batches lose one).
-        batches = self._device_batches(loader, self.mixup, min_images=2, decode=self.paths.train_hook)
+        batches = self._device_batches("train", loader, self.mixup, min_images=2, decode=self.paths.train_hook)
         for batch in batches:
             soft = batch["targets"] if self.mixup is not None else \
                 mixup_target(batch["targets"], self.num_classes, 1.0, self.recipe.smoothing)
@@ -166,7 +172,6 @@ class LiveSource:
                 held = self.heldout[torch.as_tensor(batch["indices"], dtype=torch.long)].to(soft.device)
                 keep = ~(self.mixup.partners(held) if self.mixup is not None else held)
             yield self.features(batch["images"]), soft, keep
-        self._count("train", batches)
 
     def eval_batches(self, image_set: ImageSet, needs: Optional[FeatureNeeds] = None
                      ) -> Iterator[Tuple[Features, torch.Tensor]]:
@@ -174,10 +179,9 @@ class LiveSource:
         dataset = self.paths.eval_set(image_set)
         sampler = ShardSampler(len(dataset), self.dist.rank, self.dist.world)
         loader = self._loader(dataset, self.eval_batch, sampler, drop_last=False, collate_fn=self.paths.eval_collate)
-        batches = self._device_batches(loader, None, 1, decode=self.paths.eval_hook)
+        batches = self._device_batches(image_set.name, loader, None, 1, decode=self.paths.eval_hook)
         for batch in batches:
             yield self.features(batch["images"], needs), batch["indices"]
-        self._count(image_set.name, batches)
 
 
 def per_rank_batch(total: int, world: int, key: str) -> int:

@@ -97,7 +97,7 @@ def head_rows(facts: RunFacts, specs: Sequence[HeadSpec], tests: Sequence[Tuple[
                         "heldout_top1": None if spec.published else
                         round(heldout.top1(spec.key, ema, "heldout")[0], 3),
                         "n_skipped": skipped.get(image_set.name, 0), "predictions": facts.predictions,
-                        "date": facts.date})
+                        "date": facts.date, "n_skipped_train": skipped.get("train", 0)})
     return rows
 
 
@@ -118,5 +118,6 @@ def baseline_rows(facts: RunFacts, names: Sequence[str], tests: Sequence[Tuple[I
                     "protocol_notes": facts.protocol.notes,
                     "subset": bool(image_set.subset.get(score) or facts.subset_train), "selected": True,
                     "heldout_top1": round(heldout.top1(name, False, "heldout")[0], 3),
-                    "n_skipped": skipped.get(image_set.name, 0), "predictions": "", "date": facts.date})
+                    "n_skipped": skipped.get(image_set.name, 0), "predictions": "", "date": facts.date,
+                    "n_skipped_train": skipped.get("train", 0)})
     return rows

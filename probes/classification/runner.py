@@ -15,7 +15,7 @@ from probes.classification import datasets as ds
 from probes.classification.baselines import baseline_tables
 from probes.classification.cache import cached_source
 from probes.classification.config import ClassifyConfig, DataSpec, EncoderSpec, TrainRecipe
-from probes.classification.distributed import DistInfo, all_reduce_sum, init_distributed
+from probes.classification.distributed import DistInfo, init_distributed
 from probes.classification.gpu_decode import decode_protocol_note
 from probes.classification.plan import ClassifyPlan, plan_classify
 from probes.classification.live import LiveSource, Preprocessing
@@ -86,9 +86,13 @@ def load_probe_encoder(plan: ClassifyPlan, dtype: Any, device: torch.device) -> 
     return load_encoder(plan.encoder.source, num_layers=plan.cfg.encoder.num_layers, dtype=dtype, device=device)
 
 
-def _reduce_skipped(skipped: Mapping[str, int], names: Sequence[str], dist: DistInfo) -> Dict[str, int]:
-    counts = all_reduce_sum(torch.tensor([float(skipped.get(n, 0)) for n in names], dtype=torch.float64), dist)
-    return {n: int(c) for n, c in zip(names, counts.tolist())}
+def _skipped(source: Any, names: Sequence[str], dist: DistInfo) -> Dict[str, int]:
+    """Files left out per set ('train' = the training images, held-out split included), said once in the log."""
+    counts = source.skipped_counts(["train", *names])
+    if dist.is_main and any(counts.values()):
+        log.warning("data.on_corrupt='skip' left out unreadable files: %s (counted in the rows' n_skipped and "
+                    "n_skipped_train)", ", ".join(f"{n} {c}" for n, c in counts.items() if c))
+    return counts
 
 
 def run_classify(cfg: ClassifyConfig, plan: Optional[ClassifyPlan] = None) -> List[Dict[str, Any]]:
@@ -152,7 +156,7 @@ def run_classify(cfg: ClassifyConfig, plan: Optional[ClassifyPlan] = None) -> Li
 
     history, final = train_sweep(trainer, source, SoftTargetCrossEntropy(), loop, dist, evaluate)
     heldout, tests = final[0][1], final[1:]
-    skipped = _reduce_skipped(source.n_skipped, [s.name for s in data.tests], dist)
+    skipped = _skipped(source, [s.name for s in data.tests], dist)
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     decode_protocol_note(cfg.data.decode, dist.device)   # refuses gpu decode off CUDA
     facts = RunFacts(run_id, plan.encoder.canonical, plan.encoder.version_label, encoder.num_layers, epochs,

@@ -99,7 +99,7 @@ def _segment(encoder: Path, dataset: str, mode: str, data: Path, out: Path, iter
     run_segmentation(SegmentOptions(
         encoder=str(encoder), dataset=dataset, data=data, mode=mode, cfg_options=_segment_options(mode),
         iters=iters, batch_size=4, crop_size=56, device="cpu", workers=0, out=out, overwrite=True,
-        protocol_label=PROTOCOL))
+        protocol_label=PROTOCOL, allow_subset=True))
 
 
 def run_demo(out: Path, seg_iters: int = 60) -> Report:

@@ -1,6 +1,7 @@
 """Resolve a local checkpoint (folder or file): its weight files, architecture, preprocessing and name."""
 from __future__ import annotations
 
+import difflib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from probes.encoders.config import InternViTConfig, read_json_object
 from probes.encoders.source import EncoderSource, looks_like_hub_id
 from probes.encoders.tensor_files import shards_from_index
 from probes.encoders.versions import VERSIONS
-from probes.encoders.weight_files import INDEX_FILES, SINGLE_FILES, encoder_shard_names
+from probes.encoders.weight_files import INDEX_FILES, SINGLE_FILES, WEIGHT_SUFFIXES, encoder_shard_names
 from probes.errors import CheckpointError, EncoderSourceError
 
 log = logging.getLogger(__name__)
@@ -63,13 +64,40 @@ def folder_name(folder: Path, raw: Optional[dict[str, Any]]) -> str:
     return named if isinstance(named, str) and looks_like_hub_id(named) else folder.name
 
 
+def _missing_path(path: Path, where: str) -> EncoderSourceError:
+    """'does not exist', with the closest names in the deepest folder that does exist."""
+    hint = ""
+    parent, missing = path.parent, path.name
+    while parent != parent.parent and not parent.exists():
+        parent, missing = parent.parent, parent.name
+    if parent.is_dir():
+        close = difflib.get_close_matches(missing, [p.name for p in parent.iterdir()], n=3, cutoff=0.6)
+        hint = (f"; did you mean {' or '.join(str(parent / name) for name in close)}?" if close
+                else f"; {parent} holds no {missing}")
+    first = where.split("/", 1)[0]
+    if looks_like_hub_id(where) and first and Path(first).exists():
+        hint += f" (read as a local path, not a hub id, because {first} exists here)"
+    return EncoderSourceError(f"encoder source {where} does not exist{hint}")
+
+
+def _not_weights(path: Path) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is not a weights file; give the folder that holds config.json and the weights "
+        f"({' or '.join(SINGLE_FILES)}, or shards with {INDEX_FILES[0]}), or a weights file "
+        f"({', '.join(WEIGHT_SUFFIXES)})")
+
+
 def resolve_checkpoint(path: Path, version: Optional[str] = None, *, name: Optional[str] = None,
                        where: Optional[str] = None, with_weights: bool = True) -> CheckpointSpec:
     """Find the weight files (unless `with_weights` is False), the architecture and the preprocessing."""
     path = Path(path)
     where = where or str(path)
     if not path.exists():
-        raise EncoderSourceError(f"encoder source {where} does not exist")
+        raise _missing_path(path, where)
+    if path.is_file() and path.name in INDEX_FILES:  # the shard index stands for its folder
+        path = path.parent
+    elif path.is_file() and path.suffix not in WEIGHT_SUFFIXES:
+        raise _not_weights(path)
     folder = path if path.is_dir() else path.parent
     if path.is_file() and path.suffix in (".pth", ".pt") and version is None:
         raise CheckpointError(

@@ -10,14 +10,22 @@ from probes.runtime import autocast_for, resolve_device
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the encoder subcommands."""
-    inspect = sub.add_parser("inspect", help="load an encoder, print its architecture, time a forward pass")
+    inspect = sub.add_parser(
+        "inspect", help="load an encoder, print its architecture, time a forward pass",
+        description="Load an encoder from any source (a local folder or weights file, VERSION=PATH, a hub id, a "
+                    "timm model, random:VERSION), print its name, version, weights fingerprint, blocks, width, "
+                    "heads, patch, parameters and expected preprocessing, then time one frozen forward pass on "
+                    "random images. A local path is never looked up on the hub.")
     inspect.add_argument("encoder",
                          help="folder, VERSION=PATH, ORG/NAME (hub id), timm:<name>[.<tag>] or random:VERSION")
-    inspect.add_argument("--weights", default=None, help="weights for a bare VERSION or a timm model")
-    inspect.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of ORG/NAME")
-    inspect.add_argument("--num-layers", type=int, default=None, help="use only the first k blocks")
+    inspect.add_argument("--weights", default=None,
+                         help="weights for a bare VERSION or a timm model (default: none; a timm tag's own)")
+    inspect.add_argument("--revision", default=None,
+                         help="hub revision (branch, tag or commit) of ORG/NAME (default: the repo's default branch)")
+    inspect.add_argument("--num-layers", type=int, default=None,
+                         help="use only the first k blocks (default: all)")
     inspect.add_argument("--image-size", type=int, nargs="+", default=None, help="H [W]; default: native")
-    inspect.add_argument("--batch-size", type=int, default=2)
+    inspect.add_argument("--batch-size", type=int, default=2, help="random images per forward pass")
     inspect.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     inspect.add_argument("--dtype", default=None, help="float32 | bfloat16 (default: bf16 on GPU)")
     inspect.set_defaults(func=run_inspect)

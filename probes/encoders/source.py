@@ -15,6 +15,8 @@ TIMM_PREFIX = "timm:"
 KINDS = ("path", "version", "timm", "hub", "random")
 # ORG/NAME[@REVISION], as the Hugging Face hub spells repo ids.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*(@[^\s@]+)?$")
+# Endings of checkpoint files: a source ending so names a file, never a hub repo.
+FILE_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".json")
 
 PathLike = Union[str, os.PathLike]
 
@@ -57,6 +59,22 @@ def looks_like_hub_id(text: str) -> bool:
     return bool(_HUB_ID.match(text))
 
 
+def looks_like_path(text: str) -> bool:
+    """Whether `text` can only be a local path: it exists in part, or is spelled as no hub id could be.
+
+    A path starts with ./ ../ / or ~, has more than one slash before any @revision, ends in a checkpoint
+    file's suffix, or its first component exists here (`ckpt/typo` when `ckpt/` exists). Deciding this
+    without the network matters: a mistyped path would otherwise be tried on the hub, with retries.
+    """
+    if text in (".", "..", "~") or text.startswith(("./", "../", "/", "~", ".\\", "..\\")):
+        return True
+    name = text.partition("@")[0]
+    if name.count("/") > 1 or name.lower().endswith(FILE_SUFFIXES):
+        return True
+    first = name.split("/", 1)[0]
+    return "/" in name and bool(first) and Path(first).exists()
+
+
 def _refuse(value: object, what: str, text: str, why: str) -> None:
     if value is not None:
         raise EncoderSourceError(f"{what}={value} was given with the encoder source {text!r}, which {why}")
@@ -76,6 +94,9 @@ def parse_source(text: Union[PathLike, EncoderSource], version: Optional[str] = 
                  weights: Optional[PathLike] = None, revision: Optional[str] = None,
                  weights_required: bool = True) -> EncoderSource:
     """Decide what an encoder source names; an existing local path always wins over any other reading.
+
+    A hub id is read only when nothing local matches and the text is not spelled as a path
+    (`looks_like_path`): a mistyped path then fails at once as a missing path, with no network call.
 
     With `weights_required=False` (describing only), a bare version name is accepted without weights
     and gives a `version` source whose `path` is None.
@@ -98,7 +119,7 @@ def parse_source(text: Union[PathLike, EncoderSource], version: Optional[str] = 
         # A `version=` (e.g. from a published config) does not apply to a timm model: ignored, as a path's would be.
         return EncoderSource("timm", text, timm_name=name, timm_tag=tag or None,
                              weights=Path(weights) if weights is not None else None, revision=revision)
-    path = Path(text)
+    path = Path(text).expanduser()
     if path.exists():
         _refuse(weights, "weights", text, "is a checkpoint path already; give one or the other")
         _refuse(revision, "revision", text, "is a local path (revision applies to hub ids)")
@@ -119,7 +140,7 @@ def parse_source(text: Union[PathLike, EncoderSource], version: Optional[str] = 
         _refuse(weights, "weights", text, "names its weights already")
         _refuse(revision, "revision", text, "names local weights (revision applies to hub ids)")
         return EncoderSource("version", text, path=Path(where), version=_version_arg(version, text, carried))
-    if _HUB_ID.match(text):
+    if _HUB_ID.match(text) and not looks_like_path(text):
         repo_id, _, pinned = text.partition("@")
         if pinned and revision is not None and revision != pinned:
             raise EncoderSourceError(f"revision={revision} contradicts the revision in the encoder source {text!r}")

@@ -8,6 +8,7 @@ from probes.encoders.tensor_files import read_weight_map
 
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")  # files read as weights (anything else is refused)
 
 
 def encoder_shard_names(index_path: Path) -> list[str]:

@@ -10,23 +10,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     seg = sub.add_parser("segment", help="linear probing / head tuning / full tuning on ADE20K or COCO-Stuff")
     seg.add_argument("--encoder", required=True,
                      help="HF/chat folder, VERSION=PATH, ORG/NAME hub id, or timm:<name>[.<tag>]")
-    seg.add_argument("--revision", default=None, help="branch, tag or commit of a hub id")
+    seg.add_argument("--revision", default=None,
+                     help="branch, tag or commit of a hub id (default: the repo's default branch)")
     seg.add_argument("--dataset", required=True, choices=("ade20k", "coco-stuff"))
     seg.add_argument("--data", type=Path, default=None,
-                     help="ADEChallengeData2016/ or coco_stuff164k/ (or the folder holding it); required to train")
+                     help="ADEChallengeData2016/ or coco_stuff164k/ (or the folder holding it); required to train "
+                          "(default: none)")
     seg.add_argument("--mode", required=True, choices=("linear", "head", "full"))
     seg.add_argument("--config", type=Path, default=None,
                      help="mmengine config (default: configs/segmentation/<VERSION>/<dataset>_<mode>.py)")
     seg.add_argument("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE",
-                     help="override config keys, e.g. model.decode_head.channels=512 train_dataloader.num_workers=2")
-    seg.add_argument("--iters", type=int, default=None, help="training iterations (recipe: 80000)")
-    seg.add_argument("--batch-size", type=int, default=None, help="TOTAL batch over all processes (recipe: 16)")
+                     help="override config keys, e.g. model.decode_head.channels=512 train_dataloader.num_workers=2 "
+                          "(default: none)")
+    seg.add_argument("--iters", type=int, default=None,
+                     help="training iterations (default: the config's; the recipe's 80000)")
+    seg.add_argument("--batch-size", type=int, default=None,
+                     help="TOTAL batch over all processes (default: the config's; the recipe's 16)")
     seg.add_argument("--crop-size", type=int, default=None,
-                     help="train crop and test window, a multiple of the patch size (recipe: 504 for patch 14)")
+                     help="train crop and test window, a multiple of the patch size (default: the config's; the "
+                          "recipe's 504 for patch 14, its nearest multiple for other patches)")
     seg.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default: cuda if available")
-    seg.add_argument("--workers", type=int, default=None, help="data-loader workers per process")
+    seg.add_argument("--workers", type=int, default=None,
+                     help="data-loader workers per process (default: the config's num_workers, 4)")
     seg.add_argument("--out", type=Path, default=Path("runs/segmentation"),
                      help="results folder: segmentation.csv and one work dir per run")
+    seg.add_argument("--allow-subset", action="store_true",
+                     help="train and score partial splits (the row then says subset=True)")
     seg.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     seg.add_argument("--overwrite", action="store_true", help="run again a run already finished in --out, "
                      "replacing its row")
@@ -34,13 +43,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="mmengine FlexibleRunner strategy: fsdp (torch FSDP) shards the model; ddp is the "
                           "unsharded one; deepspeed (ZeRO-1 bf16, as released) is refused: it does not run yet")
     seg.add_argument("--print-config", nargs="?", const="py", choices=("py", "json"), default=None,
-                     help="print the fully resolved config (no weights or data read) and exit")
+                     help="print the fully resolved config (no weights or data read) and exit; py when no format "
+                          "is given (default: off)")
     seg.add_argument("--launcher", default="none", choices=("none", "pytorch", "slurm"),
                      help="pytorch under torchrun, slurm under srun")
     seg.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
     seg.set_defaults(func=run_segment)
 
-    prep = sub.add_parser("prepare", help="convert a dataset's annotations into the form training reads")
+    prep = sub.add_parser(
+        "prepare", help="convert a dataset's annotations into the form training reads",
+        description="COCO-Stuff-164K: convert each raw annotation PNG (values 0..181, 255) into "
+                    "<id>_labelTrainIds.png beside it (171 train ids, 255 = ignore), as mmseg's converter does. "
+                    "Parallel, resumable (done files are kept) and atomic (a kill leaves no half-written file). "
+                    "ADE20K needs no preparation.")
     prep.add_argument("dataset", choices=("coco-stuff",))
     prep.add_argument("root", type=Path, help="coco_stuff164k/ (annotations/{train2017,val2017}/*.png)")
     prep.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
@@ -57,7 +72,7 @@ def run_segment(args: argparse.Namespace) -> int:
         cfg_options=parse_cfg_options(args.cfg_options), iters=args.iters, batch_size=args.batch_size,
         crop_size=args.crop_size, device=args.device, workers=args.workers, out=args.out,
         resume=args.resume, overwrite=args.overwrite, launcher=args.launcher, strategy=args.strategy,
-        revision=args.revision)
+        revision=args.revision, allow_subset=args.allow_subset)
     if args.print_config:
         print(print_config(opts, args.print_config))
         return 0

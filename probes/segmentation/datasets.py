@@ -20,13 +20,14 @@ class DatasetSpec:
     splits: tuple[str, str]   # (train, val)
     seg_suffix: str
     num_classes: int
+    full_sizes: tuple[int, int]   # images of the released (train, val) splits: fewer is a subset
 
 
 DATASETS = {
     "ade20k": DatasetSpec("ade20k", "ADE20K", "ADEChallengeData2016", "ADE20KDataset",
-                          ("training", "validation"), ".png", 150),
+                          ("training", "validation"), ".png", 150, (20_210, 2_000)),
     "coco-stuff": DatasetSpec("coco-stuff", "COCO-Stuff", "coco_stuff164k", "COCOStuffDataset",
-                              ("train2017", "val2017"), LABEL_SUFFIX, 171),
+                              ("train2017", "val2017"), LABEL_SUFFIX, 171, (118_287, 5_000)),
 }
 
 
@@ -49,7 +50,8 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix == ".jpg")
 
 
-def _check_split(spec: DatasetSpec, root: Path, split: str) -> int:
+def check_split(spec: DatasetSpec, root: Path, split: str) -> int:
+    """The images of one split, each checked to have its annotation; raises DatasetError naming the problem."""
     image_dir, ann_dir = root / "images" / split, root / "annotations" / split
     for folder in (image_dir, ann_dir):
         if not folder.is_dir():
@@ -74,7 +76,22 @@ def _check_split(spec: DatasetSpec, root: Path, split: str) -> int:
 
 def check_dataset(spec: DatasetSpec, root: Path) -> dict[str, int]:
     """Check both splits; returns image counts per split. Raises DatasetError naming the problem."""
-    return {split: _check_split(spec, root, split) for split in spec.splits}
+    return {split: check_split(spec, root, split) for split in spec.splits}
+
+
+def partial_splits(spec: DatasetSpec, counts: dict[str, int]) -> list[str]:
+    """'validation: 6 of 2000 images' for each counted split with fewer images than the released one."""
+    return [f"{split}: {counts[split]} of {full} images"
+            for split, full in zip(spec.splits, spec.full_sizes) if split in counts and counts[split] < full]
+
+
+def check_complete(spec: DatasetSpec, root: Path, counts: dict[str, int], allow_subset: bool) -> bool:
+    """True when a split is partial (then `allow_subset` must be set: the row says subset=True)."""
+    partial = partial_splits(spec, counts)
+    if partial and not allow_subset:
+        raise DatasetError(f"{spec.name} at {root} is partial ({'; '.join(partial)}); pass --allow-subset to "
+                           f"train and score it anyway (the row then says subset=True)")
+    return bool(partial)
 
 
 def register_transforms() -> None:

@@ -18,7 +18,7 @@ from probes.results import MODES, SEGMENTATION_COLUMNS, append_rows, run_finishe
 from probes.run_identity import check_rerun, make_run_id, plan_json, write_plan
 from probes.runtime import device_type
 from probes.segmentation import settings
-from probes.segmentation.datasets import DatasetSpec, check_dataset, dataset_spec, resolve_root
+from probes.segmentation.datasets import DatasetSpec, check_complete, check_dataset, dataset_spec, resolve_root
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class SegmentOptions:
     strategy: str = "none"
     revision: Optional[str] = None
     protocol_label: Optional[str] = None  # e.g. "demo": replaces the protocol word of the row
+    allow_subset: bool = False            # train/score partial splits (the row then says subset=True)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class SegmentPlan:
     values: dict
     protocol: ProtocolWords
     run_id: str
+    subset: bool = False    # a split has fewer images than the released dataset (--allow-subset)
 
     def as_dict(self) -> dict:
         """The plan as plain data: what `--print-config json` prints and the run writes into its folder."""
@@ -196,12 +198,12 @@ def plan_segmentation(opts: SegmentOptions, check_data: bool = True) -> SegmentP
     info = encoder.info
     if opts.crop_size is not None:
         settings.check_crop(opts.crop_size, info.patch_size)
-    root = None
+    root, subset = None, False
     if check_data:
         if opts.data is None:
             raise ConfigError("--data is required to train (only --print-config works without it)")
         root = resolve_root(spec, Path(opts.data))
-        check_dataset(spec, root)
+        subset = check_complete(spec, root, check_dataset(spec, root), opts.allow_subset)
     published_path = default_config(spec.key, opts.mode, encoder.published_architecture)
     path = Path(opts.config) if opts.config else published_path
     if not path.is_file():
@@ -229,7 +231,7 @@ def plan_segmentation(opts: SegmentOptions, check_data: bool = True) -> SegmentP
     # Config batch sizes are totals (the recipe's 16); mmengine's loaders take per-process sizes.
     cfg.train_dataloader.batch_size = total_batch // world
     return SegmentPlan(cfg, spec, encoder, path, published_path, total_batch, crop, iters, device,
-                       values["effective"]["precision"], data_root, values, protocol, run_id)
+                       values["effective"]["precision"], data_root, values, protocol, run_id, subset)
 
 
 def _walk_norms(node: Any, old: str, new: str) -> None:
@@ -409,5 +411,6 @@ def segmentation_row(opts: SegmentOptions, plan: SegmentPlan, history: list[dict
         "iters": iters, "crop_size": plan.crop, "batch_size": plan.total_batch,
         "trainable_params": trainable, "precision": precision, **plan.protocol.as_row(),
         "config": str(plan.config_path), "predictions": predictions,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),  # as classification's rows
+        "subset": plan.subset,
     }

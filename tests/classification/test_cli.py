@@ -48,3 +48,70 @@ def test_a_tiny_run_through_the_command(tiny_encoder, data_root, tmp_path):
     rows = read_rows(tmp_path / RESULTS_FILE)
     assert {r["test_set"] for r in rows} == {"IN-A", "IN-R"}
     assert {r["probe"] for r in rows} == {"attention_pooling"} and {r["epochs"] for r in rows} == {"1"}
+
+
+def _options(parser):
+    """(command, option, help text as printed) of every option of every subcommand."""
+    import argparse
+
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for command, child in sub.choices.items():
+        formatter = child._get_formatter()
+        for action in child._actions:
+            if action.option_strings and action.help != argparse.SUPPRESS:
+                yield command, action, formatter._expand_help(action) if action.help else ""
+
+
+def test_every_option_of_every_command_shows_its_default():
+    import argparse
+
+    switches = (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._HelpAction)
+    missing = [f"{command} {action.option_strings[0]}" for command, action, text in _options(build_parser())
+               if not isinstance(action, switches) and not action.required and "default" not in text]
+    assert missing == []
+
+
+def test_defaults_in_classify_help_are_the_recipes():
+    from probes.classification.config import load_config
+
+    cfg = load_config(None, pick_published=False)
+    helps = {action.option_strings[0]: text for command, action, text in _options(build_parser())
+             if command == "classify"}
+    assert f"published {cfg.train.epochs})" in helps["--epochs"]
+    assert f"published {cfg.train.batch_size})" in helps["--batch-size"]
+    assert f"else {cfg.image.size})" in helps["--image-size"]
+    assert f"default: {cfg.runtime.out})" in helps["--out"]
+    assert f"default: {cfg.train.precision}," in helps["--precision"]
+    assert " ".join(f"{lr:g}" if lr != int(lr) else f"{lr:.1f}" for lr in cfg.probe.lrs) in helps["--lrs"]
+
+
+def test_inspect_and_prepare_describe_themselves(capsys):
+    import pytest
+
+    for command in ("inspect", "prepare", "check-data", "classes"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert len(text.split("\n\n")[1].split()) > 12, command   # a description paragraph after the usage
+
+
+def test_workers_default_to_the_cores_available(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from probes.classification.config import load_config
+    from probes.classification.live import LiveSource
+    from probes import runtime
+
+    assert load_config(None, pick_published=False).data.workers is None
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert runtime.default_workers() == 8
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert runtime.default_workers() == 3
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert runtime.default_workers() == 1
+    stub = SimpleNamespace(data=SimpleNamespace(workers=None), dist=SimpleNamespace(device=torch.device("cpu")))
+    loader = LiveSource._loader(stub, list(range(4)), 2, None, False, None)
+    assert loader.num_workers == 1

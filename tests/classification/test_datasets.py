@@ -151,6 +151,26 @@ def test_in_a_and_in_r_restrict_to_different_classes(tmp_path):
         ds.read_restricted("IN-A", tmp_path / "a", allow_subset=True)
 
 
+def test_every_wrong_class_folder_is_named_at_once(tmp_path):
+    only_r = [i for i in info.imagenet_r_indices() if i not in info.imagenet_a_indices()][:3]
+    _rgb(tmp_path / WNIDS[info.imagenet_a_indices()[0]] / "x.jpg")
+    for i in only_r:
+        _rgb(tmp_path / WNIDS[i] / "x.jpg")
+    with pytest.raises(DatasetError) as err:
+        ds.read_restricted("IN-A", tmp_path, allow_subset=True)
+    message = str(err.value)
+    assert "3 folder(s)" in message and all(WNIDS[i] in message for i in only_r)
+    assert "probes classes IN-A" in message and "\n" not in message
+
+
+def test_probes_classes_lists_the_200_wnids(capsys):
+    from probes.cli import main
+
+    assert main(["classes", "IN-R"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[1] for line in lines] == [WNIDS[i] for i in info.imagenet_r_indices()]
+
+
 # ------------------------------------------------------------------ bad input
 
 def test_missing_set_is_skipped_with_a_warning(tmp_path, caplog):

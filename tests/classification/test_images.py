@@ -128,6 +128,16 @@ def test_corrupt_image_names_the_file(tmp_path):
     assert batch["images"].shape[0] == 1 and batch["indices"].tolist() == [0]
 
 
+def test_a_skipped_file_is_logged_once(tmp_path, caplog):
+    bad = tmp_path / "broken.JPEG"
+    bad.write_bytes(b"garbage")
+    batch = collate([ImageFiles([bad], [0], build_eval_transform(14))[0]])
+    logged: set = set()
+    with caplog.at_level("WARNING"):
+        assert [check_errors(batch, "skip", logged) for _ in range(3)] == [1, 1, 1]
+    assert [r.getMessage().count("broken.JPEG") > 0 for r in caplog.records] == [True]
+
+
 def test_truncated_image_is_corrupt(tmp_path):
     path = _image(tmp_path / "cut.JPEG", size=(64, 64))
     path.write_bytes(path.read_bytes()[:200])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import shutil
 from pathlib import Path
 
@@ -224,6 +225,32 @@ def test_corrupt_test_image_stops_or_is_skipped_and_counted(tiny_cfg, data_root,
     sketch = [r for r in rows if r["test_set"] == "IN-Sketch"]
     assert all(r["n_skipped"] == 1 and r["n_images"] == 4 for r in sketch)
     assert all(r["n_skipped"] == 0 for r in rows if r["test_set"] != "IN-Sketch")
+
+
+def test_corrupt_training_image_is_counted_and_logged_once(tiny_cfg, data_root, tmp_path, caplog):
+    root = tmp_path / "data"
+    shutil.copytree(data_root, root)
+    bad = next((root / "train").iterdir()) / "broken.JPEG"
+    bad.write_bytes(b"garbage")
+    with caplog.at_level(logging.WARNING):
+        rows = runner.run_classify(tiny_cfg(data__root=str(root), probe__lrs=[0.1], data__on_corrupt="skip",
+                                            train__epochs=2))
+    assert rows and all(r["n_skipped_train"] == 1 and r["n_skipped"] == 0 for r in rows)
+    left_out = [r.getMessage() for r in caplog.records if "left out: cannot decode image" in r.getMessage()]
+    assert len(left_out) == 1 and "broken.JPEG" in left_out[0]   # two epochs read it: one line
+    assert any("left out unreadable files: train 1" in r.getMessage() for r in caplog.records)
+    written = read_rows(tmp_path / "out" / RESULTS_FILE)
+    assert {row["n_skipped_train"] for row in written} == {"1"}
+
+
+def test_corrupt_training_image_is_counted_in_a_cached_run(tiny_cfg, data_root, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(data_root, root)
+    (next((root / "train").iterdir()) / "broken.JPEG").write_bytes(b"garbage")
+    rows = runner.run_classify(tiny_cfg(data__root=str(root), probe__lrs=[0.1], data__on_corrupt="skip",
+                                        cache__dir=str(tmp_path / "cache"), cache__store=["pooled"],
+                                        probe__probes=["linear"], cache__knn=False, cache__logreg=False))
+    assert rows and all(r["n_skipped_train"] == 1 and r["n_skipped"] == 0 for r in rows)
 
 
 def test_missing_test_set_is_skipped(tiny_cfg, data_root, tmp_path):

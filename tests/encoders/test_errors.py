@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -171,3 +172,46 @@ def test_cli_prints_one_line_and_exits_2(folder, capsys):
     assert main(["inspect", str(folder), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("probes inspect: error:") and "\n" not in err
+
+
+def _no_network(monkeypatch):
+    """Any hub call or socket connection fails the test."""
+    import socket
+
+    import huggingface_hub
+
+    def refuse(*args, **kwargs):
+        pytest.fail("a missing local path made a network call")
+
+    for name in ("hf_hub_download", "list_repo_files", "snapshot_download"):
+        monkeypatch.setattr(huggingface_hub, name, refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+
+@pytest.mark.parametrize("typed", ["ckpt/myvit-x", "./ckpt/myvit-x", "ckpt/myvit-x/model.safetensors"])
+def test_a_mistyped_relative_path_fails_at_once_without_the_network(typed, folder, tmp_path, monkeypatch, capsys):
+    import time
+
+    from probes.cli import main
+
+    (tmp_path / "ckpt").mkdir()
+    folder.rename(tmp_path / "ckpt" / "myvit")
+    monkeypatch.chdir(tmp_path)
+    _no_network(monkeypatch)
+    start = time.perf_counter()
+    assert main(["inspect", typed, "--device", "cpu"]) == 2
+    assert time.perf_counter() - start < 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{os.path.normpath(typed)} does not exist" in err and "did you mean ckpt/myvit" in err
+
+
+def test_config_json_is_not_a_weights_file(folder):
+    with pytest.raises(CheckpointError) as err:
+        load_encoder(folder / "config.json")
+    message = _one_line(err)
+    assert "config.json is not a weights file" in message and "folder that holds config.json" in message
+
+
+def test_a_shard_index_stands_for_its_folder(folder):
+    assert load_encoder(folder / "model.safetensors.index.json").num_layers == 4

@@ -88,3 +88,24 @@ def test_arguments_that_do_not_apply_are_refused(text, kwargs):
 def test_a_parsed_source_passes_through():
     src = EncoderSource("random", "random:InternViT-6B-224px", version="InternViT-6B-224px")
     assert parse_source(src) is src
+
+
+@pytest.mark.parametrize("text", ["ckpt/mine/x", "org/name.safetensors", "a/b/c", "~/ckpt", "../ckpt/x"])
+def test_text_spelled_as_a_path_is_never_a_hub_id(text, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert parse_source(text).kind == "path"
+
+
+def test_a_hub_id_whose_first_folder_exists_here_is_a_path(tmp_path, monkeypatch):
+    """`ckpt/myvit-x` with `ckpt/` present is a mistyped path, not a repo named ckpt/myvit-x."""
+    (tmp_path / "ckpt" / "myvit").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert parse_source("ckpt/myvit-x").kind == "path"
+    assert parse_source("someone/myvit-x").kind == "hub"
+    assert parse_source("someone/myvit-x@refs/pr/1").kind == "hub"
+
+
+def test_a_home_path_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "enc").mkdir()
+    assert parse_source("~/enc").path == tmp_path / "enc"

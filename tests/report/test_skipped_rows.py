@@ -61,3 +61,16 @@ def test_skipped_rows_are_printed_and_strict_makes_them_an_error(tmp_path, capsy
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "3 malformed result rows skipped" in err
     assert (tmp_path / "strict" / "report.md").is_file()  # still written
+
+
+def test_segmentation_csvs_with_and_without_the_subset_column_are_read(tmp_path):
+    from probes.report.runs import identify_segmentation_runs
+
+    old = [c for c in SEGMENTATION_COLUMNS if c != "subset"]
+    write_csv(tmp_path / "r" / "old.csv", old, [seg_row(V224, "ADE20K", "linear", 40.0)])
+    write_csv(tmp_path / "r" / "new.csv", SEGMENTATION_COLUMNS,
+              [seg_row(V224, "ADE20K", "head", 41.0, subset=True)])
+    loaded = load_results(tmp_path / "r")
+    assert not loaded.skipped and len(loaded.segmentation) == 2
+    flags = identify_segmentation_runs(loaded.segmentation).set_index("mode")["flag"]
+    assert (flags["linear"], flags["head"]) == ("", "subset")

@@ -37,7 +37,7 @@ def _args(encoder: Path, data: Path, mode: str, config: Path, out: Path, iters: 
     options = SMALL if mode != "linear" else SMALL[2:]
     return ["segment", "--encoder", str(encoder), "--dataset", "ade20k", "--data", str(data), "--mode", mode,
             "--config", str(config), "--iters", str(iters), "--batch-size", "4", "--crop-size", "56",
-            "--device", "cpu", "--workers", "0", "--out", str(out), *extra, "--cfg-options", *options]
+            "--device", "cpu", "--workers", "0", "--out", str(out), "--allow-subset", *extra, "--cfg-options", *options]
 
 
 def _row(out: Path) -> dict:

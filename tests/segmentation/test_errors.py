@@ -17,7 +17,7 @@ def segment(capsys: pytest.CaptureFixture, encoder: Path, data: Path, out: Path,
             dataset: str = "ade20k", mode: str = "linear") -> tuple[int, str]:
     code = main(["segment", "--encoder", str(encoder), "--dataset", dataset, "--data", str(data), "--mode", mode,
                  "--iters", "1", "--batch-size", "2", "--crop-size", "56", "--device", "cpu", "--workers", "0",
-                 "--out", str(out), *extra])
+                 "--out", str(out), "--allow-subset", *extra])
     err = [line for line in capsys.readouterr().err.strip().splitlines()
            if line.startswith("probes ") or "Error" in line or "Traceback" in line]
     assert len(err) == 1, err   # exactly one error line, no traceback
@@ -90,3 +90,14 @@ def test_importing_the_commands_does_not_import_mmseg() -> None:
     code = "import sys, probes.cli; probes.cli.build_parser(); print('mmseg' in sys.modules, 'mmengine' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_a_partial_validation_set_is_refused_without_allow_subset(capsys, tiny_encoder: Path, ade20k: Path,
+                                                                  tmp_path: Path) -> None:
+    code = main(["segment", "--encoder", str(tiny_encoder), "--dataset", "ade20k", "--data", str(ade20k),
+                 "--mode", "linear", "--iters", "1", "--crop-size", "56", "--device", "cpu",
+                 "--out", str(tmp_path / "out")])
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if line.startswith("probes ")]
+    assert code == 2 and len(err) == 1
+    assert "is partial (training: 4 of 20210 images; validation: 2 of 2000 images)" in err[0]
+    assert "--allow-subset" in err[0] and not (tmp_path / "out").exists()

@@ -20,7 +20,7 @@ def test_torchrun_two_processes_on_cpu(tiny_encoder: Path, ade20k: Path, tmp_pat
     args = ["segment",
            "--encoder", str(tiny_encoder), "--dataset", "ade20k", "--data", str(ade20k), "--mode", "head",
            "--iters", "2", "--batch-size", "4", "--crop-size", "56", "--device", "cpu", "--workers", "0",
-           "--out", str(out), "--launcher", "pytorch",
+           "--out", str(out), "--launcher", "pytorch", "--allow-subset",
            "--cfg-options", "model.decode_head.channels=16", "model.auxiliary_head.channels=8"]
     done = torchrun_probes(args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]

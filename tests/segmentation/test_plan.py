@@ -173,7 +173,8 @@ def test_print_config_json_is_the_plan_the_run_writes(tmp_path: Path, capsys: py
     data = write_ade20k(tmp_path / "data", n_train=2, n_val=1)
     args = ["segment", "--encoder", str(encoder), "--dataset", "ade20k", "--data", str(data), "--mode", "head",
             "--iters", "1", "--batch-size", "2", "--crop-size", "56", "--device", "cpu", "--workers", "0",
-            "--out", str(tmp_path / "out"), "--cfg-options", *[f"{k}={v}" for k, v in TINY_OPTIONS.items()]]
+            "--out", str(tmp_path / "out"), "--allow-subset",
+            "--cfg-options", *[f"{k}={v}" for k, v in TINY_OPTIONS.items()]]
     assert main([*args, "--print-config", "json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert main(args) == 0
@@ -201,7 +202,7 @@ def test_the_same_run_spelled_three_ways_has_one_id(tmp_path: Path, monkeypatch:
     write_tiny_hf_encoder(tmp_path / "ckpt" / "a", style="6b", seed=0)
     write_ade20k(tmp_path / "data", n_train=2, n_val=1)
     ids = {plan_segmentation(SegmentOptions(encoder=enc, dataset="ade20k", mode="linear", data=Path(data),
-                                            device="cpu", crop_size=56)).run_id
+                                            device="cpu", crop_size=56, allow_subset=True)).run_id
            for enc in ("ckpt/a", "./ckpt/a", str(tmp_path / "ckpt" / "a"))
            for data in ("data", str(tmp_path / "data"))}
     assert len(ids) == 1

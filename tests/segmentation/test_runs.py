@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ def tiny_run(encoder: Path, dataset: str, data: Path, mode: str, out: Path, iter
         options = {k: v for k, v in options.items() if "_head." not in k}
     options.update(extra.pop("cfg_options", {}))
     crop = extra.pop("crop_size", 56)
+    extra.setdefault("allow_subset", True)   # the tiny datasets are partial by design
     return run_segmentation(SegmentOptions(
         encoder=str(encoder), dataset=dataset, data=data, mode=mode, iters=iters, batch_size=2, crop_size=crop,
         device="cpu", out=out, cfg_options=options, **extra))
@@ -51,6 +53,8 @@ def test_six_runs_append_one_row_each(dataset: str, mode: str, tiny_encoder: Pat
     assert int(saved["trainable_params"]) == row["trainable_params"] > 0
     for key in ("encoder", "encoder_version", "date", "protocol", "trainable_params"):
         assert saved[key], key
+    assert saved["subset"] == "True"   # the tiny splits are partial (--allow-subset)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", saved["date"])   # classification's format
     # Checkpoints: frozen modes hold no encoder weights; full tuning holds (changed) encoder weights.
     ckpt = torch.load(next(out.glob("*/iter_2.pth")), map_location="cpu", weights_only=False)
     encoder_keys = [k for k in ckpt["state_dict"] if k.startswith("backbone.encoder.")]

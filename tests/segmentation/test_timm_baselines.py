@@ -43,7 +43,7 @@ def test_a_patch_16_encoder_gets_the_recipe_crop_at_its_patch_size(capsys) -> No
 
 def test_a_crop_not_a_multiple_of_16_names_the_patch(capsys, ade20k: Path, tmp_path: Path) -> None:
     code = main(["segment", "--encoder", "timm:vit_tiny_patch16_224", "--dataset", "ade20k", "--data", str(ade20k),
-                 "--mode", "linear", "--crop-size", "56", "--device", "cpu", "--out", str(tmp_path)])
+                 "--mode", "linear", "--crop-size", "56", "--device", "cpu", "--out", str(tmp_path), "--allow-subset"])
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("probes ")]
     assert code == 2 and err == ["probes segment: error: --crop-size 56 is not a positive multiple of the "
                                  "encoder's patch size 16 (e.g. 64)"]

@@ -34,7 +34,7 @@ data = dict(
     heldout_per_class=10,               # train images per class held out to pick the best head (our choice) ...
     heldout_max_fraction=0.2,           # ... but at most this share of a class (at least 1 image)
     train_per_class=None,               # train on at most N images per class (a subset protocol)
-    workers=8,
+    workers=None,                       # loader processes; None = the cores available (per process on a node), at most 8
     decode='cpu',                       # 'gpu': batched nvJPEG decode + tensor crops for train (a different resampling)
     crop_on='auto',                     # where Pillow's resize runs: 'worker' | 'device' (same pixels) | 'auto': the faster, timed on CUDA
 )
