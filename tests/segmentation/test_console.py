@@ -15,7 +15,7 @@ def test_a_short_run_prints_a_few_lines_and_keeps_the_rest_in_its_log(tiny_encod
     done = subprocess.run(
         [sys.executable, "-m", "probes.cli", "segment", "--encoder", str(tiny_encoder), "--dataset", "ade20k",
          "--data", str(ade20k), "--mode", "head", "--iters", "4", "--batch-size", "2", "--crop-size", "56",
-         "--device", "cpu", "--workers", "0", "--out", str(out),
+         "--device", "cpu", "--workers", "0", "--out", str(out), "--allow-subset",
          "--cfg-options", *options, "default_hooks.logger.interval=2"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
