@@ -230,7 +230,7 @@ def _image_batches(live: LiveSource, n: int) -> list:
                           collate_fn=live.paths.train_collate)
     out: List[tuple] = []
     while len(out) < n:
-        for batch in live._device_batches(loader, None, 1, decode=live.paths.train_hook):
+        for batch in live._device_batches("train", loader, None, 1, decode=live.paths.train_hook):
             out.append((batch["images"], mixup_target(batch["targets"], 1000, 1.0, 0.1)))
             if len(out) == n:
                 break
