@@ -2,7 +2,7 @@
 # 6B encoders. Full tuning keeps fp32 weights,
 # gradients and two AdamW moments for 6.3B parameters (~100 GB): more than one GPU holds, so parameters,
 # gradients and optimizer state are sharded over all ranks. Launch with torchrun / srun and
-# `--launcher pytorch|slurm` (see README). Checkpoints are gathered on rank 0 ("full"), so --resume and the
+# `--launcher pytorch|slurm` (see docs/segmentation.md). Checkpoints are gathered on rank 0 ("full"), so --resume and the
 # result row work as in unsharded runs.
 runner_type = 'FlexibleRunner'
 strategy = dict(
