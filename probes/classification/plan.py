@@ -11,7 +11,7 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from probes.classification.config import BASE_CONFIG, ClassifyConfig, load_config
 from probes.classification.live import Preprocessing

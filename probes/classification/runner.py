@@ -14,7 +14,7 @@ from torch import nn
 from probes.classification import datasets as ds
 from probes.classification.baselines import baseline_tables
 from probes.classification.cache import cached_source
-from probes.classification.config import ClassifyConfig, DataSpec, EncoderSpec, TrainRecipe
+from probes.classification.config import ClassifyConfig, DataSpec, EncoderSpec
 from probes.classification.distributed import DistInfo, init_distributed
 from probes.classification.gpu_decode import decode_protocol_note
 from probes.classification.plan import ClassifyPlan, plan_classify
