@@ -54,8 +54,7 @@ def source_fingerprint(source: object) -> str:
     bare version name).
     """
     from probes.encoders.checkpoint import checkpoint_spec
-    from probes.encoders.source import parse_source
-    from probes.encoders.timm_encoder import RANDOM_SEED
+    from probes.encoders.source import RANDOM_SEED, parse_source
     from probes.errors import ProbeError
 
     src = parse_source(source, weights_required=False)

@@ -14,7 +14,7 @@ from probes.encoders.fingerprint import files_fingerprint, seed_fingerprint
 from probes.encoders.internvit import InternViT
 from probes.encoders.keymaps import Target, encoder_keys, find_layout
 from probes.encoders.preprocessing import read_preprocessor_config
-from probes.encoders.source import EncoderSource, PathLike, parse_source
+from probes.encoders.source import RANDOM_SEED, EncoderSource, PathLike, parse_source
 from probes.encoders.tensor_files import TensorInfo, open_tensor_file
 from probes.encoders.timm_encoder import load_timm_encoder
 from probes.encoders.versions import VERSIONS
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 _BLOCK_KEY = re.compile(r"^encoder\.layers\.(\d+)\.")
 _LIST_LIMIT = 8
-RANDOM_SEED = 0  # `random:VERSION` weights: the same on every run
 Plan = dict[str, list[tuple[TensorInfo, Target]]]
 
 

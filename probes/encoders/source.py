@@ -10,6 +10,10 @@ from typing import Optional, Union
 from probes.encoders.versions import find_version, hub_id, resolve_version, version_of_repo
 from probes.errors import EncoderSourceError
 
+# The seed of every seeded-random-weights encoder (`random:VERSION`, a timm model without weights): the same
+# weights on every run, so --resume continues against the same encoder and the fingerprint names them.
+RANDOM_SEED = 0
+
 RANDOM_PREFIX = "random:"
 TIMM_PREFIX = "timm:"
 KINDS = ("path", "version", "timm", "hub", "random")

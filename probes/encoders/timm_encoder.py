@@ -11,13 +11,12 @@ import torch
 from torch import nn
 
 from probes.encoders.fingerprint import files_fingerprint, seed_fingerprint
-from probes.encoders.source import EncoderSource
+from probes.encoders.source import RANDOM_SEED, EncoderSource
 from probes.encoders.tensor_files import all_finite
 from probes.errors import CheckpointError, EncoderSourceError
 
 log = logging.getLogger(__name__)
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
-RANDOM_SEED = 0  # a timm model without weights gets the same random weights on every run
 
 
 class TimmEncoder(nn.Module):
