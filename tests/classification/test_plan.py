@@ -12,26 +12,11 @@ from probes.classification.plan import plan_classify
 from probes.config_files import load_file
 from probes.errors import ConfigError, ProbeError
 from probes.protocol import IDENTITY_ONLY, NOT_NUMBER_SHAPING, _matches, flatten
+from probes.testing.perturb import perturbed
 
 PUBLISHED = "internvit_6b_448px_v2_5"
 # Config keys whose resolved value sits under another name in the plan (the image section).
 PLAN_KEY = {"image_size": "image.size", "interpolation": "image.interpolation", "crop_pct": "image.crop_pct"}
-
-
-def _perturbed(value: Any) -> Any:
-    if isinstance(value, bool):
-        return not value
-    if isinstance(value, int):
-        return value + 1
-    if isinstance(value, float):
-        return value * 1.5 + 1e-3
-    if isinstance(value, str):
-        return value + "_x"
-    if value is None:
-        return 1
-    if isinstance(value, (list, tuple)) and value:
-        return [_perturbed(value[0]), *value[1:]]
-    return [1]
 
 
 @pytest.mark.parametrize("cached", [False, True])
@@ -50,7 +35,7 @@ def test_every_key_of_the_recipe_is_named_when_changed_or_provably_shapes_nothin
         for part in key.split("."):
             value = value[part]
         try:
-            changed = plan_classify(load_config(PUBLISHED, {**base_options, key: _perturbed(value)}))
+            changed = plan_classify(load_config(PUBLISHED, {**base_options, key: perturbed(value)}))
         except ProbeError as error:   # a one-line error naming the key
             message = str(error)
             if "\n" in message or key.rpartition(".")[2] not in message:

@@ -9,6 +9,7 @@ import pytest
 
 from probes.errors import ConfigError
 from probes.protocol import NOT_NUMBER_SHAPING, _matches, flatten
+from probes.testing.perturb import perturbed
 from probes.segmentation.runner import SegmentOptions, _prepare_runtime, plan_segmentation
 
 V15 = "InternViT-6B-448px-V1-5"
@@ -120,22 +121,6 @@ def test_an_argument_a_module_does_not_take_is_named_before_the_run() -> None:
         plan(cfg_options={"model.decode_head.chanels": 8})
 
 
-def _perturbed(value: Any) -> Any:
-    if isinstance(value, bool):
-        return not value
-    if isinstance(value, int):
-        return value + 1
-    if isinstance(value, float):
-        return value * 1.5 + 1e-3
-    if isinstance(value, str):
-        return value + "_x"
-    if value is None:
-        return 1
-    if isinstance(value, list) and value:
-        return [_perturbed(value[0]), *value[1:]]
-    return [1]
-
-
 @pytest.mark.parametrize("encoder, dataset, mode", [(V15, "ade20k", "head"), ("InternViT-6B-448px-V2_5",
                                                                                "coco-stuff", "full"),
                                                     ("InternViT-6B-224px", "ade20k", "linear")])
@@ -148,7 +133,7 @@ def test_every_key_of_the_published_plan_is_a_named_change_a_non_shaping_key_or_
     silent = []
     for key, value in keys.items():
         try:
-            changed = plan(encoder, mode, dataset, cfg_options={key: _perturbed(value)})
+            changed = plan(encoder, mode, dataset, cfg_options={key: perturbed(value)})
         except ConfigError as error:   # a one-line error naming the key (or the flag the key is set by)
             message = str(error)
             assert "\n" not in message and (key in message or key.rpartition(".")[2].replace("_", "-") in message
