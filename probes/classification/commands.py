@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
                    "(default: the encoder's published config at its resolution, else the base recipe)")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. train.epochs=3 data.paths.IN-A=/data/ina (default: none)")
-    p.add_argument("--out", help="results folder (CSV, side files, checkpoints) (default: results/classification)")
+    p.add_argument("--out", help="results folder (CSV, side files, checkpoints) (default: runs/classification)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the config's; published 10)")
     p.add_argument("--batch-size", type=int,
                    help="total batch over all processes (default: the config's; published 1024)")

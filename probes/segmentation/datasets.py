@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
-from probes.errors import DatasetError
+from probes.errors import ConfigError, DatasetError
 
 LABEL_SUFFIX = "_labelTrainIds.png"
 
@@ -106,7 +107,10 @@ def register_transforms() -> None:
     class CheckLabelRange(BaseTransform):
         """Fail on an annotation with values outside [0, num_classes) ∪ {ignore_index}, naming the file."""
 
-        def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+        def __init__(self, num_classes: Optional[int], ignore_index: int = 255) -> None:
+            if num_classes is None:  # the shipped base configs leave it to `probes segment` (set_data)
+                raise ConfigError("CheckLabelRange.num_classes is unset: run through `probes segment`, which "
+                                  "sets it from the dataset, or give it in the config")
             self.num_classes = num_classes
             self.ignore_index = ignore_index
 

@@ -189,9 +189,10 @@ def set_data(cfg: Any, spec: DatasetSpec, root: Optional[Path], workers: Optiona
         if workers is not None:
             dl.num_workers = workers
             dl.persistent_workers = workers > 0
+    model = cfg.get("model") or {}  # a dataset-only config (a _base_/datasets file) has no heads
     for head in ("decode_head", "auxiliary_head"):
-        if head in cfg.model and cfg.model[head] is not None:
-            cfg.model[head].num_classes = spec.num_classes
+        if model.get(head) is not None:
+            model[head].num_classes = spec.num_classes
     for t in _transforms(cfg):
         if t["type"] == "CheckLabelRange":
             t["num_classes"] = spec.num_classes

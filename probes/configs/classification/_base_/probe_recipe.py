@@ -87,7 +87,7 @@ cache = dict(
 
 runtime = dict(
     device=None,                        # None = cuda if present else cpu
-    out='results/classification',
+    out='runs/classification',
     resume=False,
     overwrite=False,                    # rerun a finished run, replacing its rows
     progress=True,
