@@ -129,3 +129,19 @@ def test_a_cached_run_with_seeds_keeps_replica_0s_rows(tiny_cfg, tmp_path):
     assert "differing in initialisation and data order" in two[0]["protocol_notes"]
     sets = read_classification_predictions(tmp_path / "two" / two[0]["predictions"])
     assert any(h.endswith("_seed1") for h in sets["IN-1K"].heads)
+
+
+def test_the_plan_decides_the_replicas_and_keeps_the_protocol_word(tmp_path):
+    from probes.classification.config import load_config
+    from probes.classification.plan import plan_classify
+
+    def plan(**options):
+        return plan_classify(load_config("internvit_6b_448px_v2_5", {"runtime.device": "cuda",
+                                                                     "data.root": str(tmp_path), **options}))
+
+    one, three = plan(), plan(**{"train.seeds": 3})
+    assert three.protocol.protocol == one.protocol.protocol == "published"
+    assert three.run_id != one.run_id
+    assert len(three.heads) == 3 * len(one.heads) and three.heads[:len(one.heads)] == one.heads
+    assert "linear_published_seed2" in three.heads
+    assert three.as_dict()["seeds"]["replicas"] == 3 and "3 training replicas" in three.protocol.notes
