@@ -2,6 +2,9 @@
 
 (a) ``sweep_cost_ratio``: a training step of 16 heads (linear + attention pooling × 8 lrs) on one
     backbone pass, divided by the same step with one linear head. Goal ≤ 1.15.
+    ``masked_step_ratio``: the same 16-head step with a per-sample held-out mask on the grid heads (what a
+    live run steps: ``SweepTrainer.step(..., grid_keep)``, one sample of each batch held out), divided by
+    the unmasked 16-head step; timed in the same rounds, same statistic.
 (b) ``cache_speedup``: one 16-head training epoch whose features are recomputed by the backbone from
     the images, divided by the same epoch read from the feature cache. Both sides do the same work:
     the live side computes exactly the features the cache stores (evaluation transform, no Mixup;
@@ -21,7 +24,7 @@ fewer blocks (``--depth``), written as a Hugging Face folder and loaded with ``p
     python benchmarks/probe_sweep.py --smoke      # seconds: proves the script runs (figures meaningless)
 
 The last printed line is exactly
-``sweep_cost_ratio=X.XX cache_speedup=Y.Y cache_build_s=Z.ZZ break_even_epochs=N``.
+``sweep_cost_ratio=X.XX cache_speedup=Y.Y cache_build_s=Z.ZZ break_even_epochs=N masked_step_ratio=M.MM``.
 """
 from __future__ import annotations
 
@@ -92,21 +95,30 @@ def interleaved(sides: Dict[str, Callable[[], object]], rounds: int, device: tor
     return times
 
 
-def measure_step_ratio(enc, batches, lrs: List[float], rounds: int, autocast, device) -> tuple[float, float, float]:
-    """Median (backbone + step) time of the sweep's heads and of 1 head on the same batches, and their ratio."""
-    many = _trainer(head_specs(["linear", "attention_pooling"], lrs), enc, 100, len(batches[0][0]), autocast)
-    one = _trainer(head_specs(["linear"], [0.1]), enc, 100, len(batches[0][0]), autocast)
-    cycle = {"many": itertools.cycle(batches), "one": itertools.cycle(batches)}
+def measure_step_ratio(enc, batches, lrs: List[float], rounds: int, autocast, device) -> Dict[str, float]:
+    """Median (backbone + step) time of the sweep's heads unmasked and with the grid heads' held-out mask, and of
+    1 head, on the same batches (seconds: `many`, `masked`, `one`)."""
+    specs = head_specs(["linear", "attention_pooling"], lrs)
+    batch = len(batches[0][0])
+    trainers = {"many": _trainer(specs, enc, 100, batch, autocast),
+                "masked": _trainer(specs, enc, 100, batch, autocast),
+                "one": _trainer(head_specs(["linear"], [0.1]), enc, 100, batch, autocast)}
+    cycle = {name: itertools.cycle(batches) for name in trainers}
+    # A live run's mask: the grid heads leave the held-out images out of their loss (here one per batch).
+    keep = torch.ones(batch, dtype=torch.bool, device=device)
+    keep[0] = False
 
-    def step(name: str, trainer: SweepTrainer) -> Callable[[], object]:
+    def step(name: str) -> Callable[[], object]:
+        trainer = trainers[name]
+
         def run():
             images, soft = next(cycle[name])
-            trainer.step(backbone_features(enc, images, trainer.bank.needs, autocast), soft, LOSS)
+            trainer.step(backbone_features(enc, images, trainer.bank.needs, autocast), soft, LOSS,
+                         keep if name == "masked" else None)
         return run
 
-    times = interleaved({"many": step("many", many), "one": step("one", one)}, rounds, device)
-    m, o = statistics.median(times["many"]), statistics.median(times["one"])
-    return m / o, m, o
+    times = interleaved({name: step(name) for name in trainers}, rounds, device)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def run_epoch(trainer: SweepTrainer, batches: Iterable) -> None:
@@ -183,8 +195,9 @@ def main() -> None:
         live = LiveSource(enc, train, pre, cfg.train, cfg.data, 1000, dist, probe_bank.needs, autocast)
 
         # (a) the same augmented batches for both bank sizes
-        ratio, t_many, t_one = measure_step_ratio(enc, _image_batches(live, 3), args.lrs, args.rounds, autocast,
-                                                 device)
+        steps = measure_step_ratio(enc, _image_batches(live, 3), args.lrs, args.rounds, autocast, device)
+        t_many, t_masked, t_one = steps["many"], steps["masked"], steps["one"]
+        ratio, masked_ratio = t_many / t_one, t_masked / t_many
 
         # (b) the cache's build (timed once: building is what the break-even pays back), then epochs
         build_s = timed(lambda: build_store(tmp / "cache" / "train", train, live, dist, ["pooled", "tokens"],
@@ -210,7 +223,8 @@ def main() -> None:
     print(f"backbone: 300M-shaped InternViT, {args.depth} blocks, {args.image_size}px, batch {args.batch}, "
           f"{device} ({name}), {threads} threads; every figure the median of {args.rounds} rounds after a warm-up")
     heads = len(specs)
-    print(f"(a) step with {heads} heads {t_many * 1e3:.0f} ms vs 1 head {t_one * 1e3:.0f} ms")
+    print(f"(a) step with {heads} heads {t_many * 1e3:.0f} ms vs 1 head {t_one * 1e3:.0f} ms; with the grid heads' "
+          f"held-out mask {t_masked * 1e3:.0f} ms")
     print(f"(b) epoch of {iters} steps x {args.batch} images, {heads} heads: live {t_live:.3f} s (the cached "
           f"features recomputed), cached {t_cached:.3f} s; augmented live epoch {t_aug:.3f} s")
     print(f"    cache build {build_s:.3f} s (one pass of {len(train)} images); break-even after "
@@ -218,9 +232,9 @@ def main() -> None:
     print(f"total {total:.0f} s")
     if args.record:
         _record(args.record, args, f"{device} ({name})", threads, ratio, speedup, t_many, t_one, t_live,
-                t_cached, t_aug, build_s, break_even, iters)
+                t_cached, t_aug, build_s, break_even, iters, t_masked, masked_ratio)
     print(f"sweep_cost_ratio={ratio:.2f} cache_speedup={speedup:.1f} cache_build_s={build_s:.2f} "
-          f"break_even_epochs={break_even if break_even else 'never'}")
+          f"break_even_epochs={break_even if break_even else 'never'} masked_step_ratio={masked_ratio:.2f}")
 
 
 def _image_batches(live: LiveSource, n: int) -> list:
@@ -238,13 +252,14 @@ def _image_batches(live: LiveSource, n: int) -> list:
 
 
 HEADER = ("| date | device | backbone | batch | rounds | 16 heads / 1 head (ms) | sweep_cost_ratio | "
-          "live / cached epoch (s) | cache_speedup | cache build (s) | break-even epochs | augmented live epoch (s) |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+          "live / cached epoch (s) | cache_speedup | cache build (s) | break-even epochs | augmented live epoch (s) | "
+          "16 heads masked (ms) | masked_step_ratio |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 
 
 def _record(path: Path, args, device: str, threads: int, ratio: float, speedup: float, t_many: float,
             t_one: float, t_live: float, t_cached: float, t_aug: float, build_s: float,
-            break_even: Optional[int], iters: int) -> None:
+            break_even: Optional[int], iters: int, t_masked: float, masked_ratio: float) -> None:
     """Add one row to the probe_sweep table of ``path`` (a RESULTS.md)."""
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = path.read_text() if path.is_file() else ""
@@ -253,14 +268,17 @@ def _record(path: Path, args, device: str, threads: int, ratio: float, speedup: 
     row = (f"| {when} | {device}, {threads} threads | 300M-shaped, {args.depth} blocks, {args.image_size}px | "
            f"{args.batch} | {args.rounds} (median) | {t_many * 1e3:.0f} / {t_one * 1e3:.0f} | {ratio:.2f} | "
            f"{t_live:.2f} / {t_cached:.3f} ({iters} steps) | {speedup:.1f} | {build_s:.2f} | "
-           f"{break_even if break_even else 'never'} | {t_aug:.2f} |\n")
+           f"{break_even if break_even else 'never'} | {t_aug:.2f} | {t_masked * 1e3:.0f} | {masked_ratio:.2f} |\n")
     head, sep, tail = text.partition("## probe_sweep")
     # Keep our rows together under our heading even if other sections follow it.
     nxt = tail.find("\n## ", 1)
     section, rest = (tail, "") if nxt < 0 else (tail[:nxt + 1], tail[nxt + 1:])
     lines = section.splitlines(keepends=True)
-    last_row = max(i for i, line in enumerate(lines) if line.startswith("|"))
-    lines.insert(last_row + 1, row)  # new rows join the first table, above any notes below it
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    last_row = first
+    while last_row + 1 < len(lines) and lines[last_row + 1].startswith("|"):
+        last_row += 1
+    lines.insert(last_row + 1, row)  # new rows join the first table, above any notes or older tables below it
     path.write_text(head + sep + "".join(lines) + rest)
 
 

@@ -35,6 +35,7 @@ IDENTITY_ONLY = (
     "encoder.source", "encoder.weights", "encoder.revision", "encoder.version",
     "data.root", "data.paths", "data.paths.*", "data.val_labels", "data.test_sets", "data.test_sets.*",
     "probe.probes", "probe.probes.*", "probe.lrs", "probe.lrs.*", "probe.layers", "probe.layers.*",
+    "train.seeds",   # replicas trained beside each head; replica 0 is the head a 1-seed run trains
     "effective.device", "identity.*",
 )
 

@@ -34,9 +34,11 @@ CLASSIFICATION_COLUMNS = (
     "run_id", "encoder", "encoder_version", "probe", "layer", "head", "lr", "ema", "test_set",
     "n_images", "top1", "max_over_epochs_top1", "epochs", "image_size", "precision", "protocol",
     "protocol_notes", "subset", "selected", "heldout_top1", "n_skipped", "predictions", "date",
-    "n_skipped_train")
+    "n_skipped_train", "seeds")
 # `n_skipped`: files of the row's test set left out as unreadable (data.on_corrupt='skip');
 # `n_skipped_train`: training files left out (held-out split included). Older CSVs lack the latter.
+# `seeds`: the training replicas of the row's head (`train.seeds`); the row scores replica 0, the side
+# file holds the others as `<head>_seed<r>` (`replica_head_name`). Older CSVs lack it (one replica).
 # A run's per-epoch scores (`OUT/epochs/<run_id>.csv`): what the official loop logs after every epoch.
 EPOCH_COLUMNS = ("run_id", "epoch", "probe", "head", "lr", "ema", "layer", "test_set", "top1")
 SEGMENTATION_COLUMNS = (
@@ -73,6 +75,11 @@ def prediction_head_name(probe: str, lr: object, ema: object, layer: object, gri
     lr_text = f"{float(lr):g}" if str(lr).strip() not in ("", "None", "nan") else "na"
     layer_text = str(int(float(layer))) if str(layer).strip() not in ("", "None", "nan") else "last"
     return f"{probe}_lr{lr_text}_L{layer_text}_{'ema' if is_ema else 'raw'}" + ("_grid" if grid_twin else "")
+
+
+def replica_head_name(head: str, replica: int) -> str:
+    """A training replica's name in a classification side file: replica 0 is the head itself, r > 0 `<head>_seed<r>`."""
+    return head if replica == 0 else f"{head}_seed{replica}"
 
 
 @contextlib.contextmanager

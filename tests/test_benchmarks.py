@@ -40,8 +40,9 @@ def summary(line: str) -> dict:
 
 def test_probe_sweep_smoke():
     values = summary(run_benchmark("probe_sweep.py", "--smoke"))
-    assert list(values) == ["sweep_cost_ratio", "cache_speedup", "cache_build_s", "break_even_epochs"]
-    for key in ("sweep_cost_ratio", "cache_speedup", "cache_build_s"):
+    assert list(values) == ["sweep_cost_ratio", "cache_speedup", "cache_build_s", "break_even_epochs",
+                            "masked_step_ratio"]
+    for key in ("sweep_cost_ratio", "cache_speedup", "cache_build_s", "masked_step_ratio"):
         assert re.fullmatch(NUMBER, values[key]) and float(values[key]) > 0, values
     assert values["break_even_epochs"] == "never" or int(values["break_even_epochs"]) >= 1
 

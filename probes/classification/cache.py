@@ -23,7 +23,7 @@ from probes.classification.datasets import ImageSet
 from probes.classification.distributed import DistInfo, barrier
 from probes.classification.heads import linear_input
 from probes.classification.live import LiveSource, Preprocessing, per_rank_batch
-from probes.classification.sweep import FeatureNeeds
+from probes.classification.sweep import FeatureNeeds, head_seed, replica_feature
 from probes.classification.training import fingerprint
 from probes.errors import ConfigError, DatasetError
 from probes.io import write_text_atomic
@@ -153,6 +153,11 @@ def build_store(folder: Path, image_set: ImageSet, live: LiveSource, dist: DistI
     return store.open("r")
 
 
+def order_seed(seed: int, epoch: int, replica: int) -> int:
+    """The shuffle seed of replica r > 0 in one epoch: a stable hash, far from replica 0's stream."""
+    return head_seed(int(seed), f"order\0{epoch}\0{replica}")
+
+
 class CachedSource:
     """Train and eval batches read from feature stores: no backbone, no augmentation."""
 
@@ -160,6 +165,7 @@ class CachedSource:
                  num_classes: int, dist: DistInfo, needs: FeatureNeeds) -> None:
         self.stores, self.train, self.dist, self.needs = stores, train, dist, needs
         self.seed, self.smoothing, self.num_classes = recipe.seed, recipe.smoothing, num_classes
+        self.seeds = int(recipe.seeds)   # training replicas: each reads the stored features in its own order
         self.batch = per_rank_batch(cache.batch_size, dist.world, "cache.batch_size")
         self.eval_batch = per_rank_batch(recipe.eval_batch_size or cache.batch_size, dist.world,
                                          "train.eval_batch_size")
@@ -179,17 +185,36 @@ class CachedSource:
             counts["train"] += sum(c for n, c in self.n_skipped.items() if n == "heldout")
         return counts
 
-    def train_batches(self, epoch: int) -> Iterator[Tuple[Features, torch.Tensor, None]]:
-        """One shuffled epoch of stored train features with label-smoothed targets (no held-out image in it)."""
-        gen = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + epoch)
+    def _order(self, epoch: int, replica: int) -> np.ndarray:
+        """This process's rows of one epoch, in the order of one replica (replica 0: a 1-seed run's order)."""
+        seed = int(self.seed) * 1_000_003 + epoch if replica == 0 else order_seed(self.seed, epoch, replica)
+        gen = torch.Generator().manual_seed(seed)
         order = self.train_rows[torch.randperm(len(self.train_rows), generator=gen).numpy()]
-        mine = order[self.dist.rank::self.dist.world][: self.iters_per_epoch * self.batch]
-        store = self.stores["train"]
-        for start in range(0, len(mine), self.batch):
-            rows = np.sort(mine[start:start + self.batch])  # sorted rows read the memmap faster
-            feats = store.read(rows, self.needs.pooled, self.needs.tokens, self.dist.device)
-            targets = self.targets[rows].to(self.dist.device)
-            yield feats, mixup_target(targets, self.num_classes, 1.0, self.smoothing), None
+        return order[self.dist.rank::self.dist.world][: self.iters_per_epoch * self.batch]
+
+    def _batch(self, rows: np.ndarray) -> Tuple[Features, torch.Tensor]:
+        rows = np.sort(rows)  # sorted rows read the memmap faster
+        feats = self.stores["train"].read(rows, self.needs.pooled, self.needs.tokens, self.dist.device)
+        targets = self.targets[rows].to(self.dist.device)
+        return feats, mixup_target(targets, self.num_classes, 1.0, self.smoothing)
+
+    def train_batches(self, epoch: int) -> Iterator[Tuple[Features, Any, None]]:
+        """One shuffled epoch of stored train features with label-smoothed targets (no held-out image in it).
+
+        With `seeds` K > 1 each replica r > 0 reads its own shuffle: its features under
+        ``replica_feature(name, r)`` and the targets as {replica: targets}.
+        """
+        orders = [self._order(epoch, r) for r in range(self.seeds)]
+        for start in range(0, len(orders[0]), self.batch):
+            feats, targets = self._batch(orders[0][start:start + self.batch])
+            if self.seeds == 1:
+                yield feats, targets, None
+                continue
+            by_replica = {0: targets}
+            for r in range(1, self.seeds):
+                more, by_replica[r] = self._batch(orders[r][start:start + self.batch])
+                feats.update({replica_feature(name, r): value for name, value in more.items()})
+            yield feats, by_replica, None
 
     def eval_batches(self, image_set: ImageSet) -> Iterator[Tuple[Features, torch.Tensor]]:
         """Stored features of an evaluation split, sharded over ranks."""

@@ -34,6 +34,10 @@ def register(subparsers: Any) -> None:
                    "(default: 0.01 0.02 0.05 0.1 0.2 0.5 1.0 2.0)")
     p.add_argument("--layers", help="extra linear heads on these blocks (counted from 1), e.g. 12,24,36 or every:4 "
                    "(default: none)")
+    p.add_argument("--seeds", type=int, metavar="K",
+                   help="train K replicas of every head (other initialisation, and data order when cached) on the "
+                        "same backbone pass; rows score replica 0, the report's intervals cover the seed spread "
+                        "(default: 1)")
     p.add_argument("--precision", choices=("fp16", "bf16", "fp32"), help="GPU precision (default: fp16, as published)")
     p.add_argument("--device", help="cpu | cuda (default: cuda if available, else cpu)")
     p.add_argument("--workers", type=int,
@@ -68,7 +72,7 @@ def overrides_from_args(args: argparse.Namespace) -> Dict[str, Any]:
     flags = {"encoder.source": args.encoder, "data.root": args.data, "runtime.out": args.out,
              "train.epochs": args.epochs, "train.batch_size": args.batch_size, "image_size": args.image_size,
              "runtime.device": args.device, "data.workers": args.workers, "cache.dir": args.cache,
-             "train.precision": args.precision, "encoder.revision": args.revision,
+             "train.precision": args.precision, "encoder.revision": args.revision, "train.seeds": args.seeds,
              "probe.lrs": list(args.lrs) if args.lrs else None,
              "probe.layers": _layers(args.layers) if args.layers else None,
              "probe.probes": [p.strip() for p in args.probes.split(",") if p.strip()] if args.probes else None}

@@ -94,6 +94,7 @@ class TrainRecipe:
     ratio: tuple
     hflip: float
     seed: int
+    seeds: int                          # replicas of every head; the rows are replica 0's
     precision: str
     eval_every_epoch: bool
 
@@ -259,5 +260,7 @@ def validate(cfg: ClassifyConfig) -> None:
     if cfg.train.mixup_group < 2 or cfg.train.mixup_group % 2:
         raise ConfigError(f"train.mixup_group must be an even number of images (Mixup pairs them), "
                           f"not {cfg.train.mixup_group!r}.")
+    if cfg.train.seeds < 1:
+        raise ConfigError(f"train.seeds must be a positive integer (training replicas per head), not {cfg.train.seeds!r}.")
     if not 0 < cfg.data.heldout_max_fraction < 1:
         raise ConfigError(f"data.heldout_max_fraction must be in (0, 1), not {cfg.data.heldout_max_fraction!r}.")

@@ -66,9 +66,22 @@ class ClassifyPlan:
                               "mean": list(pre.mean), "std": list(pre.std)},
             "heads": list(self.heads), "extra_layers": list(self.extra_layers),
             "published_head": f"lr {self.cfg.probe.published_lr:g}, raw weights, final epoch, block {self.blocks_used}",
+            "seeds": {"replicas": self.cfg.train.seeds, "rows": "replica 0 (the head a 1-seed run trains)",
+                      "replicas_differ_in": replicas_differ_in(self.cached)},
             "data": {"root": self.data_root, "paths": dict(self.data_paths)},
             "config": _plain(self.cfg.as_dict()),
         }
+
+
+def replicas_differ_in(cached: bool) -> str:
+    """What a head's training replicas differ in (the live backbone pass, augmentation included, is shared)."""
+    return "initialisation and data order" if cached else "initialisation (the backbone pass and its augmentation are shared)"
+
+
+def seeds_fact(seeds: int, cached: bool) -> str:
+    """The protocol note of a run with training replicas: what the rows score, where the replicas are."""
+    return (f"{seeds} training replicas of every head, differing in {replicas_differ_in(cached)}; rows score "
+            "replica 0 (the head a 1-seed run trains), the side file holds every replica of the kept heads")
 
 
 def _plain(value: Any) -> Any:
@@ -168,7 +181,7 @@ def plan_classify(cfg: ClassifyConfig, encoder: Optional[ResolvedEncoder] = None
     values = resolved_values(cfg, encoder, device)
     blocks = int(values["encoder"]["num_layers"])
     layers = tuple(parse_layers(cfg.probe.layers, blocks))
-    specs = head_specs(cfg.probe.probes, cfg.probe.head_lrs, layers, cfg.probe.published_lr)
+    specs = head_specs(cfg.probe.probes, cfg.probe.head_lrs, layers, cfg.probe.published_lr, cfg.train.seeds)
     probes = "+".join(p.replace("attention_pooling", "attn") for p in cfg.probe.probes)
     run_id = make_run_id(encoder.name, [f"{cfg.image.size}px", probes, "cached" if cfg.cached else "live"],
                          number_shaping(values))
@@ -182,6 +195,8 @@ def plan_classify(cfg: ClassifyConfig, encoder: Optional[ResolvedEncoder] = None
                                 "left out of the grid heads' loss; the published head trains on every image")]
     if cfg.cached:
         facts.append("features cached once; heads trained on them with no augmentation")
+    if cfg.train.seeds > 1:
+        facts.append(seeds_fact(cfg.train.seeds, cfg.cached))
     words = protocol_words(changes, facts, cfg.runtime.protocol_label, CACHED_PROTOCOL if cfg.cached else None,
                            random_weights=encoder.random_weights)
     pre = values["image"]

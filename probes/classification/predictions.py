@@ -9,7 +9,7 @@ import numpy as np
 from probes.classification.datasets import ImageSet
 from probes.classification.metrics import Top1Table
 from probes.classification.sweep import HeadSpec
-from probes.results import prediction_head_name
+from probes.results import prediction_head_name, replica_head_name
 from probes.sidefiles import HeadPredictions, RealLabels, SetPredictions, write_classification_predictions
 
 HELDOUT = "heldout"
@@ -17,14 +17,20 @@ HELDOUT = "heldout"
 
 def kept_heads(specs: Sequence[HeadSpec], chosen: Iterable[Tuple[str, bool]], published: Iterable[Tuple[str, bool]],
                last_layer: int) -> Dict[Tuple[str, bool], str]:
-    """(head key, EMA?) -> side-file name, for the published head(s) and every held-out choice."""
+    """(head key, EMA?) -> side-file name, for the published head(s) and every held-out choice, and every
+    training replica of those (`replica_head_name`: `<name>_seed<r>`)."""
     by_key = {s.key: s for s in specs}
+    replicas = {}
+    for spec in specs:
+        replicas.setdefault(spec.first, []).append(spec)
     keep = {}
     published_heads = {(by_key[k].probe, by_key[k].lr, e, by_key[k].layer) for k, e in published}
     for key, ema in [*published, *chosen]:
         spec = by_key[key]
         twin = not spec.published and (spec.probe, spec.lr, ema, spec.layer) in published_heads
-        keep[(key, ema)] = prediction_head_name(spec.probe, spec.lr, ema, spec.layer or last_layer, twin)
+        name = prediction_head_name(spec.probe, spec.lr, ema, spec.layer or last_layer, twin)
+        for replica in replicas[spec]:
+            keep[(replica.key, ema)] = replica_head_name(name, replica.replica)
     return keep
 
 

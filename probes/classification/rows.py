@@ -29,11 +29,12 @@ class RunFacts:
     subset_train: bool
     predictions: str
     date: str
+    seeds: int = 1   # training replicas of every head (`train.seeds`); rows score replica 0
 
 
 def is_published(spec: HeadSpec, ema: bool) -> bool:
-    """The head comparable with the paper: the published head's raw weights (published lr, last block)."""
-    return spec.published and not ema
+    """The head comparable with the paper: the published head's raw weights (published lr, last block), replica 0."""
+    return spec.published and not ema and not spec.replica
 
 
 def has_rows(spec: HeadSpec, ema: bool) -> bool:
@@ -49,8 +50,8 @@ def select_heads(specs: Sequence[HeadSpec], heldout: Top1Table) -> Dict[Tuple[st
     """Per (probe, block): the (head, EMA?) with the best held-out top-1 (never a test set)."""
     best: Dict[Tuple[str, Optional[int]], Tuple[float, HeadChoice]] = {}
     for spec in specs:
-        if spec.published:
-            continue   # it learned from the held-out images
+        if spec.published or spec.replica:
+            continue   # it learned from the held-out images; replicas follow their replica 0's choice
         for ema in (False, True):
             top, _ = heldout.top1(spec.key, ema, "heldout")
             group = (spec.probe, spec.layer)
@@ -72,10 +73,15 @@ def _protocol(facts: RunFacts, published: bool, spec: HeadSpec, ema: bool, publi
 def head_rows(facts: RunFacts, specs: Sequence[HeadSpec], tests: Sequence[Tuple[ImageSet, Top1Table]],
               heldout: Top1Table, history: EpochScores, skipped: Mapping[str, int], published_lr: float
               ) -> List[Dict[str, Any]]:
-    """One row per (head, EMA, test set): published head marked, held-out choice `selected`."""
+    """One row per (head, EMA, test set): published head marked, held-out choice `selected`.
+
+    Rows score replica 0 of each head (what a 1-seed run trains); the other replicas go to the side file.
+    """
     chosen = select_heads(specs, heldout)
     rows = []
     for spec in specs:
+        if spec.replica:
+            continue
         for ema in (False, True):
             if not has_rows(spec, ema):
                 continue
@@ -97,7 +103,8 @@ def head_rows(facts: RunFacts, specs: Sequence[HeadSpec], tests: Sequence[Tuple[
                         "heldout_top1": None if spec.published else
                         round(heldout.top1(spec.key, ema, "heldout")[0], 3),
                         "n_skipped": skipped.get(image_set.name, 0), "predictions": facts.predictions,
-                        "date": facts.date, "n_skipped_train": skipped.get("train", 0)})
+                        "date": facts.date, "n_skipped_train": skipped.get("train", 0),
+                        "seeds": facts.seeds})
     return rows
 
 
@@ -119,5 +126,5 @@ def baseline_rows(facts: RunFacts, names: Sequence[str], tests: Sequence[Tuple[I
                     "subset": bool(image_set.subset.get(score) or facts.subset_train), "selected": True,
                     "heldout_top1": round(heldout.top1(name, False, "heldout")[0], 3),
                     "n_skipped": skipped.get(image_set.name, 0), "predictions": "", "date": facts.date,
-                    "n_skipped_train": skipped.get("train", 0)})
+                    "n_skipped_train": skipped.get("train", 0), "seeds": 1})
     return rows

@@ -118,7 +118,8 @@ def run_classify(cfg: ClassifyConfig, plan: Optional[ClassifyPlan] = None) -> Li
         raise ConfigError(f"the plan was made for {plan.device} but the run is on {dist.device.type}")
     encoder = load_probe_encoder(plan, storage_dtype(cfg.encoder, precision, dist.device, plan.encoder.source),
                                  dist.device)
-    specs = head_specs(cfg.probe.probes, cfg.probe.head_lrs, plan.extra_layers, cfg.probe.published_lr)
+    specs = head_specs(cfg.probe.probes, cfg.probe.head_lrs, plan.extra_layers, cfg.probe.published_lr,
+                       cfg.train.seeds)
     torch.manual_seed(cfg.train.seed)  # identical head init on every rank and every resume
     bank = HeadBank(specs, encoder.embed_dim, encoder.num_heads, encoder.num_prefix_tokens,
                     cfg.probe.num_classes, seed=cfg.train.seed).to(dist.device)
@@ -161,7 +162,7 @@ def run_classify(cfg: ClassifyConfig, plan: Optional[ClassifyPlan] = None) -> Li
     decode_protocol_note(cfg.data.decode, dist.device)   # refuses gpu decode off CUDA
     facts = RunFacts(run_id, plan.encoder.canonical, plan.encoder.version_label, encoder.num_layers, epochs,
                      cfg.image.size, precision, plan.protocol, bool(data.train.subset["train"]),
-                     f"predictions/{run_id}.npz", date)
+                     f"predictions/{run_id}.npz", date, cfg.train.seeds)
     rows = head_rows(facts, specs, tests, heldout, history, skipped, cfg.probe.published_lr)
     if cfg.cached and dist.is_main and (cfg.cache.knn or cfg.cache.logreg):
         names, base_heldout, base_tests = baseline_tables(cfg.cache, cfg.probe.num_classes, data.train, data.heldout,
@@ -207,13 +208,18 @@ def parse_layers(value: Any, num_layers: int) -> List[int]:
 
 
 def write_epoch_scores(path: Path, run_id: str, specs, history) -> None:
-    """Each evaluated epoch's top-1 per head and set (the official loop's log), beside the results."""
-    by_key = {s.key: s for s in specs}
+    """Each evaluated epoch's top-1 per head and set (the official loop's log), beside the results.
+
+    Replica 0 of each head only (the heads the rows score).
+    """
+    by_key = {s.key: s for s in specs if not s.replica}
 
     def write(handle) -> None:
         handle.write(",".join(EPOCH_COLUMNS) + "\n")
         for epoch, scores in sorted(history.by_epoch.items()):
             for (key, ema, score), top1 in sorted(scores.items()):
+                if key not in by_key:
+                    continue
                 spec = by_key[key]
                 head = PUBLISHED_HEAD if spec.published else GRID_HEAD
                 handle.write(f"{run_id},{epoch},{spec.probe},{head},{spec.lr:g},{ema},{spec.layer or ''},{score},"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from dataclasses import dataclass
-from typing import Callable, ContextManager, Dict, List, Mapping, Optional, Sequence
+from dataclasses import dataclass, replace
+from typing import Callable, ContextManager, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 from timm.scheduler import CosineLRScheduler
@@ -31,14 +31,23 @@ class HeadSpec:
     lr: float
     layer: Optional[int] = None   # a block counted from 1; None = the last block in use
     published: bool = False
+    replica: int = 0              # training replica (`train.seeds`); 0 is the head a 1-seed run trains
 
     @property
     def key(self) -> str:
-        """A ModuleDict-safe name, e.g. ``linear_lr0p1``, ``linear_lr0p1_L12`` or ``linear_published``."""
+        """A ModuleDict-safe name, e.g. ``linear_lr0p1``, ``linear_lr0p1_L12``, ``linear_published`` or, for
+        replica 2 of it, ``linear_published_seed2`` (replica 0 keeps the plain key, hence its initialisation)."""
         if self.published:
-            return f"{self.probe}_published"
-        name = f"{self.probe}_lr{self.lr:g}".replace(".", "p").replace("-", "m")
-        return name if self.layer is None else f"{name}_L{self.layer}"
+            name = f"{self.probe}_published"
+        else:
+            name = f"{self.probe}_lr{self.lr:g}".replace(".", "p").replace("-", "m")
+            name = name if self.layer is None else f"{name}_L{self.layer}"
+        return name if self.replica == 0 else f"{name}_seed{self.replica}"
+
+    @property
+    def first(self) -> "HeadSpec":
+        """Replica 0 of this head (the head itself when it is replica 0)."""
+        return replace(self, replica=0)
 
     @property
     def feature(self) -> str:
@@ -63,15 +72,21 @@ class FeatureNeeds:
 
 
 def head_specs(probes: Sequence[str], lrs: Sequence[float], layers: Sequence[int] = (),
-               published_lr: Optional[float] = None) -> List[HeadSpec]:
+               published_lr: Optional[float] = None, seeds: int = 1) -> List[HeadSpec]:
     """Every probe type crossed with every learning rate; linear heads on each extra block too.
 
-    With `published_lr`, each probe's published head comes first (trained on every image).
+    With `published_lr`, each probe's published head comes first (trained on every image). With `seeds` K,
+    every head has K replicas: replica 0 first (the heads of a 1-seed run, in their order), then the others.
     """
     specs = [HeadSpec(p, float(published_lr), published=True) for p in probes] if published_lr is not None else []
     specs += [HeadSpec(p, float(lr)) for p in probes for lr in lrs]
     specs += [HeadSpec("linear", float(lr), layer) for layer in layers for lr in lrs]
-    return specs
+    return specs + [replace(s, replica=r) for r in range(1, seeds) for s in specs]
+
+
+def replica_feature(feature: str, replica: int) -> str:
+    """The name of a feature a replica reads from its own batch (a cached run's own data order)."""
+    return f"{feature}#{replica}"
 
 
 def make_features(tokens: torch.Tensor, num_prefix_tokens: int, needs: FeatureNeeds,
@@ -113,14 +128,23 @@ class HeadBank(nn.Module):
         return FeatureNeeds.of(self.specs)
 
     def forward(self, feats: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Logits of every head, keyed by ``HeadSpec.key``."""
-        normalized = None
-        if "tokens" in feats and any(s.probe == "attention_pooling" for s in self.specs):
-            # One affine-free LayerNorm of the tokens serves every attention-pooling head.
-            normalized = normalize_tokens(feats["tokens"])
-        return {s.key: (self.heads[s.key](feats[s.feature]) if s.probe == "linear"
-                        else self.heads[s.key](feats["tokens"], normalized))
-                for s in self.specs}
+        """Logits of every head, keyed by ``HeadSpec.key``.
+
+        A replica reads ``replica_feature(feature, r)`` where the batch has it (a cached run gives each
+        replica its own data order), else the shared feature (the backbone pass, evaluation).
+        """
+        normalized: Dict[str, torch.Tensor] = {}   # one affine-free LayerNorm per token batch serves every head
+        logits = {}
+        for s in self.specs:
+            name = replica_feature(s.feature, s.replica)
+            name = name if name in feats else s.feature
+            if s.probe == "linear":
+                logits[s.key] = self.heads[s.key](feats[name])
+                continue
+            if name not in normalized:
+                normalized[name] = normalize_tokens(feats[name])
+            logits[s.key] = self.heads[s.key](feats[name], normalized[name])
+        return logits
 
 
 def _kept_share(local: int, device: torch.device) -> float:
@@ -173,19 +197,25 @@ class SweepTrainer:
         self.clip_grad = clip_grad
         self.step_count = 0
         self.published_keys = frozenset(s.key for s in bank.specs if s.published)
+        self.replica_of = {s.key: s.replica for s in bank.specs}
 
     @property
     def param_groups(self) -> List[dict]:
         """Every head's parameter group, in head order (its current lr, initial lr, name)."""
         return [opt.param_groups[0] for opt in self.optimizers.values()]
 
-    def step(self, feats: Mapping[str, torch.Tensor], soft_targets: torch.Tensor, loss_fn: nn.Module,
+    def step(self, feats: Mapping[str, torch.Tensor], soft_targets: Union[torch.Tensor, Mapping[int, torch.Tensor]],
+             loss_fn: nn.Module,
              grid_keep: Optional[torch.Tensor] = None) -> Dict[str, float]:
         """One optimisation step of every head on the same features; returns each head's loss.
 
         `grid_keep` (one bool per sample): the samples the grid heads learn from; the published heads learn
-        from all. None: every head learns from every sample.
+        from all. None: every head learns from every sample. `soft_targets` may map each replica to the
+        targets of its own batch (a cached run's own data order; no `grid_keep` then).
         """
+        per_replica = isinstance(soft_targets, Mapping)
+        if per_replica and grid_keep is not None:
+            raise ValueError("per-replica batches take no grid_keep mask (cached runs keep no held-out image)")
         self.model.train()
         with self.autocast():
             logits = self.model(feats)
@@ -195,7 +225,9 @@ class SweepTrainer:
         share = _kept_share(len(kept), soft_targets.device) if kept is not None else 1.0
         losses = {}
         for key, value in logits.items():
-            if kept is None or key in self.published_keys:
+            if per_replica:
+                losses[key] = loss_fn(value.float(), soft_targets[self.replica_of[key]])
+            elif kept is None or key in self.published_keys:
                 losses[key] = loss_fn(value.float(), soft_targets)
             elif kept_targets is not None:
                 losses[key] = loss_fn(value.float().index_select(0, kept), kept_targets) * share

@@ -17,7 +17,8 @@ from probes.report.differences import compare_names
 from probes.report.intervals import Resampler, SideFiles, accuracy_samples, miou_samples
 from probes.report.measured import Skipped, load_results
 from probes.report.published import load_published, published_table14, published_table15
-from probes.report.render import NO_RESULTS, to_markdown, write_table
+from probes.report.render import INTERVAL_COVERS, NO_RESULTS, to_markdown, write_table
+from probes.report.replicas import seed_replicas, with_replicas
 from probes.report.runs import head_cells, identify_classification_runs, identify_segmentation_runs, layer_cells
 from probes.report.stats import Bootstrap, Comparison
 from probes.report.table_intervals import (classification_cells, layer_cells_to_request, per_layer_table,
@@ -117,16 +118,41 @@ def skipped_summary(skipped: Sequence[Skipped]) -> str:
                       *(f"  {s}" for s in skipped)])
 
 
-def _intervals_note(bootstrap: Optional[Bootstrap]) -> str:
+SEEDS_ONLY_TEST = ("Every interval here covers **test sampling only** (which test images were drawn), not the "
+                   "training randomness of the {what}: {how}")
+SEEDS_SOME = ("`interval_covers` says what each row's intervals resample. `test images + training seeds (K=…)`: the "
+              "{what} were trained K times with different seeds ({how}), and each resample draws the images with "
+              "replacement *and* one of the K replicas (the same replica for every set a model scored), so the "
+              "interval covers both sources; the value stays the row's own run (replica 0). `test images`: "
+              "**test sampling only**, not training randomness.")
+SEED_SOURCES = {
+    "classification": ("probe heads", "no run here has training replicas (`probes classify --seeds K` trains K "
+                                      "per head on one backbone pass)",
+                       "`probes classify --seeds K`: other initialisation, and data order when cached"),
+    "segmentation": ("runs", "no run here is repeated with another `randomness.seed` (rows of such repeats, with "
+                             "their plans, are combined as training replicas)",
+                     "runs of one configuration that differ only in `randomness.seed`"),
+}
+
+
+def _intervals_note(bootstrap: Optional[Bootstrap], task: str = "classification",
+                    covered: Sequence[str] = ()) -> str:
     if bootstrap is None:
         return "Intervals are off (`--bootstrap 0`)."
+    what, none, how = SEED_SOURCES[task]
+    seeds = (SEEDS_SOME.format(what=what, how=how) if any("training seeds" in c for c in covered)
+             else SEEDS_ONLY_TEST.format(what=what, how=none) + ".")
     return (f"**±** is half the width of the 95% percentile-bootstrap interval over images ({bootstrap.n_resamples} "
             f"resamples, seed {bootstrap.seed}; written `[low, high]` where the interval is lopsided); averages and "
             "Δ are resampled with their cells. The resampling unit is the image: IN-1K and IN-ReaL score the same "
-            "validation images, so one resample of those images drives both (ReaL over the images it labels). It "
-            "covers which test images were drawn only, not the probes' training randomness. A value without one "
-            "has no per-image predictions (its `note` says why). The CSV tables hold the bounds as `X ci_low` / "
-            "`X ci_high`.")
+            "validation images, so one resample of those images drives both (ReaL over the images it labels). "
+            f"{seeds} A value without an interval has no per-image predictions (its `note` says why). The CSV "
+            "tables hold the bounds as `X ci_low` / `X ci_high`.")
+
+
+def _covered(*frames: pd.DataFrame) -> list[str]:
+    """Every `interval_covers` text the frames hold."""
+    return [c for f in frames if INTERVAL_COVERS in f for c in f[INTERVAL_COVERS].dropna() if c]
 
 
 COMPARISON_NOTE = (
@@ -137,7 +163,10 @@ COMPARISON_NOTE = (
     "step-down method over that family, and a trailing `*` marks p_adjusted < 0.05 (the family-wise error of the "
     "marks is at most 5%). The intervals are per cell, not adjusted: an interval that excludes 0 without a `*` is "
     "a difference that does not survive the adjustment. `version_differences` lists the same in long form "
-    "(`difference, ci_low, ci_high, p_value, p_adjusted, significant`).")
+    "(`difference, ci_low, ci_high, p_value, p_adjusted, significant`). `interval_covers` says what a row's "
+    "paired intervals and p-values resample: `test images` is test sampling only; with training replicas "
+    "(`training seeds (K=…)`) each resample also draws one replica of each model, and the p-value then tests the "
+    "mean difference over replicas (the shown difference stays replica 0's).")
 FLOOR_NOTE = (
     " With {resamples} resamples the smallest p-value is 1/{r1} and Holm multiplies it by up to {m}: no cell of "
     "{which} can reach p_adjusted < 0.05 (use `--bootstrap {need}` or more).")
@@ -229,6 +258,8 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
     # Only the runs Table 15 shows get intervals (and enter comparisons); older reruns are listed bare.
     seg_requests = segmentation_cells(seg_runs[seg_runs["default"].astype(bool)] if len(seg_runs) else seg_runs,
                                       metric_column)
+    # Runs repeating a shown run's configuration with another randomness.seed: its training replicas.
+    seg_requests = with_replicas(seg_requests, seed_replicas(seg_runs))
     t15 = with_segmentation_intervals(table15(seg_runs), seg_runs,
                                       miou_samples(seg_requests, side_files, resampler) if resampler else {})
     t14, t14_others = table14(runs14), table14(runs14, default=False)
@@ -276,16 +307,18 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
 
     protocols = set(results.classification["protocol"]) | set(results.segmentation["protocol"])
     demo = "demo" in protocols
-    intervals_note = _intervals_note(boot)
+    classification_note = _intervals_note(boot, "classification", _covered(t14, runs_baselines, per_layer))
+    segmentation_note = _intervals_note(boot, "segmentation", _covered(t15))
     sections = ["# Probe report", ""] + ([DEMO_NOTE, ""] if demo else [])
     note = _flag_note([t14, t15])
     sections += [note, ""] if note else []
-    sections += ["## Classification (InternVL 2.5 Table 14 layout, top-1 %)", "", TABLE14_NOTE, "", intervals_note, "",
-                 to_markdown(t14)]
+    sections += ["## Classification (InternVL 2.5 Table 14 layout, top-1 %)", "", TABLE14_NOTE, "",
+                 classification_note, "", to_markdown(t14)]
     if "table14_other_runs" in frames:
         sections += ["### Other runs (Table 14 layout)", "", to_markdown(t14_others)]
     sections += [f"## Segmentation (InternVL 2.5 Table 15 layout, {metric_name} %)", "",
-                 SEGMENTATION_NOTES[segmentation_metric], "", TABLE15_NOTE, "", intervals_note, "", "### Measured", "",
+                 SEGMENTATION_NOTES[segmentation_metric], "", TABLE15_NOTE, "", segmentation_note, "",
+                 "### Measured", "",
                  to_markdown(t15), "### Published (InternVL 2.5 Table 15; averages and deltas as printed)", "",
                  to_markdown(published15)]
     if "table15_other_runs" in frames:

@@ -16,8 +16,8 @@ from typing import Dict, Hashable, List, Mapping, Optional, Sequence, Tuple, Uni
 import numpy as np
 import pandas as pd
 
-from probes.report.intervals import (Cell, Resampler, SideFiles, correct_vector, image_pool, no_interval,
-                                     resample_key, token_of)
+from probes.report.intervals import (Cell, Resampler, SideFiles, classification_replicas, image_pool, model_of,
+                                     no_interval, over_replicas, resample_key, segmentation_replicas)
 from probes.report.stats import Comparison, Samples, StatsError, adjust, compare
 from probes.report.tables import (DELTA, DELTA1, DELTA2, PROBE_NAMES, classification_rows, segmentation_rows)
 from probes.results import DATASETS, MODES, PROBES, TEST_SETS
@@ -91,6 +91,7 @@ def classification_differences(rows_a: pd.DataFrame, rows_b: pd.DataFrame, cells
     runs |= {("b", p): r for p, r in zip(rows_b["probe_key"], rows_b["run_key"])}
     per_set: Dict[str, Dict[Tuple[str, str], Samples]] = {s: {} for s in TEST_SETS}
     why: Dict[Tuple[str, str, str], str] = {}
+    models: Dict[Tuple[str, str, str], Tuple[str, int]] = {}   # the model a cell scores, and its replicas
     for sets in _pools(TEST_SETS).values():
         vectors = {}
         for test_set in sets:
@@ -100,9 +101,12 @@ def classification_differences(rows_a: pd.DataFrame, rows_b: pd.DataFrame, cells
                 if isinstance(found, str):
                     why[(side, probe, test_set)] = found
                 elif found is not None:
-                    # Every image of the set (IN-ReaL with its scored mask), so IN-1K and ReaL cut alike.
-                    vectors[(side, probe, test_set)] = (found[0].ids, correct_vector(found[0], cell.head),
-                                                        token_of(cell), found[1])
+                    # Every image of the set (IN-ReaL with its scored mask), so IN-1K and ReaL cut alike; every
+                    # training replica of the head beside it (one per resample is drawn below).
+                    replicas = classification_replicas(found[0], cell)
+                    models[(side, probe, test_set)] = (model_of(cell), len(replicas))
+                    for r, (token, scored) in enumerate(replicas):
+                        vectors[(side, probe, test_set, r)] = (found[0].ids, scored, token, found[1])
 
         def resample(set_key, aligned):
             return resampler.accuracies(set_key, {t: (c[p], None if m is None else m[p])
@@ -114,10 +118,15 @@ def classification_differences(rows_a: pd.DataFrame, rows_b: pd.DataFrame, cells
         for group in ([sets] if together else [[s] for s in sets]):
             mine = {k: v for k, v in vectors.items() if k[2] in group}
             done, note = _shared_samples(group[0], mine, resample)
-            for (side, probe, test_set), samples in done.items():
-                per_set[test_set][(side, probe)] = samples
+            for key in {k[:3] for k in done}:
+                model, k = models[key]
+                found = over_replicas(resampler.bootstrap, model, [done[(*key, r)] for r in range(k)])
+                if isinstance(found, str):
+                    why[key] = found
+                else:
+                    per_set[key[2]][key[:2]] = found
             for key in (mine if note else ()):
-                why[key] = note
+                why[key[:3]] = note
     out: Dict[Key, Result] = {}
     for probe in PROBES:
         setting = PROBE_NAMES[probe]
@@ -145,7 +154,7 @@ def segmentation_differences(runs_a: pd.DataFrame, runs_b: pd.DataFrame, cells: 
     per_set: Dict[str, Dict[Tuple[str, str], Samples]] = {}
     why: Dict[Tuple[str, str, str], str] = {}
     for dataset in DATASETS:
-        vectors, names = {}, set()
+        vectors, names, models = {}, set(), {}
         for (side, d, mode), run in runs.items():
             if d != dataset:
                 continue
@@ -153,19 +162,31 @@ def segmentation_differences(runs_a: pd.DataFrame, runs_b: pd.DataFrame, cells: 
             if isinstance(found, str):
                 why[(side, mode, dataset)] = found
             elif found is not None:
-                vectors[(side, mode)] = (found[0].ids, found[0], token_of(cells[run]), found[1])
+                # The run and its seed replicas (repeated runs that scored the same images).
+                replicas = segmentation_replicas(found[0], cells[run], side_files)
+                models[(side, mode)] = (model_of(cells[run]), len(replicas))
+                for r, (token, pair) in enumerate(replicas):
+                    vectors[(side, mode, r)] = (found[0].ids, pair, token, found[1])
                 names.add(tuple(found[0].class_names))
         if len(names) > 1:
             for key in vectors:
-                why[(*key, dataset)] = f"{dataset}: the compared runs have different class lists: no interval"
+                why[(*key[:2], dataset)] = f"{dataset}: the compared runs have different class lists: no interval"
             vectors = {}
 
         def resample(set_key, aligned):
-            return resampler.class_ratios(set_key, {t: (c.intersect[p], c.union[p]) for t, (c, p) in aligned.items()})
+            return resampler.class_ratios(set_key, {t: (i[p], u[p]) for t, ((i, u), p) in aligned.items()})
 
-        per_set[dataset], note = _shared_samples(dataset, vectors, resample)  # each dataset its own images
+        done, note = _shared_samples(dataset, vectors, resample)  # each dataset its own images
+        per_set[dataset] = {}
+        for key in {k[:2] for k in done}:
+            model, k = models[key]
+            found = over_replicas(resampler.bootstrap, model, [done[(*key, r)] for r in range(k)])
+            if isinstance(found, str):
+                why[(*key, dataset)] = found
+            else:
+                per_set[dataset][key] = found
         for key in (vectors if note else ()):
-            why[(*key, dataset)] = note
+            why[(*key[:2], dataset)] = note
     out: Dict[Key, Result] = {}
     averages = {}
     for mode in MODES:

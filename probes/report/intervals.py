@@ -13,6 +13,11 @@ file's image ids (every image of the set, scored or not): the same images always
 never pass for paired ones. IN-ReaL passes the images it scores (those with a label set) as a mask,
 so one resample of the val images drives both scores.
 
+Training seeds: a cell whose head was trained K times (`probes classify --seeds K`: the side file holds
+`<head>_seed1` ... beside the head; segmentation: repeated runs of one configuration that differ only in
+`randomness.seed`, see `replicas.py`) is resampled hierarchically (`Bootstrap.over_replicas`): each
+resample draws images and one replica. Every interval says what it covers (`interval_covers`).
+
 A cell without an interval keeps its value and gets a one-line note instead (no side file, a file that
 cannot be read, a head or set it lacks, or a side file that disagrees with the CSV: a wrong head
 name must never put someone else's interval on a cell). Nothing here raises for a bad side file.
@@ -29,8 +34,9 @@ import numpy as np
 import pandas as pd
 
 from probes.errors import ProbeError
-from probes.report.render import ci_columns
-from probes.report.stats import Bootstrap, Samples, StatsError, interval, miou
+from probes.report.render import INTERVAL_COVERS, ci_columns
+from probes.report.stats import Bootstrap, Samples, StatsError, covers, interval, miou
+from probes.results import replica_head_name
 from probes.sidefiles import (HeadPredictions, SegmentationCounts, SetPredictions, read_classification_predictions,
                               read_segmentation_counts)
 
@@ -52,6 +58,7 @@ class Cell:
     value: float                # the result CSV's value, checked against the side file
     head: str = ""              # the head's name in a classification side file
     note: str = ""              # set instead of a side file: why this cell has no interval
+    replicas: Tuple[Path, ...] = ()   # segmentation: side files of the same run trained with other seeds
 
 
 def side_file_of(csv_file: str, predictions: str) -> Optional[Path]:
@@ -184,6 +191,41 @@ def token_of(cell: Cell) -> Token:
     return (str(Path(cell.side_file).resolve()), cell.set_name, cell.head)
 
 
+def model_of(cell: Cell) -> str:
+    """The trained model a cell scores (its run's side file and head): the same for every set it scored, so
+    all of them draw the same training replica on a resample."""
+    return f"{Path(cell.side_file).resolve()}|{cell.head}"
+
+
+def replica_heads(preds: SetPredictions, head: str) -> list[str]:
+    """A head and its training replicas in a side file: [head, head_seed1, head_seed2, ...] while present."""
+    names = [head]
+    while replica_head_name(head, len(names)) in preds.heads:
+        names.append(replica_head_name(head, len(names)))
+    return names
+
+
+def classification_replicas(preds: SetPredictions, cell: Cell) -> list[Tuple[Token, Scored]]:
+    """(token, (correct, scored)) of every training replica of a cell's head, replica 0 (the cell's own) first."""
+    base = token_of(cell)
+    return [(base if r == 0 else (*base, r), correct_vector(preds, name))
+            for r, name in enumerate(replica_heads(preds, cell.head))]
+
+
+def segmentation_replicas(counts: SegmentationCounts, cell: Cell, side_files: "SideFiles"
+                          ) -> list[Tuple[Token, Tuple[np.ndarray, np.ndarray]]]:
+    """(token, (intersect, union)) of a segmentation cell's run and of its seed replicas that scored the very
+    same images with the same classes (a replica that did not is left out: K counts the ones used)."""
+    found = [(token_of(cell), (counts.intersect, counts.union))]
+    for path in cell.replicas:
+        other = side_files.segmentation(path)
+        if (isinstance(other, str) or tuple(other.class_names) != tuple(counts.class_names)
+                or not np.array_equal(other.ids, counts.ids)):
+            continue
+        found.append(((str(Path(path).resolve()), cell.set_name, cell.head), (other.intersect, other.union)))
+    return found
+
+
 class Resampler:
     """`Bootstrap` with a memory: a vector resampled once over a set's images is never resampled again.
 
@@ -227,37 +269,51 @@ class Resampler:
         self._done.update({(set_key, t): s for t, s in self.bootstrap.class_ratios(set_key, batch).items()})
 
 
-def _grouped_samples(cells: Mapping[Hashable, Cell], read: Callable, values: Callable, run: Callable
-                     ) -> Dict[Hashable, Estimate]:
+def over_replicas(bootstrap: Bootstrap, model: str, replicas: Sequence[Samples]) -> Estimate:
+    """`Bootstrap.over_replicas`, or the one-line note of why the replicas cannot be combined."""
+    try:
+        return bootstrap.over_replicas(model, replicas)
+    except StatsError as error:
+        return no_interval(error)
+
+
+def _grouped_samples(cells: Mapping[Hashable, Cell], read: Callable, replicas: Callable, run: Callable,
+                     bootstrap: Bootstrap) -> Dict[Hashable, Estimate]:
     """Resample every cell once per image list: `read` a cell's side-file data (or a note), take its
-    `values`, and `run` the resampler on all the cells of one image list (one resample key) together."""
+    `replicas` ([(token, vector)], replica 0 first), `run` the resampler on all the vectors of one image
+    list (one resample key) together, and draw each cell's replica per resample."""
     out: Dict[Hashable, Estimate] = {}
     groups: Dict[str, Dict[Token, Any]] = {}
-    keys: Dict[Hashable, Tuple[str, Token]] = {}
+    keys: Dict[Hashable, Tuple[str, list, str]] = {}
     for key, cell in cells.items():
         found = read(cell)
         if isinstance(found, str):
             out[key] = found
             continue
         data, set_key = found
-        keys[key] = (set_key, token_of(cell))
-        groups.setdefault(set_key, {})[token_of(cell)] = values(data, cell)
+        vectors = replicas(data, cell)
+        keys[key] = (set_key, [t for t, _ in vectors], model_of(cell))
+        groups.setdefault(set_key, {}).update(vectors)
     done = {(k, t): s for k, batch in groups.items() for t, s in run(k, batch).items()}
-    return {**out, **{key: done[where] for key, where in keys.items()}}
+    return {**out, **{key: over_replicas(bootstrap, model, [done[(set_key, t)] for t in tokens])
+                      for key, (set_key, tokens, model) in keys.items()}}
 
 
 def accuracy_samples(cells: Mapping[Hashable, Cell], side_files: SideFiles,
                      resampler: Resampler) -> Dict[Hashable, Estimate]:
-    """Each cell's resampled top-1, one `Bootstrap.accuracies` pass per image list (IN-1K and IN-ReaL: one)."""
-    return _grouped_samples(cells, side_files.predictions, lambda preds, cell: correct_vector(preds, cell.head),
-                            resampler.accuracies)
+    """Each cell's resampled top-1, one `Bootstrap.accuracies` pass per image list (IN-1K and IN-ReaL: one),
+    over images and the head's training replicas when its side file holds them."""
+    return _grouped_samples(cells, side_files.predictions, classification_replicas, resampler.accuracies,
+                            resampler.bootstrap)
 
 
 def miou_samples(cells: Mapping[Hashable, Cell], side_files: SideFiles,
                  resampler: Resampler) -> Dict[Hashable, Estimate]:
-    """Each cell's resampled mIoU (images resampled, intersections / unions summed), shared per image list."""
-    return _grouped_samples(cells, side_files.counts, lambda counts, cell: (counts.intersect, counts.union),
-                            resampler.class_ratios)
+    """Each cell's resampled mIoU (images resampled, intersections / unions summed), shared per image list,
+    over images and the run's seed replicas when there are some."""
+    return _grouped_samples(cells, side_files.counts,
+                            lambda counts, cell: segmentation_replicas(counts, cell, side_files),
+                            resampler.class_ratios, resampler.bootstrap)
 
 
 def combine(function: Callable[..., Samples], *items: Optional[Estimate]) -> Optional[Estimate]:
@@ -285,15 +341,18 @@ def difference(minuend: Optional[Estimate], subtrahend: Optional[Estimate]) -> O
 
 def fill(frame: pd.DataFrame, estimates: Sequence[Mapping[str, Optional[Estimate]]], note_column: str = "note",
          level: float = 0.95) -> pd.DataFrame:
-    """Write each row's intervals into its `X ci_low` / `X ci_high` columns and its notes into `note`.
+    """Write each row's intervals into its `X ci_low` / `X ci_high` columns, its notes into `note`, and what
+    its intervals resample into `interval_covers` ('' for a row without one).
 
     ``estimates[i]`` maps value columns of row i to their estimates; a column whose row value is
     missing gets no interval and no note.
     """
     frame = frame.copy()
-    notes = []
+    notes, covered = [], []
     for position, (index, row_estimates) in enumerate(zip(frame.index, estimates)):
         said: list[str] = []
+        models: Dict[str, int] = {}
+        shown = False
         for column, estimate in row_estimates.items():
             if estimate is None or pd.isna(frame.at[index, column]):
                 continue
@@ -303,7 +362,11 @@ def fill(frame: pd.DataFrame, estimates: Sequence[Mapping[str, Optional[Estimate
                 continue
             low, high = ci_columns(column)
             frame.at[index, low], frame.at[index, high] = interval(estimate, level)
+            models.update(estimate.models)
+            shown = True
         notes.append("; ".join(said))
+        covered.append(covers(models) if shown else "")
     if len(frame):
         frame[note_column] = notes
+        frame[INTERVAL_COVERS] = covered
     return frame

@@ -10,8 +10,8 @@ the value's cell (``86.6 ±0.3``):
 * ``X ci_low`` / ``X ci_high`` belong to column ``X`` (wide tables: one pair per value column);
 * plain ``ci_low`` / ``ci_high`` belong to the column just before ``ci_low`` (long tables);
 * ``X significant`` (or plain ``significant``, with the plain pair) marks ``X`` with `` *``;
-* ``p_value`` and ``p_adjusted`` columns read as ``0.012`` / ``<0.001``; a ``note`` column that is
-  empty everywhere is left out of Markdown and LaTeX.
+* ``p_value`` and ``p_adjusted`` columns read as ``0.012`` / ``<0.001``; a ``note`` or
+  ``interval_covers`` column that is empty everywhere is left out of Markdown and LaTeX.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from probes.io import write_text_atomic
 MISSING = "—"
 CI_LOW, CI_HIGH, SIGNIFICANT, P_VALUE, NOTE = "ci_low", "ci_high", "significant", "p_value", "note"
 P_ADJUSTED = "p_adjusted"  # the p-value adjusted over its comparison's cells (Holm)
+INTERVAL_COVERS = "interval_covers"  # what a row's intervals resample: test images, and training seeds or not
 SIGNIFICANT_MARK = "*"
 
 
@@ -93,7 +94,7 @@ def _companions(frame: pd.DataFrame) -> tuple[dict, set]:
     for low, high, significant in found.values():
         hidden |= {low, high} | ({significant} if significant else set())
     for column in columns:
-        if str(column) == NOTE or str(column).endswith(f" {NOTE}"):
+        if str(column) in (NOTE, INTERVAL_COVERS) or str(column).endswith(f" {NOTE}"):
             if all(_missing(v) or str(v) == "" for v in frame[column]):
                 hidden.add(column)
     return found, hidden

@@ -17,13 +17,13 @@ from typing import Dict, Hashable, Mapping, Optional, Tuple
 import pandas as pd
 
 from probes.report.intervals import Cell, Estimate, difference, fill, mean, side_file_of
-from probes.report.render import NOTE, interval_columns
+from probes.report.render import INTERVAL_COVERS, NOTE, interval_columns
 from probes.report.tables import DELTA, DELTA1, DELTA2, t15_column
 from probes.results import DATASETS, MODES, TEST_SETS, set_average
 
 CellKey = Tuple[str, str, str]  # (run, probe, test set)
 PER_LAYER_SETS = [*TEST_SETS, "avg"]
-PER_LAYER_COLUMNS = ["encoder", "run", "layer", "num_layers", "depth", *PER_LAYER_SETS, NOTE,
+PER_LAYER_COLUMNS = ["encoder", "run", "layer", "num_layers", "depth", *PER_LAYER_SETS, NOTE, INTERVAL_COVERS,
                      *interval_columns(PER_LAYER_SETS)]
 
 
@@ -107,7 +107,8 @@ def per_layer_table(layers: pd.DataFrame, labels: Mapping[str, str], estimates: 
         cells = {s: estimates.get(("layer", run, layer, s)) for s in TEST_SETS}
         rows.append(row)
         row_estimates.append(dict(cells, avg=mean(list(cells.values()))))
-    table = pd.DataFrame(rows).assign(**{NOTE: "", **{c: float("nan") for c in interval_columns(PER_LAYER_SETS)}})
+    table = pd.DataFrame(rows).assign(**{NOTE: "", INTERVAL_COVERS: "",
+                                         **{c: float("nan") for c in interval_columns(PER_LAYER_SETS)}})
     table = fill(table, row_estimates)
     table = table.sort_values(["encoder", "layer"], kind="stable").reset_index(drop=True)
     return table[PER_LAYER_COLUMNS]

@@ -13,7 +13,8 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from probes.encoders.versions import VERSIONS
-from probes.report.render import NOTE, P_ADJUSTED, P_VALUE, SIGNIFICANT, ci_columns, interval_columns
+from probes.report.render import (INTERVAL_COVERS, NOTE, P_ADJUSTED, P_VALUE, SIGNIFICANT, ci_columns,
+                                   interval_columns)
 from probes.report.runs import number_runs, pick_defaults
 from probes.results import BASELINES, DATASETS, MODES, PROBES, TEST_SETS, set_average
 
@@ -21,12 +22,14 @@ PROBE_NAMES = {"linear": "linear", "attention_pooling": "attention pooling"}
 DELTA, DELTA1, DELTA2 = "Δ", "Δ1", "Δ2"
 SET_COLUMNS = [*TEST_SETS, "avg"]
 T14_VALUES = [*SET_COLUMNS, DELTA]
-T14_COLUMNS = ["encoder", "probe", *T14_VALUES, "head", "protocol", "run", NOTE, *interval_columns(T14_VALUES)]
-BASELINE_COLUMNS = ["encoder", "baseline", *SET_COLUMNS, "protocol", "run", NOTE, *interval_columns(SET_COLUMNS)]
+T14_COLUMNS = ["encoder", "probe", *T14_VALUES, "head", "protocol", "run", NOTE, INTERVAL_COVERS,
+               *interval_columns(T14_VALUES)]
+BASELINE_COLUMNS = ["encoder", "baseline", *SET_COLUMNS, "protocol", "run", NOTE, INTERVAL_COVERS,
+                    *interval_columns(SET_COLUMNS)]
 # What the all-runs frame keeps beside the shown columns, to find a row's run and published counterpart.
 _RUN_KEYS = ["group", "default", "run_key", "probe_key", "encoder_version", "image_size"]
 PAIR_COLUMNS = ["task", "encoder", "probe", "column", "published", "measured", "difference", "measured_selected",
-                "max_over_epochs", "head", "protocol", *ci_columns("measured")]
+                "max_over_epochs", "head", "protocol", INTERVAL_COVERS, *ci_columns("measured")]
 
 
 def t15_column(dataset: str, mode: str) -> str:
@@ -36,7 +39,7 @@ def t15_column(dataset: str, mode: str) -> str:
 
 # The paper's order: per mode, ADE20K, COCO-Stuff and their average; then the two deltas.
 T15_CELLS = [t15_column(d, m) for m in MODES for d in (*DATASETS, "avg")] + [DELTA1, DELTA2]
-T15_COLUMNS = ["encoder", *T15_CELLS, "protocol", NOTE, *interval_columns(T15_CELLS)]
+T15_COLUMNS = ["encoder", *T15_CELLS, "protocol", NOTE, INTERVAL_COVERS, *interval_columns(T15_CELLS)]
 OTHER_SEGMENTATION_COLUMNS = ["encoder", "dataset", "mode", "mIoU", "best_mIoU", "best_iter", "protocol", "run",
                               "date"]
 
@@ -86,7 +89,7 @@ def classification_runs(cells: pd.DataFrame, probes: Sequence[str] = PROBES) -> 
     table = table.sort_values(["_rank", "date", "order", "_probe"], kind="stable")
     table = table.rename(columns={"run": "run_key", "probe": "probe_key", "label": "encoder", "run_name": "run"})
     table["probe"] = table["probe_key"].map(lambda p: PROBE_NAMES.get(p, p))
-    table[NOTE] = ""
+    table[NOTE], table[INTERVAL_COVERS] = "", ""
     table = table.assign(**{c: float("nan") for c in interval_columns(T14_VALUES)})
     return table[[*T14_COLUMNS, *_RUN_KEYS]].reset_index(drop=True)
 
@@ -117,7 +120,8 @@ def classification_vs_published(runs: pd.DataFrame, cells: pd.DataFrame, publish
     if shown.empty:
         return pd.DataFrame(columns=PAIR_COLUMNS)
     columns = [*SET_COLUMNS, DELTA]
-    ids = ["encoder", "probe", "probe_key", "run_key", "head", "protocol", "encoder_version", "image_size"]
+    ids = ["encoder", "probe", "probe_key", "run_key", "head", "protocol", "encoder_version", "image_size",
+           INTERVAL_COVERS]
     long = shown.melt(id_vars=ids, value_vars=columns, var_name="column", value_name="measured")
     long = _with_measured_intervals(long, shown, ids, columns)
     for value, name in (("selected_top1", "measured_selected"), ("max_over_epochs_top1", "max_over_epochs")):
@@ -174,7 +178,7 @@ def table15(runs: pd.DataFrame) -> pd.DataFrame:
         row[DELTA1] = row[t15_column("avg", "head")] - row[t15_column("avg", "linear")]
         row[DELTA2] = row[t15_column("avg", "full")] - row[t15_column("avg", "linear")]
         row["protocol"] = _join_flags(mine["flag"])
-        row[NOTE] = ""
+        row[NOTE], row[INTERVAL_COVERS] = "", ""
         rows.append(row)
     return pd.DataFrame(rows, columns=T15_COLUMNS)
 
@@ -198,7 +202,7 @@ def segmentation_vs_published(table: pd.DataFrame, runs: pd.DataFrame, published
     if table.empty:
         return pd.DataFrame(columns=PAIR_COLUMNS)
     versions = runs[runs["default"].astype(bool)].groupby("group")["encoder_version"].first()
-    ids = ["encoder", "encoder_version", "protocol"]
+    ids = ["encoder", "encoder_version", "protocol", INTERVAL_COVERS]
     with_version = table.assign(encoder_version=table["encoder"].map(versions))
     long = with_version.melt(id_vars=ids, value_vars=T15_CELLS, var_name="column", value_name="measured")
     long = _with_measured_intervals(long, with_version, ids, T15_CELLS)
@@ -245,7 +249,7 @@ COMPARISON_KEYS = ([("classification", PROBE_NAMES[p], c) for p in PROBES for c 
                    + [("segmentation", m, d) for m in MODES for d in (*DATASETS, "avg")]
                    + [("segmentation", "head", DELTA1), ("segmentation", "full", DELTA2)])
 DIFFERENCE_COLUMNS = ["task", "setting", "column", "A", "B", "a", "b", "difference", "ci_low", "ci_high", P_VALUE,
-                      P_ADJUSTED, SIGNIFICANT, "n_images", NOTE]
+                      P_ADJUSTED, SIGNIFICANT, "n_images", INTERVAL_COVERS, NOTE]
 
 
 def difference_column(base: str, other: str) -> str:
@@ -293,6 +297,7 @@ def compare_versions(runs14: pd.DataFrame, t15: pd.DataFrame, names: Sequence[st
     columns = ["task", "setting", "column", *names]
     table = pd.DataFrame(rows)
     table = table[table[list(names)].notna().any(axis=1)].reset_index(drop=True)
+    covered: list[list[str]] = []
     for other in others:
         name = difference_column(base, other)
         table[name] = table[other] - table[base]
@@ -302,7 +307,12 @@ def compare_versions(runs14: pd.DataFrame, t15: pd.DataFrame, names: Sequence[st
         table[f"{name} {P_VALUE}"] = [getattr(c, "p_value", float("nan")) for c in found]
         table[f"{name} {P_ADJUSTED}"] = [getattr(c, "p_adjusted", float("nan")) for c in found]
         table[f"{name} {SIGNIFICANT}"] = [getattr(c, "significant", None) for c in found]
+        covered.append([getattr(c, "covers", "") for c in found])
         columns += [name, f"{name} {P_VALUE}", f"{name} {P_ADJUSTED}"]
+    # What the row's paired intervals resample (one text per distinct answer over the difference columns).
+    table[INTERVAL_COVERS] = ["; ".join(dict.fromkeys(c for c in texts if c)) for texts in zip(*covered)] \
+        if covered and len(table) else ""
+    columns.append(INTERVAL_COVERS)
     columns += [c for name in names for c in ci_columns(name)]
     columns += [c for other in others for c in (*ci_columns(difference_column(base, other)),
                                                 f"{difference_column(base, other)} {SIGNIFICANT}")]
@@ -331,6 +341,6 @@ def version_differences(table: pd.DataFrame, names: Sequence[str], differences: 
             else:
                 line.update(a=found.a, b=found.b, difference=found.difference, ci_low=found.ci_low,
                             ci_high=found.ci_high, p_value=found.p_value, p_adjusted=found.p_adjusted,
-                            significant=found.significant, n_images=found.n, note="")
+                            significant=found.significant, n_images=found.n, interval_covers=found.covers, note="")
             rows.append(line)
     return pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)

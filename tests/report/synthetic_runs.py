@@ -14,7 +14,7 @@ import numpy as np
 from probes.encoders.versions import VERSIONS
 from probes.report.intervals import image_pool
 from probes.report.stats import miou
-from probes.results import TEST_SETS, prediction_head_name
+from probes.results import TEST_SETS, prediction_head_name, replica_head_name
 from probes.sidefiles import (HeadPredictions, RealLabels, SetPredictions, write_classification_predictions,
                               write_segmentation_counts)
 
@@ -54,11 +54,15 @@ def top1(test_set: str, correct: np.ndarray) -> float:
 
 def write_classification_run(folder: Path, run_id: str, version: str,
                              heads: Mapping[tuple, Mapping[str, np.ndarray]], side_file: Optional[str] = "auto",
-                             date: str = "2026-11-01", last_layer: int = 24) -> list[dict]:
+                             date: str = "2026-11-01", last_layer: int = 24,
+                             replicas: Optional[Mapping[tuple, Sequence[Mapping[str, np.ndarray]]]] = None
+                             ) -> list[dict]:
     """Result rows of one run (and its side file): `heads` maps (probe, layer) to {test set: correct vector}.
 
     Every head is lr 0.1, raw weights and selected on the held-out split; the last layer's heads are the
-    published ones. `side_file` None writes no side file and leaves `predictions` empty.
+    published ones. `side_file` None writes no side file and leaves `predictions` empty. `replicas` maps
+    (probe, layer) to the correct vectors of its training replicas 1, 2, ... (`--seeds`), kept in the side
+    file only, as the runner keeps them.
     """
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{run_id}_predictions.npz" if side_file == "auto" else side_file
@@ -77,6 +81,9 @@ def write_classification_run(folder: Path, run_id: str, version: str,
                                                 {}, real)
             top5 = np.zeros((n, 5), dtype=np.int16)
             sets[test_set].heads[head] = HeadPredictions(top5, np.asarray(correct, dtype=bool))
+            for r, more in enumerate((replicas or {}).get((probe, layer), ()), start=1):
+                sets[test_set].heads[replica_head_name(head, r)] = HeadPredictions(
+                    top5, np.asarray(more[test_set], dtype=bool))
     if name and side_file == "auto":
         write_classification_predictions(folder / name, sets)
     return rows

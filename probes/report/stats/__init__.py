@@ -16,13 +16,13 @@ from probes.report.stats.bootstrap import Bootstrap, Samples, StatsError, interv
 from probes.report.stats.changes import (ClassChanges, accuracy_class_changes, classification_class_changes,
                                          segmentation_class_changes)
 from probes.report.stats.compare import (Comparison, adjust, compare, compare_accuracy, compare_classification,
-                                         compare_segmentation, shared_images)
+                                         compare_segmentation, covers, shared_images)
 from probes.report.stats.metrics import aacc, class_ratio, macc, mean_class_ratio, miou
 from probes.report.stats.multiplicity import holm
 
 __all__ = [
     "Bootstrap", "Samples", "StatsError", "interval",
     "ClassChanges", "accuracy_class_changes", "classification_class_changes", "segmentation_class_changes",
-    "Comparison", "adjust", "compare", "holm", "compare_accuracy", "compare_classification", "compare_segmentation",
-    "shared_images", "aacc", "class_ratio", "macc", "mean_class_ratio", "miou",
+    "Comparison", "adjust", "compare", "covers", "holm", "compare_accuracy", "compare_classification",
+    "compare_segmentation", "shared_images", "aacc", "class_ratio", "macc", "mean_class_ratio", "miou",
 ]

@@ -9,6 +9,13 @@ IN-ReaL on the ImageNet val images) share one key, and a score that counts only 
 (ReaL leaves out images without a label set) passes a ``scored`` mask: on each resample its accuracy
 is over the drawn images it scores. Different set keys get independent streams.
 
+Training noise: a head trained K times with different seeds (its replicas, all scored on the same images)
+is resampled hierarchically (``Bootstrap.over_replicas``): each resample draws the images as above *and*
+one of the K replicas, so the interval covers which images were drawn and which seed trained the head.
+The replica drawn depends only on (seed, model, K): every set a model scored (and every comparison it
+enters) draws the same replica on the same resample, so an average over sets uses one trained model per
+resample. ``Samples.models`` records, per model, how many replicas it was drawn from (1: test images only).
+
 Why not the cheaper multinomial-over-outcome-cells trick: it needs every vector of a set at once, while
 here a later call (another version's file, read later) must land on the same resamples.
 """
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Iterable, Iterator, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -46,8 +53,12 @@ class Samples:
     values: np.ndarray          # (R,)
     sources: FrozenSet[Source]  # the resample streams these values came from
     images: Optional[Mapping[str, int]] = None  # per set key, the images it is scored on (default: all)
+    models: Mapping[str, int] = field(default_factory=dict)  # per trained model, the replicas drawn from
+    centre: Optional[float] = None  # the mean over replicas of the point (default: the point)
 
     def __post_init__(self) -> None:
+        if self.centre is None:
+            object.__setattr__(self, "centre", self.point)
         keys = [s[0] for s in self.sources]
         if len(keys) != len(set(keys)):
             detail = ", ".join(f"{k} (seed {s}, n {n}, R {r})" for k, s, n, r in sorted(self.sources))
@@ -74,10 +85,15 @@ class Samples:
             # (IN-ReaL's of IN-1K's), so the union of two scores' images is the larger of the two.
             images = {k: max(self.images.get(k, 0), other.images.get(k, 0))
                       for k in {**self.images, **other.images}}
+            clash = sorted(m for m in set(self.models) & set(other.models) if self.models[m] != other.models[m])
+            if clash:
+                raise StatsError(f"model {clash[0]} drawn from {self.models[clash[0]]} and "
+                                 f"{other.models[clash[0]]} replicas: its draws would not be paired")
             return Samples(op(self.point, other.point), op(self.values, other.values), self.sources | other.sources,
-                           images)
+                           images, {**self.models, **other.models}, op(self.centre, other.centre))
         if isinstance(other, numbers.Real):
-            return Samples(op(self.point, other), op(self.values, other), self.sources, self.images)
+            return Samples(op(self.point, other), op(self.values, other), self.sources, self.images, self.models,
+                           op(self.centre, other))
         return NotImplemented
 
     def __add__(self, other) -> "Samples":
@@ -166,6 +182,37 @@ class Bootstrap:
     def indices(self, set_key: str, n: int) -> np.ndarray:
         """The whole (R, n) resample index matrix of a set (for checks and small sets)."""
         return np.concatenate([idx for _, idx in self.index_chunks(set_key, n)], axis=0)
+
+    # -- training replicas
+    def replica_draws(self, model: str, k: int) -> np.ndarray:
+        """Which of a model's k replicas each resample uses (R ints in [0, k)): a function of (seed, model, k)."""
+        if k < 1:
+            raise StatsError(f"model {model}: no replica to draw from")
+        words = np.frombuffer(hashlib.sha256(f"replicas\0{model}".encode("utf-8")).digest(), dtype="<u4").tolist()
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, k, *words])))
+        return rng.integers(k, size=self.n_resamples)
+
+    def over_replicas(self, model: str, replicas: Sequence[Samples]) -> Samples:
+        """One statistic of a model trained K times: each resample takes its images' value under the replica
+        `replica_draws` picks; the point stays replica 0's (the result row's), `centre` is the replicas' mean.
+
+        All replicas must be resampled over the same images with the same streams (one ``accuracies`` call).
+        K = 1 returns replica 0 with the model recorded as drawn from one replica (test images only).
+        """
+        replicas = list(replicas)
+        if not replicas:
+            raise StatsError(f"model {model}: no replica to draw from")
+        first = replicas[0]
+        if any(r.sources != first.sources or r.n_resamples != first.n_resamples for r in replicas[1:]):
+            raise StatsError(f"model {model}: its replicas were not resampled over the same images")
+        k = len(replicas)
+        if k == 1:
+            values = first.values
+        else:
+            values = np.stack([r.values for r in replicas])[self.replica_draws(model, k),
+                                                            np.arange(first.n_resamples)]
+        return Samples(first.point, values, first.sources, first.images, {**first.models, model: k},
+                       float(np.mean([r.point for r in replicas])))
 
     # -- accuracy
     def accuracy(self, set_key: str, correct: np.ndarray, scored: Optional[np.ndarray] = None) -> Samples:

@@ -53,6 +53,7 @@ class Comparison:
     significant: bool
     n: int
     level: float = 0.95
+    covers: str = "test images"   # what the interval and p-value resample (see `intervals.covers`)
 
 
 def compare(a: Samples, b: Samples, level: float = 0.95) -> Comparison:
@@ -63,11 +64,26 @@ def compare(a: Samples, b: Samples, level: float = 0.95) -> Comparison:
     delta = b - a  # refuses unpaired streams of one set
     low, high = interval(delta, level)
     # Centred at the observed difference; the tolerance keeps float noise from flipping ties
-    # (identical versions: every |Δ* - Δ| is 0 >= 0, so p = 1).
-    extreme = np.count_nonzero(np.abs(delta.values - delta.point) >= abs(delta.point) - 1e-9)
+    # (identical versions: every |Δ* - Δ| is 0 >= 0, so p = 1). With training replicas the resamples
+    # spread around the replicas' mean difference (`centre`), which is then the tested statistic.
+    extreme = np.count_nonzero(np.abs(delta.values - delta.centre) >= abs(delta.centre) - 1e-9)
     p_value = min(1.0, (1 + extreme) / (delta.n_resamples + 1))
     return Comparison(a=a.point, b=b.point, difference=delta.point, ci_low=low, ci_high=high, p_value=p_value,
-                      p_adjusted=p_value, significant=bool(p_value < 1.0 - level), n=delta.n_images, level=level)
+                      p_adjusted=p_value, significant=bool(p_value < 1.0 - level), n=delta.n_images, level=level,
+                      covers=covers(delta.models))
+
+
+def covers(models: Mapping[str, int]) -> str:
+    """What an interval resamples, from its `Samples.models`: 'test images', or 'test images + training seeds
+    (K=3)' (and for how many of its trained models, when only some had replicas)."""
+    replicated = {m: k for m, k in models.items() if k > 1}
+    if not replicated:
+        return "test images"
+    ks = sorted(set(replicated.values()))
+    k = f"K={ks[0]}" if len(ks) == 1 else f"K={ks[0]}–{ks[-1]}"
+    if len(replicated) == len(models):
+        return f"test images + training seeds ({k})"
+    return f"test images + training seeds ({k}) for {len(replicated)} of {len(models)} models"
 
 
 K = TypeVar("K", bound=Hashable)

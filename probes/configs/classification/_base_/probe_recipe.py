@@ -69,6 +69,7 @@ train = dict(
     ratio=(3 / 4, 4 / 3),
     hflip=0.5,
     seed=0,
+    seeds=1,                            # training replicas of every head (our addition): other init (and data order when cached), one backbone pass
     precision='fp16',                   # official: fp16 autocast over fp32 weights + loss scaling; bf16 | fp32
     eval_every_epoch=True,              # official: score every test set after every epoch (max over epochs kept)
 )
