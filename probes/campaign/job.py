@@ -169,6 +169,7 @@ class CampaignJob:
             except subprocess.TimeoutExpired:
                 self._process.kill()
         log = log_path(Path(self.campaign), self.key)
+        log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as handle:
             handle.write(f"{PREEMPTED_MARK} {now()}: requeued; it continues from its last checkpoint (--resume)\n")
         return submitit.helpers.DelayedSubmission(CampaignJob(self.campaign, self.key, self.argv, self.gpus,

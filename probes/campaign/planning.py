@@ -82,8 +82,11 @@ def _swap(argv: List[str], flag: str, value: Optional[str]) -> List[str]:
 
 def resolve_run(argv: List[str], version: str, has_data: bool) -> Planned:
     """Plan a run as it will run; when the weights or data are missing, plan its architecture (no run id)."""
+    from probes.encoders.resolved import resolve_encoder
+
     with _offline():
         try:
+            resolve_encoder(argv[argv.index("--encoder") + 1])   # cheap: is the encoder there to describe?
             plan = plan_argv(argv, check_data=has_data)
         except ProbeError as exc:
             reason = str(exc).splitlines()[0]
@@ -160,7 +163,8 @@ def plan_entry(spec: RunSpec, out: Path, data: Dict[str, Optional[str]], res: Re
     strategy = _strategy(spec, planned, res, throughput, has_data)
     if strategy != "none":
         argv = probes_argv(spec, out, root, res, strategy)
-        planned = resolve_run(argv, spec.version, has_data)
+        if planned.run_id is not None:   # the run id is computed from the arguments the run gets
+            planned = resolve_run(argv, spec.version, has_data)
     entry: Dict[str, Any] = {
         "key": spec.key, "task": spec.task, "table": spec.table, "encoder": spec.encoder,
         "encoder_version": spec.version, "label": _label(spec, planned), "dataset": spec.dataset,
