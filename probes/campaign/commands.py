@@ -15,8 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "one entry per run with its exact command, estimated GPU-hours and peak memory per GPU, and its "
                     "run id when the weights and data are there. Writes OUT/plan.json; --submit runs it.")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--table", choices=("14", "15", "all"), help="the published runs of InternVL 2.5 Table 14/15")
-    what.add_argument("--matrix", type=Path, help="a YAML or python file: encoders x classify / segment settings")
+    what.add_argument("--table", choices=("14", "15", "all"), help="the published runs of InternVL 2.5 Table 14/15 (default: none; this or --matrix)")
+    what.add_argument("--matrix", type=Path, help="a YAML or python file: encoders x classify / segment settings (default: none; this or "
+                      "--table)")
     p.add_argument("--data-imagenet", help="ImageNet root for classify runs (default: none: commands lack --data)")
     p.add_argument("--data-ade20k", help="ADEChallengeData2016/ for ADE20K runs (default: none)")
     p.add_argument("--data-coco-stuff", help="coco_stuff164k/ for COCO-Stuff runs (default: none)")

@@ -71,6 +71,8 @@ def probes_argv(spec: RunSpec, out: Path, data: Optional[str], res: Resources, s
         if strategy != "none":
             argv += ["--strategy", strategy]
     for flag, value in spec.flags:
+        if flag == "--strategy":
+            continue   # given as `strategy` above
         argv += [flag, *(str(v) for v in value)] if isinstance(value, (list, tuple)) else [flag, str(value)]
     if resume:
         argv.append("--resume")

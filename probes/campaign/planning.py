@@ -139,11 +139,11 @@ def run_cost(planned: Planned, spec: RunSpec, res: Resources, strategy: str, has
     return costs.segment_cost(plan, _segment_val_images(plan), res.world, strategy)
 
 
-def _strategy(spec: RunSpec, planned: Planned, res: Resources, throughput: costs.Throughput, has_data: bool) -> str:
-    """A segmentation run's --strategy: the matrix's, else fsdp when the unsharded run would not fit a GPU."""
-    given = dict(spec.flags).get("--strategy")
-    if given or spec.task != "segment" or planned.plan is None or res.world == 1 or res.gpus == 0:
-        return "none"   # a given --strategy is already among the flags
+def _auto_strategy(spec: RunSpec, planned: Planned, res: Resources, throughput: costs.Throughput,
+                   has_data: bool) -> str:
+    """fsdp for a segmentation run on several GPUs whose unsharded estimate would not fit one GPU, else none."""
+    if spec.task != "segment" or planned.plan is None or res.world == 1 or res.gpus == 0:
+        return "none"
     unsharded = run_cost(planned, spec, res, "none", has_data)
     return "fsdp" if unsharded.peak_memory_gib > throughput.memory_gib else "none"
 
@@ -156,12 +156,13 @@ def plan_entry(spec: RunSpec, out: Path, data: Dict[str, Optional[str]], res: Re
     """
     root = data.get(spec.dataset)
     has_data = bool(root)
-    argv = probes_argv(spec, out, root, res)
+    given = str(dict(spec.flags).get("--strategy") or "none")   # a matrix may name the strategy
+    argv = probes_argv(spec, out, root, res, given)
     planned = resolve_run(argv, spec.version, has_data)
     width = planned.plan.encoder.info.embed_dim if planned.plan is not None else 0
     throughput = throughput_of(width)
-    strategy = _strategy(spec, planned, res, throughput, has_data)
-    if strategy != "none":
+    strategy = given if given != "none" else _auto_strategy(spec, planned, res, throughput, has_data)
+    if strategy != given:
         argv = probes_argv(spec, out, root, res, strategy)
         if planned.run_id is not None:   # the run id is computed from the arguments the run gets
             planned = resolve_run(argv, spec.version, has_data)
@@ -182,6 +183,7 @@ def plan_entry(spec: RunSpec, out: Path, data: Dict[str, Optional[str]], res: Re
     cost = run_cost(planned, spec, res, strategy, has_data)
     entry.update(flops=cost.total_flops, flops_by_part=cost.flops,
                  gpu_hours=round(cost.gpu_hours(throughput), 2) if res.gpus else None,
+                 cost_basis=throughput.basis if res.gpus else "CPU run: no GPU-hours",
                  peak_memory_gib=round(cost.peak_memory_gib, 1),
                  memory_by_part_gib={k: round(v / costs.GIB, 2) for k, v in cost.memory.items()},
                  cost_notes=cost.notes + ([f"does not fit one {throughput.device} ({throughput.memory_gib:g} GiB)"]

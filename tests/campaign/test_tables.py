@@ -87,3 +87,27 @@ def test_plan_table_all_prints_every_run_as_json(capsys, tmp_path) -> None:
         # no weights in the cache here: no run id, and the plan says why
         assert entry["run_id"] is None and entry["run_id_note"]
     assert sum(e["gpu_hours"] for e in entries) > 500   # order of a thousand GPU-hours, as a FLOP count says
+
+
+def test_a_matrix_file_crosses_encoders_with_tasks_and_names_a_bad_key(tmp_path) -> None:
+    from probes.campaign.matrix import matrix_runs
+    from probes.errors import ConfigError
+
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text("encoders: [InternViT-300M-448px, timm:vit_base_patch16_224.augreg_in21k]\n"
+                      "classify: {probes: [linear], epochs: 2}\n"
+                      "segment: {datasets: [ade20k], modes: [linear, full], iters: 100, strategy: fsdp,\n"
+                      "          cfg_options: {model.decode_head.dropout_ratio: 0.0}}\n")
+    runs = matrix_runs(matrix)
+    assert [(r.task, r.dataset, r.mode) for r in runs] == [
+        ("classify", "ImageNet", None), ("segment", "ADE20K", "linear"), ("segment", "ADE20K", "full")] * 2
+    argv = probes_argv(runs[2], Path("/c"), "/ade", Resources(8, 1), "fsdp")
+    args = _parse(argv)
+    assert (args.iters, args.strategy, args.cfg_options) == (100, "fsdp", ["model.decode_head.dropout_ratio=0.0"])
+    assert argv.count("--strategy") == 1
+    assert _parse(probes_argv(runs[0], Path("/c"), "/in", Resources(1, 1))).probes == "linear"
+    (tmp_path / "bad.yaml").write_text("encoders: [a]\nsegment: {mode: [linear]}\n")
+    with pytest.raises(ConfigError, match="unknown key 'mode'"):
+        matrix_runs(tmp_path / "bad.yaml")
+    (tmp_path / "m.py").write_text("encoders = ['InternViT-300M-448px']\nclassify = dict(epochs=1)\n")
+    assert [r.task for r in matrix_runs(tmp_path / "m.py")] == ["classify"]
