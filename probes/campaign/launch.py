@@ -11,7 +11,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from probes.campaign.matrix import SEG_DATASETS, RunSpec
 
@@ -126,11 +126,3 @@ def probes_part(command: str) -> List[str]:
             return words[i + 1:]
     raise ValueError(f"no probes command in {command!r}")
 
-
-def summary(argv: List[str]) -> Dict[str, str]:
-    """The flags of an argv as a mapping (the last value of each; for display)."""
-    found: Dict[str, str] = {}
-    for i, word in enumerate(argv):
-        if word.startswith("--") and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-            found[word] = argv[i + 1]
-    return found

@@ -111,3 +111,29 @@ def test_a_matrix_file_crosses_encoders_with_tasks_and_names_a_bad_key(tmp_path)
         matrix_runs(tmp_path / "bad.yaml")
     (tmp_path / "m.py").write_text("encoders = ['InternViT-300M-448px']\nclassify = dict(epochs=1)\n")
     assert [r.task for r in matrix_runs(tmp_path / "m.py")] == ["classify"]
+
+
+def test_a_segment_run_id_is_the_one_the_job_computes(tiny_encoders, tmp_path) -> None:
+    """The job runs the plan's arguments with --resume (and --launcher pytorch on several GPUs): same run id."""
+    import numpy as np
+
+    from probes.campaign.matrix import RunSpec
+    from probes.campaign.planning import plan_argv, resolve_run
+    from probes.testing.segmentation_data import write_ade20k
+
+    def scene(rng: np.random.Generator, height: int, width: int):
+        labels = np.zeros((height, width), np.uint8)
+        labels[:, width // 2:] = 1
+        return np.repeat(labels[..., None] * 200, 3, axis=2).astype(np.uint8), labels
+
+    data = write_ade20k(tmp_path / "data", scene, 2, 2)
+    spec = RunSpec("segment", str(tiny_encoders[0]), "custom", dataset="ADE20K", mode="head",
+                   flags=(("--iters", 4),), cfg_options=("model.decode_head.channels=16",
+                                                         "model.auxiliary_head.channels=16"))
+    argv = probes_argv(spec, tmp_path / "c", str(data), Resources(0, 1))
+    cut = argv.index("--cfg-options")
+    argv = [*argv[:cut], "--allow-subset", *argv[cut:]]   # the tiny data is a subset
+    planned = resolve_run(argv, "custom", has_data=True)
+    assert planned.run_id and planned.run_id.startswith("encA_ade20k_head_")
+    job_argv = [*argv[:cut], "--allow-subset", "--resume", "--launcher", "pytorch", *argv[cut + 1:]]
+    assert plan_argv(job_argv).run_id == planned.run_id
