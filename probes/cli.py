@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "probes.check_data",
     "probes.report.commands",
     "probes.demo.commands",
+    "probes.campaign.commands",
 )
 
 

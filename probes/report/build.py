@@ -227,11 +227,12 @@ def _class_changes(names: Sequence[str], runs14: pd.DataFrame, seg_runs: pd.Data
 def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path] = None,
                  formats: set[str] = frozenset({"md", "csv"}), compare: Optional[Sequence[str]] = None,
                  segmentation_metric: str = "final", bootstrap: int = 1000, seed: int = 0,
-                 top_classes: int = 10) -> Report:
+                 top_classes: int = 10, plan: Optional[Path] = None) -> Report:
     """Write every table (md/csv/tex), the plots and `report.md` into `out_dir`.
 
     ``bootstrap`` resamples per interval (0: no intervals), ``seed`` their seed; ``top_classes`` how many
-    classes per direction the per-class changes of an explicit ``compare`` list.
+    classes per direction the per-class changes of an explicit ``compare`` list; ``plan`` a campaign plan
+    (default: RESULTS/plan.json when there) whose runs without rows are listed as missing.
     """
     if segmentation_metric not in SEGMENTATION_METRICS:
         raise ConfigError(f"--segmentation-metric {segmentation_metric} is not one of final, best")
@@ -290,6 +291,10 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
         if compare and len(names) >= 2 else ({}, {}, [], []))
     interval_seconds = time.perf_counter() - started
 
+    # A campaign's planned runs without rows stay in the tables as "missing (state)" (probes.campaign).
+    from probes.campaign.report_cells import with_planned_cells
+
+    t14, t15, planned_note = with_planned_cells(results_dir, plan, t14, t15)
     frames = {"table14_classification": t14, "table15_segmentation": t15, "measured_vs_published": vs_published,
               "published_table14": published_table14(pub14), "published_table15": published15}
     optional = {"table14_other_runs": t14_others, "table15_other_runs": t15_others,
@@ -312,6 +317,7 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
     sections = ["# Probe report", ""] + ([DEMO_NOTE, ""] if demo else [])
     note = _flag_note([t14, t15])
     sections += [note, ""] if note else []
+    sections += [planned_note, ""] if planned_note else []
     sections += ["## Classification (InternVL 2.5 Table 14 layout, top-1 %)", "", TABLE14_NOTE, "",
                  classification_note, "", to_markdown(t14)]
     if "table14_other_runs" in frames:

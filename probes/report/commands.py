@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-classes", type=int, default=10, metavar="K",
                         help="with --compare: the K classes with the largest gains and the K with the largest losses "
                              "per set (default 10)")
+    parser.add_argument("--plan", type=Path, default=None,
+                        help="a campaign's plan.json (probes plan): its runs without rows are listed as missing "
+                             "(default: RESULTS/plan.json when there)")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 2 if any result row was malformed and skipped (the report is "
                              "still written)")
@@ -45,7 +48,7 @@ def run_report(args: argparse.Namespace) -> int:
     out = args.out or args.results / "report"
     report = build_report(args.results, out, reference_dir=args.reference, formats=formats, compare=args.compare,
                           segmentation_metric=args.segmentation_metric, bootstrap=args.bootstrap, seed=args.seed,
-                          top_classes=args.top_classes)
+                          top_classes=args.top_classes, plan=args.plan)
     if args.strict and report.skipped:
         count = f"{len(report.skipped)} malformed result row{'' if len(report.skipped) == 1 else 's'}"
         raise ResultFileError(f"{count} skipped (first: {report.skipped[0]}); {report.index} lists them all")

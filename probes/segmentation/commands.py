@@ -62,17 +62,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     prep.set_defaults(func=run_prepare)
 
 
-def run_segment(args: argparse.Namespace) -> int:
-    """Train + validate, print the result row (or only the resolved config)."""
+def options_from_args(args: argparse.Namespace):
+    """The run's `SegmentOptions` from the parsed flags (also what `probes plan` plans a run with)."""
     from probes.config_files import parse_cfg_options
-    from probes.segmentation.runner import SegmentOptions, print_config, run_segmentation
+    from probes.segmentation.runner import SegmentOptions
 
-    opts = SegmentOptions(
+    return SegmentOptions(
         encoder=args.encoder, dataset=args.dataset, data=args.data, mode=args.mode, config=args.config,
         cfg_options=parse_cfg_options(args.cfg_options), iters=args.iters, batch_size=args.batch_size,
         crop_size=args.crop_size, device=args.device, workers=args.workers, out=args.out,
         resume=args.resume, overwrite=args.overwrite, launcher=args.launcher, strategy=args.strategy,
         revision=args.revision, allow_subset=args.allow_subset)
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    """Train + validate, print the result row (or only the resolved config)."""
+    from probes.segmentation.runner import print_config, run_segmentation
+
+    opts = options_from_args(args)
     if args.print_config:
         print(print_config(opts, args.print_config))
         return 0
