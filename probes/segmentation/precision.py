@@ -2,9 +2,9 @@
 
 Arrangements (docs/recipes.md has the released code they transcribe):
 - `released`: what InternVL-MMDetSeg ran for head and full tuning (DeepSpeed 0.8.0 ZeRO-1, bf16 enabled,
-  ToBFloat16Hook): backbone and neck weights in bf16, fp32 master copies updated as ZeRO-1 updates them
-  (`ReleasedPrecisionOptimWrapper`), heads computing in fp32. Linear probing ran without DeepSpeed: a bf16
-  frozen backbone and an fp32 head.
+  ToBFloat16Hook): backbone and neck weights in bf16, computing in bf16 without autocast, fp32 master
+  copies updated as ZeRO-1 updates them (`ReleasedPrecisionOptimWrapper`), heads computing in fp32.
+  Linear probing ran without DeepSpeed: a bf16 frozen backbone (ToBFloat16Hook) and an fp32 head.
 - `autocast-fp32-weights`: fp32 neck and head weights (full tuning: fp32 encoder too) under bf16 autocast;
   a frozen encoder is still stored in bf16. The suite's arrangement before issue 19.
 - `fp32`: fp32 weights, no autocast (bf16 is slow on CPUs: a CPU run's default).
@@ -22,14 +22,14 @@ from probes.errors import ConfigError
 
 PRECISIONS = ("released", "autocast-fp32-weights", "fp32")
 AUTOCAST = ("cuda", "always", "never")
-_RELEASED_TUNING = ("bf16 backbone and neck weights, fp32 masters, fp16-communicated gradients (DeepSpeed 0.8.0 "
+_RELEASED_TUNING = ("bf16 backbone and neck weights computing in bf16, fp32 masters, fp16-communicated gradients (DeepSpeed 0.8.0 "
                     "ZeRO-1), heads computing in fp32 on bf16-rounded weights")
 # What each arrangement holds, per mode: the words a row's notes quote when a run's differ from the release's.
 WEIGHTS = {
-    "released": {"linear": "bf16 frozen backbone, fp32 head",
+    "released": {"linear": "bf16 frozen backbone computing in bf16, fp32 head",
                  "head": _RELEASED_TUNING.replace("bf16 backbone and neck", "bf16 frozen backbone, bf16 neck"),
                  "full": _RELEASED_TUNING},
-    "autocast-fp32-weights": {"linear": "bf16 frozen backbone, fp32 head",
+    "autocast-fp32-weights": {"linear": "bf16 frozen backbone under bf16 autocast, fp32 head",
                               "head": "bf16 frozen backbone, fp32 neck and heads under bf16 autocast",
                               "full": "fp32 backbone, neck and heads under bf16 autocast"},
     "fp32": {"linear": "fp32", "head": "fp32", "full": "fp32"},
@@ -59,16 +59,15 @@ def configure(cfg: Any, arrangement: str, mode: str) -> None:
     """Set the modules' dtypes and autocast and the optimizer wrapper that realise `arrangement`."""
     model = cfg.model
     parts = [model.backbone] + ([model.neck] if model.get("neck") is not None else [])
+    # The released backbone and neck compute in their bf16 weights' dtype (no autocast: its norms cast to
+    # fp32 themselves, as ours do); the autocast arrangement computes fp32 weights under bf16 autocast.
+    for part in parts:
+        part.bf16_autocast = "always" if arrangement == "autocast-fp32-weights" else "never"
     if arrangement == "fp32":
-        for part in parts:
-            part.bf16_autocast = "never"
         return
     if mode != "full" and model.backbone.get("dtype") is None:
         model.backbone.dtype = "bfloat16"   # a frozen encoder is stored in bf16 (half the memory)
-    if arrangement == "autocast-fp32-weights":
-        for part in parts:
-            part.bf16_autocast = "always"
-    elif mode != "linear":
+    if arrangement == "released" and mode != "linear":
         requested = cfg.optim_wrapper.get("type", "OptimWrapper")
         if requested != "OptimWrapper":
             raise ConfigError(f"optim_wrapper.type={requested!r} does not combine with precision='released', whose "

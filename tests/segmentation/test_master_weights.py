@@ -125,3 +125,40 @@ def test_masters_are_saved_and_a_resumed_update_continues_bitwise() -> None:
         assert torch.equal(a, b)
     for a, b in zip(whole_wrapper.optimizer.param_groups, resumed_wrapper.optimizer.param_groups):
         assert all(torch.equal(x, y) for x, y in zip(a["params"], b["params"]))
+
+
+
+class _Net(nn.Module):
+    """The shape of the released model: a bf16 part handing fp32 features to an fp32 head."""
+
+    def __init__(self, parts: nn.ModuleDict) -> None:
+        super().__init__()
+        self.parts = parts
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.parts.head(self.parts.backbone(x.to(torch.bfloat16)).float())
+
+
+def test_under_ddp_the_mixed_dtype_model_takes_the_same_update(tmp_path) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    def train(parts: nn.ModuleDict, ddp: bool) -> None:
+        net = _Net(parts)
+        run = DistributedDataParallel(net) if ddp else net   # DDP buckets bf16 and fp32 gradients apart
+        wrapper = _wrapper(parts, 0.5)
+        for step in range(2):
+            run(torch.randn(4, 6, generator=torch.Generator().manual_seed(step))).sum().backward()
+            wrapper.step()
+            wrapper.zero_grad()
+
+    plain, wrapped = _model(), _model()
+    train(plain, ddp=False)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        train(wrapped, ddp=True)
+    finally:
+        dist.destroy_process_group()
+    assert {p.dtype for p in wrapped.backbone.parameters()} == {torch.bfloat16}
+    assert all(torch.equal(a, b) for a, b in zip(plain.parameters(), wrapped.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(_model().parameters(), wrapped.parameters()))
