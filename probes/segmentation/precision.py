@@ -22,8 +22,8 @@ from probes.errors import ConfigError
 
 PRECISIONS = ("released", "autocast-fp32-weights", "fp32")
 AUTOCAST = ("cuda", "always", "never")
-_RELEASED_TUNING = ("bf16 backbone and neck weights computing in bf16, fp32 masters, fp16-communicated gradients (DeepSpeed 0.8.0 "
-                    "ZeRO-1), heads computing in fp32 on bf16-rounded weights")
+_RELEASED_TUNING = ("bf16 backbone and neck weights computing in bf16, fp32 masters, fp16-communicated gradients "
+                    "(DeepSpeed 0.8.0 ZeRO-1), heads computing in fp32 on bf16-rounded weights")
 # What each arrangement holds, per mode: the words a row's notes quote when a run's differ from the release's.
 WEIGHTS = {
     "released": {"linear": "bf16 frozen backbone computing in bf16, fp32 head",

@@ -49,7 +49,8 @@ def test_resume_equals_uninterrupted(mode: str, precision: str, tiny_encoder: Pa
     if precision == "released":
         assert resumed["precision"] == "bf16"
         assert {a[k].dtype for k in a if k.startswith(("backbone.", "neck."))} == {torch.bfloat16}
-        heads = {k: v for k, v in a.items() if k.startswith(("decode_head.", "auxiliary_head.")) and v.is_floating_point()}
+        heads = {k: v for k, v in a.items()
+                 if k.startswith(("decode_head.", "auxiliary_head.")) and v.is_floating_point()}
         assert {h.dtype for h in heads.values()} == {torch.float32}
         weights = [h for k, h in heads.items() if "running_" not in k]   # BN statistics are buffers, kept fp32
         assert weights and all(torch.equal(h, h.to(torch.bfloat16).float()) for h in weights)
