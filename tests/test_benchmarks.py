@@ -74,6 +74,16 @@ def test_segmentation_step_smoke():
 
 
 @pytest.mark.slow
+def test_precision_paths_smoke():
+    values = summary(run_benchmark("precision_paths.py", "--smoke"))
+    assert list(values) == ["released_first_loss_diff", "autocast_first_loss_diff", "released_update_diff",
+                            "autocast_update_diff", "bf16_rounding_diff", "released_master_diff"]
+    assert all(re.fullmatch(r"-?\d+(\.\d+)?(e[-+]\d+)?", v) for v in values.values()), values
+    # The released path stores bf16 weights: its parameters differ from the fp32 run's by at least rounding.
+    assert float(values["released_update_diff"]) > 0 and float(values["bf16_rounding_diff"]) > 0
+
+
+@pytest.mark.slow
 def test_gpu_check_runs_its_code_paths_on_cpu_at_toy_size(tmp_path):
     line = run_benchmark("gpu_check.py", "--device", "cpu", "--tiny", "--out", str(tmp_path), timeout=600)
     n = int(re.fullmatch(r"gpu_check ok figures=(\d+)", line).group(1))

@@ -9,11 +9,15 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 
 from probes.errors import ConfigError
+from probes.segmentation.precision import bf16_autocast, check_autocast
 
 
 @MODELS.register_module()
 class ProbeEncoder(BaseModule):
     """A frozen (no grad, bf16 on GPU) or trainable (drop path, checkpointing) vision encoder.
+
+    `bf16_autocast`: where it computes under bf16 autocast (`cuda`: on a GPU, the default; `always`;
+    `never`); without autocast it computes in its weights' dtype.
 
     `out_indices` are block indices (negatives count from the last block); blocks after the last one
     needed are dropped, so linear probing at block 44 of 48 never runs blocks 45..47. `input_size`
@@ -23,7 +27,7 @@ class ProbeEncoder(BaseModule):
     def __init__(self, source: str, out_indices: Union[int, Sequence[int]] = (-1,), trainable: bool = False,
                  drop_path_rate: float = 0.0, grad_checkpointing: bool = False, num_layers: Optional[int] = None,
                  weights: Optional[str] = None, version: Optional[str] = None, revision: Optional[str] = None,
-                 bf16_on_gpu: bool = True, dtype: Optional[str] = None, input_size: Optional[int] = None,
+                 bf16_autocast: str = "cuda", dtype: Optional[str] = None, input_size: Optional[int] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if source is None:
@@ -31,7 +35,7 @@ class ProbeEncoder(BaseModule):
         from probes.encoders import load_encoder
 
         self.trainable = trainable
-        self.bf16_on_gpu = bf16_on_gpu
+        self.bf16_autocast = check_autocast(bf16_autocast)
         # Any `load_encoder` source, `random:VERSION` (seeded weights, for shape-only uses) included.
         self.encoder = load_encoder(str(source), version=version, weights=weights, revision=revision,
                                     num_layers=num_layers, dtype=dtype,
@@ -69,11 +73,6 @@ class ProbeEncoder(BaseModule):
             self.encoder.eval()
         return self
 
-    def _autocast(self, x: torch.Tensor) -> contextlib.AbstractContextManager:
-        # The recipe computes the backbone in bf16 and the heads in fp32; bf16 is ~4x slower on CPU.
-        if self.bf16_on_gpu and x.is_cuda:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) -> one (B, C, H/p, W/p) float32 map per out index."""
@@ -81,9 +80,10 @@ class ProbeEncoder(BaseModule):
         # must save them; no_grad still keeps none of the encoder's own activations.
         grad = contextlib.nullcontext() if self.trainable else torch.no_grad()
         weight_dtype = next(self.encoder.parameters()).dtype
-        if not (self.bf16_on_gpu and x.is_cuda) and x.dtype != weight_dtype:
-            x = x.to(weight_dtype)   # e.g. a bf16-stored encoder run without autocast
-        with grad, self._autocast(x):
+        autocast = bf16_autocast(self.bf16_autocast, x)
+        if autocast is None and x.dtype != weight_dtype:
+            x = x.to(weight_dtype)   # e.g. bf16-stored weights run without autocast: compute in bf16
+        with grad, autocast or contextlib.nullcontext():
             maps = self.encoder.forward_intermediates(x, self.out_indices, intermediates_only=True)
         return [m.float() for m in maps]
 

@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "replacing its row")
     seg.add_argument("--strategy", default="none", choices=("none", "ddp", "fsdp", "deepspeed"),
                      help="mmengine FlexibleRunner strategy: fsdp (torch FSDP) shards the model; ddp is the "
-                          "unsharded one; deepspeed (ZeRO-1 bf16, as released) is refused: it does not run yet")
+                          "unsharded one (both keep fp32 masters replicated); deepspeed is refused: it does not run "
+                          "(the released ZeRO-1 bf16 update is precision='released', the GPU default)")
     seg.add_argument("--print-config", nargs="?", const="py", choices=("py", "json"), default=None,
                      help="print the fully resolved config (no weights or data read) and exit; py when no format "
                           "is given (default: off)")

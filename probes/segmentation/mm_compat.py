@@ -127,7 +127,8 @@ def import_mmseg() -> None:
 
     register_global_bn()
     # Why explicit imports: Config objects built from dicts ignore `custom_imports` (dependencies.md #4).
-    from probes.segmentation import backbone, hooks, layer_decay, linear_head, metric, neck, segmentor  # noqa: F401
+    from probes.segmentation import (backbone, hooks, layer_decay, linear_head, master_weights, metric,  # noqa: F401
+                                     neck, segmentor)
 
 
 def init_cpu_process_group(launcher: str) -> None:

@@ -11,6 +11,8 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import nn
 
+from probes.segmentation.precision import bf16_autocast, check_autocast
+
 
 class ChannelLayerNorm(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW map, computed in float32 (eps 1e-6, as released)."""
@@ -29,8 +31,11 @@ class ChannelLayerNorm(nn.LayerNorm):
 
 def _init_transposed_conv(conv: nn.ConvTranspose2d) -> None:
     # The released neck's init: normal(0, sqrt(2 / fan_out)) with fan_out = k*k*out/groups, bias 0.
+    # Drawn in fp32 and copied: a bf16-stored neck (the released arrangement) gets the fp32 draw rounded,
+    # as the release, which initialised in fp32 and then cast to bf16.
     fan_out = conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels // conv.groups
-    nn.init.normal_(conv.weight, mean=0.0, std=math.sqrt(2.0 / fan_out))
+    with torch.no_grad():
+        conv.weight.copy_(torch.empty_like(conv.weight, dtype=torch.float32).normal_(0.0, math.sqrt(2.0 / fan_out)))
     nn.init.zeros_(conv.bias)
 
 
@@ -40,13 +45,13 @@ class ViTPyramidNeck(BaseModule):
 
     Channels are unchanged (C each), as in the published head-tuning recipe. On CUDA the neck computes
     in bf16 like the backbone (the released recipe casts backbone and neck to bf16), its LayerNorm in
-    fp32, and returns float32 maps for the fp32 decode heads.
+    fp32, and returns float32 maps for the fp32 decode heads. `bf16_autocast` as for ProbeEncoder.
     """
 
-    def __init__(self, embed_dim: int, bf16_on_gpu: bool = True, init_cfg: dict | None = None) -> None:
+    def __init__(self, embed_dim: int, bf16_autocast: str = "cuda", init_cfg: dict | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
         c = embed_dim
-        self.bf16_on_gpu = bf16_on_gpu
+        self.bf16_autocast = check_autocast(bf16_autocast)
         self.up4 = nn.Sequential(
             nn.ConvTranspose2d(c, c, kernel_size=2, stride=2), ChannelLayerNorm(c), nn.GELU(),
             nn.ConvTranspose2d(c, c, kernel_size=2, stride=2))
@@ -69,8 +74,11 @@ class ViTPyramidNeck(BaseModule):
         """Four (B, C, h, w) maps -> (B, C, 4h, 4w), (B, C, 2h, 2w), (B, C, h, w), (B, C, h/2, w/2)."""
         if len(maps) != 4:
             raise ValueError(f"ViTPyramidNeck takes 4 maps (backbone out_indices), got {len(maps)}")
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16_on_gpu and maps[0].is_cuda
-                    else contextlib.nullcontext())
-        with autocast:
+        autocast = bf16_autocast(self.bf16_autocast, maps[0])
+        if autocast is None:
+            # Without autocast it computes in its weights' dtype: bf16 in the released arrangement, whose
+            # neck takes the backbone's bf16 maps (ours hands over their exact fp32 copies).
+            maps = [m.to(self.up2.weight.dtype) for m in maps]
+        with autocast or contextlib.nullcontext():
             out = (self.up4(maps[0]), self.up2(maps[1]), self.same(maps[2]), self.down2(maps[3]))
         return tuple(o.float() for o in out)

@@ -17,7 +17,7 @@ from probes.protocol import ProtocolWords, number_shaping, recipe_changes
 from probes.results import MODES, SEGMENTATION_COLUMNS, append_rows, run_finished
 from probes.run_identity import check_rerun, make_run_id, plan_json, write_plan
 from probes.runtime import device_type
-from probes.segmentation import settings
+from probes.segmentation import precision, settings
 from probes.segmentation.datasets import DatasetSpec, check_complete, check_dataset, dataset_spec, resolve_root
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class SegmentPlan:
     protocol: ProtocolWords
     run_id: str
     subset: bool = False    # a split has fewer images than the released dataset (--allow-subset)
+    arrangement: str = "released"   # how weights are held and updated (precision.py: the `precision` key resolved)
 
     def as_dict(self) -> dict:
         """The plan as plain data: what `--print-config json` prints and the run writes into its folder."""
@@ -78,7 +79,8 @@ class SegmentPlan:
                 "encoder": {"source": self.encoder.canonical, "fingerprint": self.encoder.fingerprint,
                             "version": self.encoder.version_label, "random_weights": self.encoder.random_weights},
                 "dataset": self.dataset.name, "data_root": self.data_root, "device": self.device,
-                "precision": self.precision, "total_batch": self.total_batch, "crop": self.crop,
+                "precision": self.precision, "precision_arrangement": self.arrangement,
+                "total_batch": self.total_batch, "crop": self.crop,
                 "iters": self.iters, "config": self.cfg.to_dict()}
 
 
@@ -108,11 +110,14 @@ def _add_strategy(cfg: Any, strategy: str) -> None:
     if strategy == "deepspeed":
         # Found by running it (2 CPU processes, DS_ACCELERATOR=cpu): mmengine 0.10.7's DeepSpeedStrategy imports
         # deepspeed.runtime.fp16.onebit, gone in DeepSpeed 0.19; with 0.18 the engine builds, casts the whole
-        # model to bf16, and the first forward fails (the neck gets the encoder's fp32 maps). It needs the
-        # released precision arrangement (bf16 backbone and neck, heads casting themselves to fp32).
-        raise ConfigError("--strategy deepspeed does not run yet: DeepSpeed casts the whole model to bf16, which "
-                          "the neck and heads do not take (and DeepSpeed >= 0.19 breaks mmengine 0.10.7's "
-                          "strategy); use --strategy fsdp")
+        # model to bf16, and the first forward fails (the neck gets the encoder's fp32 maps). The released
+        # runs' arithmetic (DeepSpeed 0.8.0 ZeRO-1 bf16) is carried without DeepSpeed instead: precision=
+        # 'released' (master_weights.py), single-process or DDP; only ZeRO-1's partitioning of the masters
+        # and optimizer state over processes is not.
+        raise ConfigError("--strategy deepspeed does not run (mmengine 0.10.7's DeepSpeed strategy fails with "
+                          "DeepSpeed >= 0.19, and with 0.18 casts the heads to bf16); the released ZeRO-1 bf16 "
+                          "update runs without it: precision='released' (the GPU default), alone or with "
+                          "--strategy ddp / --launcher")
     name = {"ddp": "ddp.py", "fsdp": "fsdp.py", "deepspeed": "deepspeed_zero.py"}[strategy]
     shard = load_file(config_dir("segmentation") / "_base_" / "strategies" / name)
     cfg.merge_from_dict(shard.to_dict())
@@ -163,28 +168,15 @@ def _check_options_kept(cfg: Any, options: dict, patch: int) -> None:
                               "it cannot be overridden (use --crop-size or another encoder)")
 
 
-# How the weights are held on a GPU. The released head and full tuning ran DeepSpeed ZeRO-1 bf16: backbone and
-# neck weights in bf16 with fp32 master copies, heads in fp32 (ToBFloat16Hook); linear probing ran without
-# DeepSpeed, frozen backbone in bf16. Ours keeps fp32 neck and head weights (full tuning: fp32 encoder too)
-# under bf16 autocast: the same for linear probing, a named change for head and full tuning (issue 19).
-_RELEASED_WEIGHTS = {"linear": "bf16 frozen backbone, fp32 head",
-                     "head": "bf16 backbone and neck weights with fp32 masters (ZeRO-1), fp32 heads",
-                     "full": "bf16 backbone and neck weights with fp32 masters (ZeRO-1), fp32 heads"}
-_OUR_WEIGHTS = {"linear": "bf16 frozen backbone, fp32 head",
-                "head": "bf16 frozen backbone, fp32 neck and heads under bf16 autocast",
-                "full": "fp32 backbone, neck and heads under bf16 autocast"}
-
-
-def _values(cfg: Any, encoder: ResolvedEncoder, root: str, device: str, mode: str, released: bool = False) -> dict:
+def _values(cfg: Any, encoder: ResolvedEncoder, root: str, device: str, mode: str, arrangement: str) -> dict:
     """Every resolved value of a run, with the encoder and data named by what they are, not their spelling.
 
-    `released`: the values of the released run (its precision arrangement on a GPU), for the published plan.
+    The `precision` key is planned as what it resolves to on `device` (`effective.precision` and `.weights`).
     """
-    resolved = {k: v for k, v in cfg.to_dict().items() if k not in settings.TEMPLATES}
+    resolved = {k: v for k, v in cfg.to_dict().items() if k not in settings.TEMPLATES and k != "precision"}
     resolved["custom_hooks"] = settings.shaping_hooks(resolved.get("custom_hooks"))
-    weights = "fp32" if device != "cuda" else (_RELEASED_WEIGHTS if released else _OUR_WEIGHTS)[mode]
-    return {**resolved, "effective": {"precision": "bf16" if device == "cuda" else "fp32", "weights": weights,
-                                      "device": device},
+    return {**resolved, "effective": {"precision": "fp32" if arrangement == "fp32" else "bf16",
+                                      "weights": precision.WEIGHTS[arrangement][mode], "device": device},
             "identity": {"encoder": encoder.canonical, "weights": encoder.fingerprint or encoder.canonical,
                          "data": root}}
 
@@ -219,19 +211,21 @@ def plan_segmentation(opts: SegmentOptions, check_data: bool = True) -> SegmentP
     device = device_type(opts.device)
     data_root = os.path.realpath(root) if root is not None else (
         os.path.realpath(Path(opts.data).expanduser()) if opts.data is not None else "")
-    values = _values(cfg, encoder, data_root, device, opts.mode)
+    arrangement = precision.resolve_precision(cfg.get("precision"), device, opts.mode, opts.strategy)
+    values = _values(cfg, encoder, data_root, device, opts.mode, arrangement)
     # The plan the published recipe gives for this encoder: its own config, no option, the recipe's device.
     published_opts = replace(opts, config=None, cfg_options={}, iters=None, batch_size=None, crop_size=None,
                              strategy="none")
-    published = _values(_resolved_cfg(published_opts, encoder, spec, root, published_path), encoder, data_root,
-                        "cuda", opts.mode, released=True)
+    published_cfg = _resolved_cfg(published_opts, encoder, spec, root, published_path)
+    published = _values(published_cfg, encoder, data_root, "cuda", opts.mode,
+                        precision.resolve_precision(published_cfg.get("precision"), "cuda", opts.mode))
     protocol = settings.protocol_words_of(cfg, recipe_changes(values, published), info.patch_size, crop,
                                           opts.protocol_label, encoder.random_weights)
     run_id = make_run_id(encoder.name, [spec.key, opts.mode, f"{crop}px"], number_shaping(values))
     # Config batch sizes are totals (the recipe's 16); mmengine's loaders take per-process sizes.
     cfg.train_dataloader.batch_size = total_batch // world
     return SegmentPlan(cfg, spec, encoder, path, published_path, total_batch, crop, iters, device,
-                       values["effective"]["precision"], data_root, values, protocol, run_id, subset)
+                       values["effective"]["precision"], data_root, values, protocol, run_id, subset, arrangement)
 
 
 def _walk_norms(node: Any, old: str, new: str) -> None:
@@ -246,7 +240,7 @@ def _walk_norms(node: Any, old: str, new: str) -> None:
             _walk_norms(value, old, new)
 
 
-def _configure_device(cfg: Any, device: str, mode: str) -> None:
+def _configure_device(cfg: Any, device: str, mode: str, arrangement: str) -> None:
     from mmengine.device import utils as device_utils
 
     from probes.segmentation.mm_compat import optim_wrapper_type
@@ -269,9 +263,7 @@ def _configure_device(cfg: Any, device: str, mode: str) -> None:
         # torch 1.12's defaults, which the released runs had: TF32 for cuDNN convolutions, not for matmuls.
         torch.backends.cudnn.allow_tf32 = bool(cfg.get("allow_tf32", True))
         torch.backends.cuda.matmul.allow_tf32 = False
-        if mode != "full" and cfg.model.backbone.get("dtype") is None:
-            # A frozen encoder is stored in bf16 on GPU (half the memory); the recipe computes it in bf16.
-            cfg.model.backbone.dtype = "bfloat16"
+    precision.configure(cfg, arrangement, mode)
     cfg.optim_wrapper.type = optim_wrapper_type(cfg.optim_wrapper.get("type", "OptimWrapper"), device)
 
 
@@ -330,7 +322,7 @@ def print_config(opts: SegmentOptions, fmt: str = "py") -> str:
     device = _prepare_runtime(opts, require_device=False)
     plan = plan_segmentation(opts, check_data=opts.data is not None)
     plan.cfg.launcher = opts.launcher
-    _configure_device(plan.cfg, device, opts.mode)
+    _configure_device(plan.cfg, device, opts.mode, plan.arrangement)
     if fmt == "json":
         return plan_json(plan.as_dict()).rstrip("\n")
     plan.cfg.run_id = plan.run_id
@@ -344,7 +336,7 @@ def run_segmentation(opts: SegmentOptions) -> dict:
     plan = plan_segmentation(opts)
     cfg = plan.cfg
     cfg.launcher = opts.launcher
-    _configure_device(cfg, device, opts.mode)
+    _configure_device(cfg, device, opts.mode, plan.arrangement)
     results = Path(opts.out) / RESULT_FILE
     work_dir = Path(opts.out) / plan.run_id
     marker = work_dir / "last_checkpoint"

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 
+from probes.segmentation.precision import round_to_bf16_
+
 
 def slide_windows(height: int, width: int, crop: tuple, stride: tuple) -> List[tuple]:
     """(y1, y2, x1, x2) of every window, in mmseg's order and with its edge rule (the last window ends at the edge)."""
@@ -32,7 +34,33 @@ class ProbeEncoderDecoder(EncoderDecoder):
     sizes have different window counts, and a per-window loop deadlocks the job at its first validation. The
     val sampler gives every process the same number of images, so one call per image keeps them in step (and
     on one GPU a batch of windows is faster than a loop).
+
+    `bf16_weights` (the released arrangement, `precision.py`): backbone and neck are cast to bf16 once built,
+    before any wrapper (DDP) sees them, as DeepSpeed cast the released model; the heads stay fp32 tensors
+    holding bf16-rounded values, which is what the released heads computed with (DeepSpeed re-points every
+    parameter at its bf16 buffer after each step; the heads cast themselves back to fp32 each forward).
+    The backbone and neck hand the heads fp32 maps, as the released backbone does.
     """
+
+    def __init__(self, *args, bf16_weights: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.bf16_weights = bf16_weights
+        if bf16_weights:
+            self.backbone.to(torch.bfloat16)
+            if self.with_neck:
+                self.neck.to(torch.bfloat16)
+            self._round_heads()
+
+    def _round_heads(self) -> None:
+        for head in (self.decode_head, getattr(self, "auxiliary_head", None)):
+            if head is not None:
+                round_to_bf16_(head)
+
+    def init_weights(self) -> None:
+        """mmengine's init pass; with `bf16_weights` the re-drawn head weights are rounded to bf16 again."""
+        super().init_weights()
+        if self.bf16_weights:
+            self._round_heads()
 
     def slide_inference(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
         """Logits of each image: every window decoded in one batch, overlaps averaged."""

@@ -17,6 +17,20 @@ Scene = Callable[[np.random.Generator, int, int], Tuple[np.ndarray, np.ndarray]]
 Size = Tuple[int, int]  # (height, width)
 
 
+def band_scene(values: Sequence[int]) -> Scene:
+    """Scenes whose colour follows a label map of vertical bands of `values` (learnable, not trivial)."""
+    def scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.zeros((height, width), dtype=np.uint8)
+        bands = np.sort(rng.choice(np.arange(8, width - 8), size=len(values) - 1, replace=False))
+        for value, start in zip(values[1:], bands):
+            labels[:, start:] = value
+        palette = {v: rng.integers(0, 256, size=3) for v in values}
+        image = np.stack([palette[v] for v in labels.ravel()]).reshape(height, width, 3)
+        image = np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
+        return image, labels
+    return scene
+
+
 def _write_split(images: Path, annotations: Path, names: Sequence[str], sizes: Sequence[Size], scene: Scene,
                  rng: np.random.Generator, quality: int) -> None:
     images.mkdir(parents=True, exist_ok=True)

@@ -3,26 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import mmseg  # noqa: F401  (the seg extra is part of the test install: missing it is a failure, not a skip)
 from probes.testing import segmentation_data
-from probes.testing.segmentation_data import Scene
-
-
-def band_scene(values: list[int]) -> Scene:
-    """Scenes whose colour follows a label map of vertical bands of `values` (learnable, not trivial)."""
-    def scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        labels = np.zeros((height, width), dtype=np.uint8)
-        bands = np.sort(rng.choice(np.arange(8, width - 8), size=len(values) - 1, replace=False))
-        for value, start in zip(values[1:], bands):
-            labels[:, start:] = value
-        palette = {v: rng.integers(0, 256, size=3) for v in values}
-        image = np.stack([palette[v] for v in labels.ravel()]).reshape(height, width, 3)
-        image = np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
-        return image, labels
-    return scene
+from probes.testing.segmentation_data import band_scene
 
 
 def write_ade20k(root: Path, n_train: int = 4, n_val: int = 2, seed: int = 0) -> Path:

@@ -90,6 +90,32 @@ def test_full_mode_trains_the_backbone_with_drop_path(tiny_encoder: Path) -> Non
     assert any("drop_path" in n and type(m).__name__ == "DropPath" for n, m in model.backbone.named_modules())
 
 
+def test_released_precision_holds_bf16_backbone_and_neck_and_fp32_heads(tiny_encoder: Path) -> None:
+    cfg = _model_cfg("full", str(tiny_encoder), _info(48, 4, "custom"), input_size=56)
+    cfg.model.data_preprocessor.size = (56, 56)
+    cfg.model.decode_head.channels = cfg.model.auxiliary_head.channels = 8
+    model = MODELS.build(dict(cfg.model, bf16_weights=True))
+    model.init_weights()   # the runner's init pass comes after the cast: heads re-drawn, rounded again
+    assert {p.dtype for p in [*model.backbone.parameters(), *model.neck.parameters()]} == {torch.bfloat16}
+    heads = [*model.decode_head.parameters(), *model.auxiliary_head.parameters()]
+    assert {p.dtype for p in heads} == {torch.float32}
+    assert all(torch.equal(p, p.to(torch.bfloat16).float()) for p in heads)   # bf16 values, fp32 compute
+    images, samples = _batch()
+    assert {m.dtype for m in model.extract_feat(images)} == {torch.float32}  # what the heads are handed
+    model.train()
+    sum(v for k, v in model.loss(images, samples).items() if "loss" in k).backward()
+    assert {p.grad.dtype for p in model.neck.parameters()} == {torch.bfloat16}
+    assert {p.grad.dtype for p in heads} == {torch.float32}
+    # The neck's init draws in fp32 and rounds, as the release initialised in fp32 before DeepSpeed's cast.
+    torch.manual_seed(0)
+    fp32 = ViTPyramidNeck(embed_dim=8)
+    fp32.init_weights()
+    torch.manual_seed(0)
+    bf16 = ViTPyramidNeck(embed_dim=8).to(torch.bfloat16)
+    bf16.init_weights()
+    assert all(torch.equal(a.to(torch.bfloat16), b) for a, b in zip(fp32.parameters(), bf16.parameters()))
+
+
 def test_backbone_returns_chosen_blocks_and_prunes_the_rest(tiny_encoder: Path) -> None:
     backbone = MODELS.build(dict(type="ProbeEncoder", source=str(tiny_encoder), out_indices=[-3]))
     assert backbone.out_indices == [1] and backbone.encoder.num_layers == 2

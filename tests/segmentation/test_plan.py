@@ -10,6 +10,7 @@ import pytest
 from probes.errors import ConfigError
 from probes.protocol import NOT_NUMBER_SHAPING, _matches, flatten
 from probes.testing.perturb import perturbed
+from probes.segmentation import precision
 from probes.segmentation.runner import SegmentOptions, _prepare_runtime, plan_segmentation
 
 V15 = "InternViT-6B-448px-V1-5"
@@ -34,10 +35,43 @@ def test_released_recipe_is_published_and_names_its_source() -> None:
 
 
 @pytest.mark.parametrize("mode", ["head", "full"])
-def test_head_and_full_tuning_on_a_gpu_name_the_released_precision_they_do_not_match(mode: str) -> None:
-    words = plan(mode=mode).protocol
-    assert words.protocol == "modified"
-    assert "(published: 'bf16 backbone and neck weights with fp32 masters (ZeRO-1), fp32 heads')" in words.notes
+def test_head_and_full_tuning_on_a_gpu_run_the_released_precision(mode: str) -> None:
+    default = plan(mode=mode)
+    assert default.protocol.protocol == "published", default.protocol.notes
+    assert default.arrangement == "released" and default.precision == "bf16"
+    assert plan(mode=mode, cfg_options={"precision": "released"}).run_id == default.run_id
+    old = plan(mode=mode, cfg_options={"precision": "autocast-fp32-weights"})
+    assert old.protocol.protocol == "modified" and old.run_id != default.run_id
+    assert f"effective.weights={precision.WEIGHTS['autocast-fp32-weights'][mode]!r} (published: " \
+           f"{precision.WEIGHTS['released'][mode]!r})" in old.protocol.notes
+    # FSDP cannot hold bf16 neck weights beside fp32 heads in its root unit: the old path, named.
+    sharded = plan(mode=mode, strategy="fsdp")
+    assert sharded.arrangement == "autocast-fp32-weights" and "effective.weights=" in sharded.protocol.notes
+    with pytest.raises(ConfigError, match="precision='released' does not combine with --strategy fsdp"):
+        plan(mode=mode, strategy="fsdp", cfg_options={"precision": "released"})
+
+
+def test_precision_on_a_cpu_is_fp32_unless_asked() -> None:
+    cpu = plan(mode="full", device="cpu")
+    assert cpu.arrangement == "fp32" and cpu.precision == "fp32"
+    asked = plan(mode="full", device="cpu", cfg_options={"precision": "released"})
+    assert asked.arrangement == "released" and "effective.weights" not in asked.protocol.notes
+    with pytest.raises(ConfigError, match="precision='bf16' is not one of released, autocast-fp32-weights, fp32"):
+        plan(cfg_options={"precision": "bf16"})
+
+
+def test_released_precision_sets_up_bf16_weights_and_the_master_weight_update() -> None:
+    from probes.segmentation.runner import _configure_device
+
+    for mode, bf16_weights in (("linear", None), ("head", True), ("full", True)):
+        cfg = plan(mode=mode, device="cpu", cfg_options={"precision": "released"}).cfg
+        _configure_device(cfg, "cpu", mode, "released")
+        assert cfg.model.get("bf16_weights") is bf16_weights
+        assert cfg.model.backbone.get("dtype") == (None if mode == "full" else "bfloat16")
+        assert cfg.optim_wrapper.type == ("ReleasedPrecisionOptimWrapper" if bf16_weights else "OptimWrapper")
+    cfg = plan(mode="full", cfg_options={"optim_wrapper.type": "AmpOptimWrapper"}).cfg
+    with pytest.raises(ConfigError, match="AmpOptimWrapper' does not combine with precision='released'"):
+        _configure_device(cfg, "cpu", "full", "released")
 
 
 def test_every_cli_change_is_modified_and_named() -> None:
@@ -194,7 +228,8 @@ def test_the_same_run_spelled_three_ways_has_one_id(tmp_path: Path, monkeypatch:
 
 
 def test_the_deepspeed_strategy_is_refused_in_one_line_saying_why() -> None:
-    with pytest.raises(ConfigError, match=r"^--strategy deepspeed does not run yet: .*use --strategy fsdp$"):
+    with pytest.raises(ConfigError, match=r"^--strategy deepspeed does not run .*: precision='released' \(the "
+                                          r"GPU default\), alone or with --strategy ddp / --launcher$"):
         plan(mode="full", strategy="deepspeed")
 
 

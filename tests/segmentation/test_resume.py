@@ -25,15 +25,19 @@ def _final_state(out: Path) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["head", "full"])
-def test_resume_equals_uninterrupted(mode: str, tiny_encoder: Path, ade20k: Path, tmp_path: Path) -> None:
-    whole = tiny_run(tiny_encoder, "ade20k", ade20k, mode, tmp_path / "whole", iters=4, cfg_options=EVERY_2)
+@pytest.mark.parametrize("mode, precision", [("head", None), ("full", "released")])
+def test_resume_equals_uninterrupted(mode: str, precision: str, tiny_encoder: Path, ade20k: Path,
+                                     tmp_path: Path) -> None:
+    # Full tuning in the released arrangement (the GPU default, asked for on CPU): bf16 weights whose fp32
+    # masters live in the optimizer wrapper's state must come back from the checkpoint exactly.
+    options = {**EVERY_2, "precision": precision}
+    whole = tiny_run(tiny_encoder, "ade20k", ade20k, mode, tmp_path / "whole", iters=4, cfg_options=options)
     cut = tmp_path / "cut"
     with pytest.raises(SimulatedKill):
-        tiny_run(tiny_encoder, "ade20k", ade20k, mode, cut, iters=4, cfg_options={**EVERY_2, **KILL_AT_2})
+        tiny_run(tiny_encoder, "ade20k", ade20k, mode, cut, iters=4, cfg_options={**options, **KILL_AT_2})
     assert not (cut / "segmentation.csv").exists()   # a killed run writes no row
     # Hooks do not change a run's identity: the resumed run finds the killed run's checkpoint.
-    resumed = tiny_run(tiny_encoder, "ade20k", ade20k, mode, cut, iters=4, cfg_options=EVERY_2, resume=True)
+    resumed = tiny_run(tiny_encoder, "ade20k", ade20k, mode, cut, iters=4, cfg_options=options, resume=True)
     assert resumed["iters"] == 4 and resumed["run_id"] == whole["run_id"]
     assert (resumed["mIoU"], resumed["aAcc"]) == (whole["mIoU"], whole["aAcc"])
     a, b = _final_state(tmp_path / "whole"), _final_state(cut)
@@ -42,6 +46,17 @@ def test_resume_equals_uninterrupted(mode: str, tiny_encoder: Path, ade20k: Path
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     rows = list(csv.DictReader(open(cut / "segmentation.csv")))
     assert [int(r["iters"]) for r in rows] == [4]
+    if precision == "released":
+        assert resumed["precision"] == "bf16"
+        assert {a[k].dtype for k in a if k.startswith(("backbone.", "neck."))} == {torch.bfloat16}
+        heads = {k: v for k, v in a.items()
+                 if k.startswith(("decode_head.", "auxiliary_head.")) and v.is_floating_point()}
+        assert {h.dtype for h in heads.values()} == {torch.float32}
+        weights = [h for k, h in heads.items() if "running_" not in k]   # BN statistics are buffers, kept fp32
+        assert weights and all(torch.equal(h, h.to(torch.bfloat16).float()) for h in weights)
+        saved = torch.load(next((tmp_path / "whole").glob("*/iter_4.pth")), map_location="cpu", weights_only=False)
+        masters = [m for group in saved["optimizer"]["fp32_masters"] for m in group]
+        assert masters and {m.dtype for m in masters} == {torch.float32}
 
 
 def test_another_iteration_count_is_another_run(tiny_encoder: Path, ade20k: Path, tmp_path: Path) -> None:

@@ -20,3 +20,7 @@ recipe_source = None
 # TF32 convolutions (cuDNN) on GPU, as torch 1.12 (the released runs) does by default; TF32 matmuls stay off,
 # which is torch 1.12's default too. The heads are convolutions computing in fp32.
 allow_tf32 = True
+# How weights are held and updated (probes/segmentation/precision.py): None = 'released' on a GPU (head and full
+# tuning: bf16 backbone and neck weights with fp32 masters updated as the released DeepSpeed ZeRO-1 run did,
+# fp32 heads), 'fp32' on a CPU; or 'released' | 'autocast-fp32-weights' | 'fp32' on any device.
+precision = None

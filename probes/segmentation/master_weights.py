@@ -1,0 +1,152 @@
+"""The released head/full-tuning update as an mmengine optimizer wrapper: bf16 weights, fp32 masters.
+
+InternVL-MMDetSeg trained head and full tuning with DeepSpeed 0.8.0 (its README pins it), ZeRO stage 1,
+bf16 enabled (zero_configs/adam_zero1_bf16.json). Read from DeepSpeed 0.8.0's engine.py and
+runtime/zero/stage_1_and_2.py, one step of that update is, for every trainable parameter:
+  1. its gradient is all-reduced in ZeRO's communication dtype, which 0.8.0 defaults to fp16 whenever ZeRO
+     is on (bf16 included; 0.9.0 made it fp32): cast to fp16, averaged, copied back into the gradient's
+     own dtype (bf16 for bf16 weights, fp32 for the heads), even on one GPU;
+  2. taken to fp32 (a gradient that does not exist counts as zeros); a non-finite one skips the step;
+  3. if `gradient_clipping` > 0 (not in the released config), all are multiplied by
+     1 / ((norm + 1e-6) / max_norm) when that factor exceeds 1, norm = sqrt of the sum of the squared
+     float64 norms of the step-1 gradients, rounded to fp32 on its way through the all-reduce;
+  4. the optimizer (the config's AdamW with its layer-decay param groups) steps on the fp32 masters;
+  5. the parameter takes its master rounded to bf16 (round to nearest even); fp32 tensors (the heads)
+     take the bf16-rounded value too: DeepSpeed re-points every parameter at its bf16 buffer after the step.
+The masters start as the parameters' bf16 values and are saved in, and restored from, the checkpoint.
+Under DDP the gradients arrive averaged in their own dtype and step 1 rounds the average through fp16;
+DeepSpeed sums the fp16 copies, so with several processes the two differ by the rounding of the sum.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Optional
+
+import torch
+from mmengine.optim import OptimWrapper
+from mmseg.registry import OPTIM_WRAPPERS
+from torch.optim import Optimizer
+
+from probes.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+MASTERS_KEY = "fp32_masters"
+_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def _dtype(name: str, key: str) -> torch.dtype:
+    if name not in _DTYPES:
+        raise ConfigError(f"optim_wrapper.{key}={name!r} is not one of {', '.join(_DTYPES)}")
+    return _DTYPES[name]
+
+
+@OPTIM_WRAPPERS.register_module()
+class ReleasedPrecisionOptimWrapper(OptimWrapper):
+    """OptimWrapper whose optimizer steps on fp32 masters of the model's (bf16) parameters, as ZeRO-1 does.
+
+    `grad_comm_dtype`: the dtype gradients are rounded through (DeepSpeed 0.8.0: float16);
+    `weight_dtype`: the dtype every parameter's value is rounded to after a step (bfloat16);
+    `clip_grad=dict(max_norm=X)`: DeepSpeed's `gradient_clipping` arithmetic (off in the released runs).
+    """
+
+    def __init__(self, optimizer: Optimizer, grad_comm_dtype: str = "float16", weight_dtype: str = "bfloat16",
+                 clip_grad: Optional[dict] = None, accumulative_counts: int = 1) -> None:
+        if accumulative_counts != 1:
+            raise ConfigError("ReleasedPrecisionOptimWrapper takes accumulative_counts=1 only (the released "
+                              "gradient_accumulation_steps)")
+        clip = dict(clip_grad or {})
+        if clip and (clip.pop("type", "norm") != "norm" or set(clip) != {"max_norm"}):
+            raise ConfigError(f"optim_wrapper.clip_grad={clip_grad!r}: ReleasedPrecisionOptimWrapper clips by "
+                              "global norm only, as DeepSpeed's gradient_clipping (dict(max_norm=X))")
+        super().__init__(optimizer)
+        self.max_norm = float(clip.get("max_norm", 0.0))
+        self.grad_comm_dtype = _dtype(grad_comm_dtype, "grad_comm_dtype")
+        self.weight_dtype = _dtype(weight_dtype, "weight_dtype")
+        self.skipped_steps = 0
+        # The optimizer steps on the masters: its groups (lr, weight decay, layer-decay scale) stay as built,
+        # their tensors are swapped, so its state is fp32 and keyed by the masters from the start.
+        self.model_params = [list(group["params"]) for group in optimizer.param_groups]
+        for group, params in zip(optimizer.param_groups, self.model_params):
+            group["params"] = [p.detach().to(torch.float32, copy=True) for p in params]
+        self._masters_set = False
+
+    def _pairs(self):
+        for group, params in zip(self.optimizer.param_groups, self.model_params):
+            yield from zip(params, group["params"])
+
+    @torch.no_grad()
+    def _set_masters_from_params(self) -> None:
+        # At the first step, after the model's init pass (and any load_from) wrote the weights.
+        for param, master in self._pairs():
+            master.copy_(param.to(self.weight_dtype))
+            param.copy_(master.to(self.weight_dtype))
+        self._masters_set = True
+
+    def _fp32_gradients(self) -> list[torch.Tensor]:
+        grads = []
+        for param, master in self._pairs():
+            grad = param.grad if param.grad is not None else torch.zeros_like(param)
+            if grad.dtype != self.grad_comm_dtype:
+                grad = grad.to(self.grad_comm_dtype).to(grad.dtype)
+            master.grad = grad.to(torch.float32, copy=True)
+            grads.append(grad)
+        return grads
+
+    def _clip(self, grads: list[torch.Tensor]) -> None:
+        squares = sum(g.detach().double().norm(2).item() ** 2 for g in grads)
+        norm = float(torch.tensor([squares], dtype=torch.float32).item()) ** 0.5
+        self.message_hub.update_scalar("train/grad_norm", norm)
+        factor = (norm + 1e-6) / self.max_norm
+        if math.isfinite(norm) and factor > 1:
+            for _, master in self._pairs():
+                master.grad.mul_(1.0 / factor)
+
+    def step(self, **kwargs) -> None:
+        """Round the gradients, step the fp32 masters (unless a gradient is non-finite), write bf16 weights."""
+        if not self._masters_set:
+            self._set_masters_from_params()
+        grads = self._fp32_gradients()
+        if not all(bool(torch.isfinite(m.grad).all()) for _, m in self._pairs()):
+            self.skipped_steps += 1
+            log.warning("a gradient is not finite in %s: step skipped, as ZeRO's overflow check skips it "
+                        "(%d so far)", self.grad_comm_dtype, self.skipped_steps)
+            self.zero_grad()
+            return
+        if self.max_norm > 0:
+            self._clip(grads)
+        self.optimizer.step(**kwargs)
+        with torch.no_grad():
+            for param, master in self._pairs():
+                param.copy_(master.to(self.weight_dtype))
+
+    def zero_grad(self, **kwargs) -> None:
+        """Drop the model's and the masters' gradients."""
+        for param, master in self._pairs():
+            param.grad = None
+            master.grad = None
+
+    def state_dict(self) -> dict:
+        """The optimizer's state and the fp32 masters."""
+        if not self._masters_set:
+            self._set_masters_from_params()
+        state = super().state_dict()
+        state[MASTERS_KEY] = [list(group["params"]) for group in self.optimizer.param_groups]
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the optimizer's state and the fp32 masters (a resumed run continues the same update)."""
+        state = dict(state_dict)
+        masters = state.pop(MASTERS_KEY, None)
+        if masters is None:
+            raise ConfigError("the checkpoint's optimizer state has no fp32 master weights: it was not saved "
+                              "by a precision='released' run")
+        with torch.no_grad():
+            for group, saved in zip(self.optimizer.param_groups, masters):
+                if len(saved) != len(group["params"]):
+                    raise ConfigError("the checkpoint's fp32 master weights do not match this model's parameters")
+                for master, value in zip(group["params"], saved):
+                    master.copy_(value)
+        self._masters_set = True
+        super().load_state_dict(state)
