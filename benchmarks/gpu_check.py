@@ -41,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from probes.campaign.cost import EncoderShape, device_spec  # noqa: E402
 from probes.classification.config import load_config  # noqa: E402
 from probes.classification.crop_choice import time_crop_paths  # noqa: E402
 from probes.classification.datasets import ImageSet  # noqa: E402
@@ -48,11 +49,10 @@ from probes.classification.device_crops import DeviceCrops, TrainCropPlans, coll
 from probes.classification.gpu_decode import EncodedFiles, TensorDecodeCrops, collate_encoded  # noqa: E402
 from probes.classification.images import ImageFiles, build_train_transform, collate  # noqa: E402
 from probes.encoders.versions import VERSIONS  # noqa: E402
+from probes.errors import ProbeError  # noqa: E402
 from probes.runtime import resolve_device  # noqa: E402
 from probes.testing.checkpoints import random_internvit  # noqa: E402
 
-# Dense bf16 tensor-core peaks (FLOP/s) by a substring of torch.cuda.get_device_name.
-BF16_PEAK = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12}
 Figure = Dict[str, Any]
 
 
@@ -77,18 +77,17 @@ def device_name(device: torch.device) -> str:
 
 
 def bf16_peak(name: str) -> Optional[float]:
-    """The dense bf16 peak of a known card, else None."""
-    return next((peak for key, peak in BF16_PEAK.items() if key in name), None)
+    """The dense bf16 peak of a known card (the campaign cost model's table), else None."""
+    try:
+        return device_spec(name)[1]
+    except ProbeError:
+        return None
 
 
 def forward_flops(cfg, image_size: int) -> float:
-    """Forward FLOPs of one image (2 per multiply-add): patch embedding, blocks' projections, MLP, attention."""
-    c, mlp = cfg.hidden_size, cfg.intermediate_size
-    patches = (image_size // cfg.patch_size) ** 2
-    n = patches + 1
-    embed = patches * 3 * cfg.patch_size ** 2 * c
-    block = n * (4 * c * c + 2 * c * mlp) + 2 * n * n * c
-    return 2.0 * (embed + cfg.num_hidden_layers * block)
+    """Forward FLOPs of one image, counted as the campaign cost model counts them (one count for both)."""
+    return EncoderShape(cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.num_attention_heads,
+                        cfg.patch_size).forward_flops(image_size)
 
 
 def encoder_forward(device: torch.device, tiny: bool, depth_6b: int) -> List[Figure]:

@@ -97,7 +97,7 @@ class EncoderShape:
         return (size // self.patch) ** 2 + self.prefix
 
     def forward_flops(self, size: int) -> float:
-        """One image, forward: patch embedding, qkv + projection, MLP, QK^T and AV (benchmarks/gpu_check.py)."""
+        """One image, forward: patch embedding, qkv + projection, MLP, QK^T and AV (gpu_check.py MFU uses it too)."""
         c, n, patches = self.width, self.tokens(size), (size // self.patch) ** 2
         embed = patches * 3 * self.patch ** 2 * c
         block = n * (4 * c * c + 2 * c * self.mlp) + 2 * n * n * c
