@@ -22,8 +22,16 @@ MODES = ("linear", "head", "full")
 
 
 def _section(title: str) -> list[list[str]]:
+    """The rows of the section's recipe table: the first table whose header has a `config key` column."""
     text = DOC.read_text().split(f"## {title}", 1)[1].split("\n## ", 1)[0]
-    rows = [line.strip().strip("|").split("|") for line in text.splitlines() if line.startswith("| ")]
+    tables: list[list[str]] = [[]]
+    for line in text.splitlines():   # a table ends at the first line that is not a table row
+        if line.startswith("|"):
+            tables[-1].append(line)
+        elif tables[-1]:
+            tables.append([])
+    table = next(t for t in tables if t and "config key" in t[0])
+    rows = [line.strip().strip("|").split("|") for line in table]
     return [[cell.strip() for cell in row] for row in rows[1:] if not set(row[0].strip()) <= {"-"}]
 
 
