@@ -392,25 +392,26 @@ def run_segmentation(opts: SegmentOptions) -> dict:
     progress = ProgressBarHook()
     if bar and is_main_process():
         runner.register_hook(progress)
-    try:
-        with guard:
+    # The guard stays on while an interrupted run saves: a further signal then stops that save, atomically.
+    with guard:
+        try:
             runner.train()
             history = evaluation_history(runner)
             if not history or history[-1]["iter"] != runner.iter:
                 runner.val()  # e.g. a resumed run that had already trained to the end
                 history = evaluation_history(runner)
-    except DatasetError as exc:
-        message = _unwrap_dataset_error(exc)
-        if message is None:
-            raise
-        raise DatasetError(message) from None
-    except (Interrupt, KeyboardInterrupt) as exc:
-        progress.close()
-        kept = interrupts.kept(runner, exc)
-        done = checkpoint_iteration(kept) if kept is not None else None
-        raise RunInterrupted(signal_of(exc), kept, f"iteration {done} of {plan.iters}" if done else None) from None
-    finally:
-        progress.close()
+        except DatasetError as exc:
+            message = _unwrap_dataset_error(exc)
+            if message is None:
+                raise
+            raise DatasetError(message) from None
+        except (Interrupt, KeyboardInterrupt) as exc:
+            progress.close()
+            kept = interrupts.kept(runner, exc)
+            done = checkpoint_iteration(kept) if kept is not None else None
+            raise RunInterrupted(signal_of(exc), kept, f"iteration {done} of {plan.iters}" if done else None) from None
+        finally:
+            progress.close()
     row = segmentation_row(opts, plan, history, _count_trainable(runner.model),
                            n_images=len(runner.val_dataloader.dataset), iters=runner.iter,
                            precision=plan.precision, predictions=predictions)
