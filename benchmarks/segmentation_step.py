@@ -10,7 +10,7 @@ optimizer state, activations); `torch.cuda.max_memory_allocated` on GPU.
     python benchmarks/segmentation_step.py --device cuda --encoder random:InternViT-6B-224px --num-layers 12
     python benchmarks/segmentation_step.py --smoke        # toy run: proves the script works (figures meaningless)
 
-Goals (protocols.md's point of head tuning): head <= 0.5 x time and <= 0.35 x memory of full tuning.
+Goals (benchmarks/RESULTS.md, segmentation_step): head <= 0.5 x time and <= 0.35 x memory of full tuning.
 Last line: `head_time_ratio=… head_memory_ratio=… linear_time_ratio=… linear_memory_ratio=…`.
 """
 from __future__ import annotations

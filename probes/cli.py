@@ -10,6 +10,7 @@ import sys
 from typing import Sequence
 
 from probes.errors import ProbeError
+from probes.interrupts import Interrupt, RunInterrupted, resume_command, signal_of
 
 # Each module exposes `register(subparsers)`, adding one or more subcommands whose parser sets
 # `func`. Modules must import cheaply (heavy stacks such as mmseg are imported inside `func`).
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one `probes` subcommand and return its exit code (a library call: it always returns)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -61,9 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProbeError as exc:
         print(f"probes {args.command}: error: {exc}", file=sys.stderr)
         code = 2
-    except KeyboardInterrupt:
+    except RunInterrupted as exc:
+        print(f"probes {args.command}: {exc}", file=sys.stderr)
+        if exc.checkpoint is not None:
+            print(f"probes {args.command}: continue with: {resume_command('probes', argv)}", file=sys.stderr)
+        code = exc.exit_code
+    except (KeyboardInterrupt, Interrupt) as exc:
         print(f"probes {args.command}: interrupted", file=sys.stderr)
-        code = 130
+        code = 128 + signal_of(exc)
     return code
 
 

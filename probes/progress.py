@@ -23,6 +23,13 @@ def on_terminal() -> bool:
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
+def terminal_bar(total: Optional[int], label: str, iterable: Optional[Iterable] = None, initial: int = 0,
+                 leave: bool = False) -> tqdm:
+    """The bar both tasks show on a terminal: count, rate and `elapsed<remaining` (the ETA)."""
+    return tqdm(iterable, total=total, desc=label, initial=initial, dynamic_ncols=True, leave=leave,
+                mininterval=1.0)
+
+
 class Progress:
     """Wraps an iterable; `note(**values)` attaches the latest loss / lr to the next report."""
 
@@ -60,8 +67,7 @@ class Progress:
             log.info(self.line(time.monotonic() - start))
 
     def _bar(self) -> Iterator:
-        bar = tqdm(self.iterable, total=self.total, desc=self.label, dynamic_ncols=True, leave=False,
-                   mininterval=1.0)
+        bar = terminal_bar(self.total, self.label, self.iterable)
         for item in bar:
             yield item
             self.done += 1

@@ -1,7 +1,7 @@
 """The ImageNet train split and the six test sets, read exactly as users unpack them.
 
 Each reader turns one on-disk layout into an :class:`ImageSet` (file list + the label rule of that
-set, from ``datasets.md``). Nothing here decodes images; :mod:`probes.classification.images` does.
+set, as docs/classification.md states them). Nothing here decodes images; :mod:`probes.classification.images` does.
 """
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ class FullSize:
     classes: int
 
 
-# From protocols.md / datasets.md. ReaL is checked through the val images it is built on.
+# The released sets' sizes (docs/classification.md, complete sets). ReaL is checked through the val images it
+# is built on.
 FULL_SIZES: Dict[str, FullSize] = {
     "train": FullSize(1_281_167, 1000),
     "IN-1K": FullSize(50_000, 1000),

@@ -27,6 +27,7 @@ from probes.classification.training import LoopSettings, evaluate_sweep, fingerp
 from probes.encoders import load_encoder, parse_source
 from probes.encoders.checkpoint import stored_float_dtypes
 from probes.errors import ConfigError, DatasetError
+from probes.interrupts import Interrupt, RunInterrupted, SignalGuard, signal_of
 from probes.io import write_atomic
 from probes.results import (CLASSIFICATION_COLUMNS, EPOCH_COLUMNS, GRID_HEAD, PUBLISHED_HEAD, append_rows,
                              run_finished)
@@ -95,6 +96,14 @@ def _skipped(source: Any, names: Sequence[str], dist: DistInfo) -> Dict[str, int
     return counts
 
 
+def _interrupted(exc: BaseException, checkpoint: Path, epochs: int) -> RunInterrupted:
+    """What an interrupted run left: the checkpoint of its last finished epoch, if any."""
+    if not checkpoint.is_file():
+        return RunInterrupted(signal_of(exc), None)
+    done = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["epoch"]
+    return RunInterrupted(signal_of(exc), checkpoint, f"epoch {done} of {epochs}")
+
+
 def run_classify(cfg: ClassifyConfig, plan: Optional[ClassifyPlan] = None) -> List[Dict[str, Any]]:
     """Run the whole probe sweep the plan of ``cfg`` describes; return (and append to the CSV) its rows."""
     plan = plan or plan_classify(cfg)
@@ -155,7 +164,13 @@ def run_classify(cfg: ClassifyConfig, plan: Optional[ClassifyPlan] = None) -> Li
         return [(s, evaluate_sweep(trainer, source, s, s.scores, dist, loop.show_progress, record=final,
                                    log_interval_s=loop.log_interval_s)) for s in sets]
 
-    history, final = train_sweep(trainer, source, SoftTargetCrossEntropy(), loop, dist, evaluate)
+    # Each finished epoch is checkpointed atomically; a Ctrl-C or SIGTERM leaves that one (the epoch under way is
+    # lost: resuming inside an epoch would replay its data order and augmentation draws) and says how to resume.
+    try:
+        with SignalGuard():
+            history, final = train_sweep(trainer, source, SoftTargetCrossEntropy(), loop, dist, evaluate)
+    except (Interrupt, KeyboardInterrupt) as exc:
+        raise _interrupted(exc, checkpoint, epochs) from None
     heldout, tests = final[0][1], final[1:]
     skipped = _skipped(source, [s.name for s in data.tests], dist)
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -11,7 +11,7 @@ from probes.errors import ConfigError
 
 NORM_TYPES = ("rms_norm", "layer_norm")
 _REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
-# transformers' own InternVLVisionConfig (architecture.md layout 4) names three fields differently.
+# transformers' own InternVLVisionConfig (docs/encoders.md: both spellings of the fields) names three differently.
 _TRANSFORMERS_NAMES = {"attention_bias": "qkv_bias", "use_qk_norm": "qk_normalization",
                        "layer_scale_init_value": "initializer_factor"}
 _TRANSFORMERS_ONLY = ("attention_bias", "use_qk_norm", "layer_scale_init_value", "use_mean_pooling")

@@ -7,7 +7,7 @@ from typing import Any
 
 from probes.errors import ConfigError
 
-# Every InternViT checkpoint is trained on ImageNet statistics (not CLIP's), architecture.md.
+# Every InternViT checkpoint is trained on ImageNet statistics, not CLIP's (docs/encoders.md, preprocessing).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # PIL resample codes used by Hugging Face image processors.

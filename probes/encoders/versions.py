@@ -1,4 +1,4 @@
-"""The published InternViT versions, as data (architecture.md's table), and their hub repos."""
+"""The published InternViT versions, as data (the README's supported-versions table), and their hub repos."""
 from __future__ import annotations
 
 import difflib

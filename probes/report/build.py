@@ -25,7 +25,7 @@ from probes.report.table_intervals import (classification_cells, layer_cells_to_
                                            segmentation_cells, with_classification_intervals,
                                            with_segmentation_intervals)
 from probes.report.tables import (PAIR_COLUMNS, baseline_runs, baselines, classification_rows, classification_runs,
-                                  classification_vs_published, compare_versions, comparison_names,
+                                  classification_vs_published, compare_versions, comparison_display, comparison_names,
                                   difference_column, known_names,
                                   segmentation_rows, segmentation_runs, segmentation_vs_published, table14, table15,
                                   table15_other_runs, version_differences)
@@ -304,9 +304,17 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
     no_pairs = (NO_PUBLISHED_COUNTERPART if vs_published.empty and (len(t14) or len(t15)) else NO_RESULTS)
     report = Report(index=out_dir / "report.md", headline="", skipped=list(results.skipped), frames=frames,
                     interval_seconds=interval_seconds, side_file_reads=side_files.reads)
+    # Pages show the compared names as letters (A, B, ...) with their key; the CSV keeps the labels.
+    displays: dict[str, tuple[pd.DataFrame, str]] = {}
+    if not comparison.empty:
+        shown, key = comparison_display(comparison, names)
+        displays = {"version_comparison": (shown, key),
+                    "version_differences": (differences_long.rename(columns={"difference": "B − A"}), "")}
     for name, frame in frames.items():
+        display, key = displays.get(name, (None, ""))
         report.tables += write_table(frame, out_dir / "tables", name, set(formats), column_digits=COLUMN_DIGITS,
-                                     empty=no_pairs if name == "measured_vs_published" else NO_RESULTS)
+                                     empty=no_pairs if name == "measured_vs_published" else NO_RESULTS,
+                                     display=display, key=key)
     built = plots.figures(t14, t15, vs_published, f"{metric_name} (%)", per_layer)
     report.plots = plots.save({**built, **change_figures}, out_dir / "plots")
 
@@ -318,17 +326,18 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
     note = _flag_note([t14, t15])
     sections += [note, ""] if note else []
     sections += [planned_note, ""] if planned_note else []
+    # Both task sections: notes, then Measured, Other runs, Published, in that order.
     sections += ["## Classification (InternVL 2.5 Table 14 layout, top-1 %)", "", TABLE14_NOTE, "",
-                 classification_note, "", to_markdown(t14)]
+                 classification_note, "", "### Measured", "", to_markdown(t14)]
     if "table14_other_runs" in frames:
-        sections += ["### Other runs (Table 14 layout)", "", to_markdown(t14_others)]
+        sections += ["### Other runs", "", to_markdown(t14_others)]
+    sections += ["### Published (InternVL 2.5 Table 14)", "", to_markdown(frames["published_table14"])]
     sections += [f"## Segmentation (InternVL 2.5 Table 15 layout, {metric_name} %)", "",
                  SEGMENTATION_NOTES[segmentation_metric], "", TABLE15_NOTE, "", segmentation_note, "",
-                 "### Measured", "",
-                 to_markdown(t15), "### Published (InternVL 2.5 Table 15; averages and deltas as printed)", "",
-                 to_markdown(published15)]
+                 "### Measured", "", to_markdown(t15)]
     if "table15_other_runs" in frames:
         sections += ["### Other runs", "", to_markdown(t15_others)]
+    sections += ["### Published (InternVL 2.5 Table 15; averages and deltas as printed)", "", to_markdown(published15)]
     sections += ["## Measured beside published", "", PAIRS_NOTE, "", to_markdown(vs_published, empty=no_pairs)]
     if "per_layer" in frames:
         sections += ["## Linear probe per block (`per_layer`, top-1 %)", "", PER_LAYER_NOTE, "",
@@ -339,14 +348,14 @@ def build_report(results_dir: Path, out_dir: Path, reference_dir: Optional[Path]
     if not comparison.empty:
         sections += [f"## Version comparison (differences against {names[0]})", "",
                      _comparison_note(found, names, boot) if boot else COMPARISON_NOTE_OFF, "",
-                     to_markdown(comparison)]
+                     to_markdown(*displays["version_comparison"][:1], key=displays["version_comparison"][1])]
     if compare and len(names) >= 2:
         sections += ["## Where they differ (per-class changes)", "",
                      CLASS_CHANGES_NOTE.format(a=names[0], b=", ".join(names[1:]), k=top_classes), ""]
         sections += change_lines or ["No per-class changes: the compared runs have no per-image predictions."]
         sections += [""] + [f"- {n}" for n in change_notes] + ([""] if change_notes else [])
     sections += _skipped_section(results.skipped)
-    sections += ["## Published Table 14", "", to_markdown(frames["published_table14"]), "## Plots", ""]
+    sections += ["## Plots", ""]
     sections += [f"![{p.stem}](plots/{p.name})" for p in report.plots if p.suffix == ".png"]
     write_text_atomic(report.index, "\n".join(sections) + "\n")
     report.headline = "\n".join(s for s in (DEMO_NOTE if demo else "", to_markdown(t14), to_markdown(t15)) if s)

@@ -60,14 +60,33 @@ def _intervals(frame: pd.DataFrame, index, columns: Sequence[str]) -> list[tuple
 
 
 def _error_bars(ax, positions, values, bounds, **style) -> None:
-    """Error bars from (low, high) bounds at the positions where value and bounds are known."""
+    """Error bars spanning exactly (low, high), at the positions where value and bounds are known.
+
+    Drawn about the interval's middle, not the value: a bootstrap interval may exclude its value (small
+    sets, scores near 0 or 100), and a bar from the value would then show a range that is not the interval.
+    """
     bounds = np.array(bounds, dtype=float).reshape(-1, 2)
     values = np.asarray(values, dtype=float)
     keep = np.isfinite(values) & np.isfinite(bounds).all(axis=1)
     if keep.any():
-        below, above = values[keep] - bounds[keep, 0], bounds[keep, 1] - values[keep]
-        ax.errorbar(np.asarray(positions)[keep], values[keep], yerr=np.clip([below, above], 0, None), fmt="none",
+        low, high = bounds[keep].min(axis=1), bounds[keep].max(axis=1)
+        ax.errorbar(np.asarray(positions)[keep], (low + high) / 2, yerr=(high - low) / 2, fmt="none",
                     **{"ecolor": "black", "elinewidth": 0.8, "capsize": 2, **style})
+
+
+_LABEL_GAP_POINTS = 3.0   # between a value label and the end of its bar or error bar, whatever the axes' size
+
+
+def _value_label(ax, position: float, anchor: float, text: str, up: bool = True, **style) -> None:
+    """A value label starting `_LABEL_GAP_POINTS` above (or below) `anchor`: the far end of bar and interval."""
+    ax.annotate(text, (position, anchor), xytext=(0, _LABEL_GAP_POINTS if up else -_LABEL_GAP_POINTS),
+                textcoords="offset points", ha="center", va="bottom" if up else "top", **style)
+
+
+def _far_end(value: float, low: float, high: float, up: bool) -> float:
+    """The end of a bar and its interval a label must clear: the highest (or lowest) of the three."""
+    known = [v for v in (value, low, high) if np.isfinite(v)]
+    return max(known) if up else min(known)
 
 
 def _grouped_bars(ax, groups: Sequence[str], series: Mapping[str, Sequence[float]], colours: Sequence,
@@ -81,9 +100,11 @@ def _grouped_bars(ax, groups: Sequence[str], series: Mapping[str, Sequence[float
     values = np.array([[np.nan if v is None else float(v) for v in vals] for vals in series.values()], dtype=float)
     bounds = np.array([intervals.get(name, [(np.nan, np.nan)] * len(groups)) if intervals else
                        [(np.nan, np.nan)] * len(groups) for name in series], dtype=float).reshape(n, len(groups), 2)
-    label_at = np.fmax(values, np.where(np.isfinite(values), bounds[:, :, 1], np.nan))
+    shown = np.where(np.isfinite(values)[..., None], bounds, np.nan)
+    label_at = np.fmax(values, np.fmax(shown[:, :, 0], shown[:, :, 1]))
     top = np.nanmax(label_at) if np.isfinite(values).any() else 1.0
-    bottom = min(0.0, np.nanmin(values)) if np.isfinite(values).any() else 0.0
+    lowest = np.fmin(values, np.fmin(shown[:, :, 0], shown[:, :, 1]))
+    bottom = min(0.0, np.nanmin(lowest)) if np.isfinite(values).any() else 0.0
     span = max(top - bottom, 1e-9)
     bar_inches = (fig_width - _LEGEND_INCHES - 1.0) * width / max(len(groups), 1)
     labelled = bar_inches >= _MIN_LABEL_INCHES
@@ -92,15 +113,15 @@ def _grouped_bars(ax, groups: Sequence[str], series: Mapping[str, Sequence[float
         positions = x + (i - (n - 1) / 2) * width
         ax.bar(positions, np.nan_to_num(values[i], nan=0.0), width, label=name, color=colour)
         _error_bars(ax, positions, values[i], bounds[i])
-        for pos, value, label_y in zip(positions, values[i], label_at[i]):
+        for pos, value, (low, high) in zip(positions, values[i], bounds[i]):
             if np.isnan(value):  # a hatched empty slot, so a gap never reads as a bar of height zero
                 ax.bar(pos, top - bottom, width, bottom=bottom, fill=False, hatch="///", edgecolor="lightgray",
                        linewidth=0)
                 ax.text(pos, bottom + 0.02 * span, MISSING_MARK, rotation=90, ha="center", va="bottom",
                         fontsize=fontsize, color="dimgray", fontstyle="italic")
-            elif labelled:
-                ax.text(pos, max(label_y, 0.0) + 0.01 * span, f"{value:.1f}", rotation=90, ha="center",
-                        va="bottom", fontsize=fontsize)
+            elif labelled:   # above the bar, its interval and the zero line (bars of negative values hang below)
+                _value_label(ax, pos, max(_far_end(value, low, high, up=True), 0.0), f"{value:.1f}", rotation=90,
+                             fontsize=fontsize)
     ax.set_ylim(bottom, top + 0.18 * span)  # room for the rotated labels above the tallest bar
     ax.set_xticks(x, groups)
     ax.set_ylabel(ylabel)
@@ -150,11 +171,10 @@ def delta_by_version(t14: pd.DataFrame) -> Figure:
             ax.text(pos, 0.02 * span, MISSING_MARK, ha="center", va="bottom", fontsize=7, color="dimgray",
                     fontstyle="italic")
         else:
-            end = (high if value >= 0 else low) if np.isfinite([low, high]).all() else value
-            ax.text(pos, end + (0.02 if value >= 0 else -0.02) * span, f"{value:.1f}", ha="center",
-                    va="bottom" if value >= 0 else "top", fontsize=7)
+            _value_label(ax, pos, _far_end(value, low, high, up=value >= 0), f"{value:.1f}", up=value >= 0,
+                         fontsize=7)
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.margins(y=0.15)
+    ax.margins(y=0.2)
     ax.set_xticks(x, encoders, rotation=35, ha="right", fontsize=8)
     ax.set_title("Δ = attention pooling avg − linear avg (top-1)")
     ax.set_xlabel("encoder")

@@ -12,6 +12,10 @@ the value's cell (``86.6 ±0.3``):
 * ``X significant`` (or plain ``significant``, with the plain pair) marks ``X`` with `` *``;
 * ``p_value`` and ``p_adjusted`` columns read as ``0.012`` / ``<0.001``; a ``note`` or
   ``interval_covers`` column that is empty everywhere is left out of Markdown and LaTeX.
+
+So that a table fits a page, Markdown and LaTeX replace a ``run`` column by a short label (``r1``, ``r2``,
+...) and move the run's name with its ``protocol`` / ``protocol_notes`` words into footnotes keyed by that
+label (`footnoted`); CSV keeps every word in its column.
 """
 from __future__ import annotations
 
@@ -137,30 +141,65 @@ def _display(frame: pd.DataFrame, digits: int, column_digits: Optional[Mapping[s
     return shown, [_numeric(frame, c) for c in shown], rows
 
 
+RUN, PROTOCOL, PROTOCOL_NOTES = "run", "protocol", "protocol_notes"
+
+
+def footnoted(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """(the frame with `run` as a short label and no protocol columns, the footnotes keyed by the labels).
+
+    Rows of one run with the same protocol words share a label. A frame without a `run` column is returned
+    as it is, with no footnote.
+    """
+    if RUN not in frame.columns:
+        return frame, []
+    words = [c for c in (RUN, PROTOCOL, PROTOCOL_NOTES) if c in frame.columns]
+    labels: dict[tuple, str] = {}
+    keys = [tuple("" if _missing(v) else str(v) for v in values) for values in frame[words].itertuples(index=False)]
+    for key in keys:
+        labels.setdefault(key, f"r{len(labels) + 1}")
+    notes = []
+    for key, label in labels.items():
+        found = dict(zip(words, key))
+        text = f"{label}: {found[RUN] or '(no run name)'}"
+        if PROTOCOL in found:
+            text += f"; protocol: {found[PROTOCOL] or 'published (the recipe, whole test sets)'}"
+        if found.get(PROTOCOL_NOTES):
+            text += f" ({found[PROTOCOL_NOTES]})"
+        notes.append(text)
+    shown = frame.drop(columns=[c for c in (PROTOCOL, PROTOCOL_NOTES) if c in frame.columns])
+    return shown.assign(**{RUN: [labels[k] for k in keys]}), notes
+
+
 NO_RESULTS = "_(no results yet)_"
 
 
 def to_markdown(frame: pd.DataFrame, digits: int = 1, column_digits: Optional[Mapping[str, int]] = None,
-                empty: str = NO_RESULTS) -> str:
+                empty: str = NO_RESULTS, key: str = "") -> str:
     """A GitHub table; numbers right-aligned, intervals folded into their cells (`column_digits`: exceptions);
-    `empty` is the line under the header of a table without rows."""
+    `empty` is the line under the header of a table without rows; run footnotes (`footnoted`) below it and
+    `key` (what short column names stand for) above it."""
+    frame, notes = footnoted(frame)
     headers, numeric, rows = _display(frame, digits, column_digits)
-    lines = ["| " + " | ".join(str(c) for c in headers) + " |",
+    lines = ([key, ""] if key else []) + ["| " + " | ".join(str(c) for c in headers) + " |",
              "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
     for cells in rows:
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     if frame.empty:
         lines.append(f"\n{empty}")
+    if notes and not frame.empty:
+        lines += ["", *(f"- {n.replace('|', chr(92) + '|')}" for n in notes)]
     return "\n".join(lines) + "\n"
 
 
-def to_latex(frame: pd.DataFrame, digits: int = 1, column_digits: Optional[Mapping[str, int]] = None) -> str:
-    """A booktabs tabular; missing cells as '--'."""
+def to_latex(frame: pd.DataFrame, digits: int = 1, column_digits: Optional[Mapping[str, int]] = None,
+             key: str = "") -> str:
+    """A booktabs tabular; missing cells as '--'; `key` and the run footnotes in small type below it."""
     def esc(text: str) -> str:
         for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
                      ("Δ", r"$\Delta$"), ("−", "-"), ("†", r"$^\dagger$"), ("±", r"$\pm$"), ("<", r"$<$")):
             text = text.replace(a, b)
         return text
+    frame, notes = footnoted(frame)
     headers, numeric, rows = _display(frame, digits, column_digits)
     align = "".join("r" if n else "l" for n in numeric)
     lines = [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(esc(str(c)) for c in headers) + r" \\",
@@ -168,15 +207,22 @@ def to_latex(frame: pd.DataFrame, digits: int = 1, column_digits: Optional[Mappi
     for cells in rows:
         lines.append(" & ".join(esc(c.replace(MISSING, "--")) for c in cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\par\noindent{\footnotesize " + esc(n) + r"}" for n in ([key] if key else []) + notes]
     return "\n".join(lines) + "\n"
 
 
 def write_table(frame: pd.DataFrame, out_dir: Path, name: str, formats: set[str], digits: int = 1,
-                column_digits: Optional[Mapping[str, int]] = None, empty: str = NO_RESULTS) -> list[Path]:
-    """`name.md` and `name.csv` always, `name.tex` when asked; returns the paths written."""
-    outputs = {"md": lambda: to_markdown(frame, digits, column_digits, empty),
+                column_digits: Optional[Mapping[str, int]] = None, empty: str = NO_RESULTS,
+                display: Optional[pd.DataFrame] = None, key: str = "") -> list[Path]:
+    """`name.md` and `name.csv` always, `name.tex` when asked; returns the paths written.
+
+    CSV holds `frame`; Markdown and LaTeX show `display` when given (e.g. short column names), with `key`
+    (what the short names stand for) above the table.
+    """
+    shown = frame if display is None else display
+    outputs = {"md": lambda: to_markdown(shown, digits, column_digits, empty, key),
                "csv": lambda: frame.to_csv(index=False, na_rep=""),
-               "tex": lambda: to_latex(frame, digits, column_digits)}
+               "tex": lambda: to_latex(shown, digits, column_digits, key)}
     written = []
     for fmt in ("md", "csv", "tex"):
         if fmt in formats or fmt in ("md", "csv"):

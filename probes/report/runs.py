@@ -121,6 +121,7 @@ def pick_defaults(runs: pd.DataFrame, within: Sequence[str]) -> pd.Series:
 # A cell keeps its run's side file (`predictions`, relative to `file`'s folder) and its head's name in
 # that file (`prediction_head`) for per-cell statistics.
 CELL_COLUMNS = ["run", "probe", "test_set", "top1", "selected_top1", "max_over_epochs_top1", "head_used", "flag",
+                "protocol_notes",
                 "run_name", "group", "encoder_version", "image_size", "date", "order", "file", "predictions",
                 "layer", "prediction_head"]
 LAYER_COLUMNS = ["run", "run_name", "group", "layer", "num_layers", "test_set", "top1", "file", "predictions",

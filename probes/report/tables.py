@@ -13,8 +13,8 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from probes.encoders.versions import VERSIONS
-from probes.report.render import (INTERVAL_COVERS, NOTE, P_ADJUSTED, P_VALUE, SIGNIFICANT, ci_columns,
-                                   interval_columns)
+from probes.report.render import (CI_HIGH, CI_LOW, INTERVAL_COVERS, NOTE, P_ADJUSTED, P_VALUE, SIGNIFICANT,
+                                   ci_columns, interval_columns)
 from probes.report.runs import number_runs, pick_defaults
 from probes.results import BASELINES, DATASETS, MODES, PROBES, TEST_SETS, set_average
 
@@ -22,9 +22,11 @@ PROBE_NAMES = {"linear": "linear", "attention_pooling": "attention pooling"}
 DELTA, DELTA1, DELTA2 = "Δ", "Δ1", "Δ2"
 SET_COLUMNS = [*TEST_SETS, "avg"]
 T14_VALUES = [*SET_COLUMNS, DELTA]
-T14_COLUMNS = ["encoder", "probe", *T14_VALUES, "head", "protocol", "run", NOTE, INTERVAL_COVERS,
+# `run`, `protocol` and `protocol_notes` stay whole in CSV; Markdown / LaTeX show a short run label and move the
+# words into footnotes keyed by it (render.footnoted), so a table fits a page.
+T14_COLUMNS = ["encoder", "probe", *T14_VALUES, "head", "protocol", "protocol_notes", "run", NOTE, INTERVAL_COVERS,
                *interval_columns(T14_VALUES)]
-BASELINE_COLUMNS = ["encoder", "baseline", *SET_COLUMNS, "protocol", "run", NOTE, INTERVAL_COVERS,
+BASELINE_COLUMNS = ["encoder", "baseline", *SET_COLUMNS, "protocol", "protocol_notes", "run", NOTE, INTERVAL_COVERS,
                     *interval_columns(SET_COLUMNS)]
 # What the all-runs frame keeps beside the shown columns, to find a row's run and published counterpart.
 _RUN_KEYS = ["group", "default", "run_key", "probe_key", "encoder_version", "image_size"]
@@ -39,9 +41,10 @@ def t15_column(dataset: str, mode: str) -> str:
 
 # The paper's order: per mode, ADE20K, COCO-Stuff and their average; then the two deltas.
 T15_CELLS = [t15_column(d, m) for m in MODES for d in (*DATASETS, "avg")] + [DELTA1, DELTA2]
-T15_COLUMNS = ["encoder", *T15_CELLS, "protocol", NOTE, INTERVAL_COVERS, *interval_columns(T15_CELLS)]
-OTHER_SEGMENTATION_COLUMNS = ["encoder", "dataset", "mode", "mIoU", "best_mIoU", "best_iter", "protocol", "run",
-                              "date"]
+T15_COLUMNS = ["encoder", *T15_CELLS, "protocol", "protocol_notes", "run", NOTE, INTERVAL_COVERS,
+               *interval_columns(T15_CELLS)]
+OTHER_SEGMENTATION_COLUMNS = ["encoder", "dataset", "mode", "mIoU", "best_mIoU", "best_iter", "protocol",
+                              "protocol_notes", "run", "date"]
 
 
 def order_groups(labels: Sequence[str]) -> list[str]:
@@ -52,6 +55,11 @@ def order_groups(labels: Sequence[str]) -> list[str]:
 
 def _join_flags(flags: pd.Series) -> str:
     return ", ".join(sorted({f for f in flags if f}))
+
+
+def _join_notes(notes: pd.Series) -> str:
+    """The distinct `protocol_notes` of the rows a table row stands for, in their order."""
+    return " | ".join(dict.fromkeys(n for n in notes if n))
 
 
 def per_set(cells: pd.DataFrame, value: str) -> pd.DataFrame:
@@ -76,7 +84,8 @@ def classification_runs(cells: pd.DataFrame, probes: Sequence[str] = PROBES) -> 
     if cells.empty:
         return pd.DataFrame(columns=[*T14_COLUMNS, *_RUN_KEYS])
     meta = cells.groupby(["run", "probe"], sort=False).agg(
-        head=("head_used", "first"), protocol=("flag", _join_flags), run_name=("run_name", "first"),
+        head=("head_used", "first"), protocol=("flag", _join_flags), protocol_notes=("protocol_notes", _join_notes),
+        run_name=("run_name", "first"),
         group=("group", "first"), encoder_version=("encoder_version", "first"), image_size=("image_size", "first"))
     table = meta.join(per_set(cells, "top1")).reset_index()
     runs = cells.groupby("run", sort=False).agg(group=("group", "first"), date=("date", "first"),
@@ -178,6 +187,11 @@ def table15(runs: pd.DataFrame) -> pd.DataFrame:
         row[DELTA1] = row[t15_column("avg", "head")] - row[t15_column("avg", "linear")]
         row[DELTA2] = row[t15_column("avg", "full")] - row[t15_column("avg", "linear")]
         row["protocol"] = _join_flags(mine["flag"])
+        row["protocol_notes"] = _join_notes(mine["protocol_notes"])
+        # A Table 15 row is up to six runs: each cell's run, in the table's order.
+        cells = mine.assign(_cell=[T15_CELLS.index(t15_column(d, m)) for d, m in zip(mine["dataset"], mine["mode"])])
+        row["run"] = "; ".join(f"{d} {m}: {name}" for d, m, name in
+                               cells.sort_values("_cell")[["dataset", "mode", "run_name"]].itertuples(index=False))
         row[NOTE], row[INTERVAL_COVERS] = "", ""
         rows.append(row)
     return pd.DataFrame(rows, columns=T15_COLUMNS)
@@ -203,6 +217,7 @@ def segmentation_vs_published(table: pd.DataFrame, runs: pd.DataFrame, published
         return pd.DataFrame(columns=PAIR_COLUMNS)
     versions = runs[runs["default"].astype(bool)].groupby("group")["encoder_version"].first()
     ids = ["encoder", "encoder_version", "protocol", INTERVAL_COVERS]
+    table = table.drop(columns=["protocol_notes", "run"])
     with_version = table.assign(encoder_version=table["encoder"].map(versions))
     long = with_version.melt(id_vars=ids, value_vars=T15_CELLS, var_name="column", value_name="measured")
     long = _with_measured_intervals(long, with_version, ids, T15_CELLS)
@@ -255,6 +270,23 @@ DIFFERENCE_COLUMNS = ["task", "setting", "column", "A", "B", "a", "b", "differen
 def difference_column(base: str, other: str) -> str:
     """The version comparison's column of other − base."""
     return f"{other} − {base}"
+
+
+def comparison_display(table: pd.DataFrame, names: Sequence[str]) -> tuple[pd.DataFrame, str]:
+    """The comparison as a page shows it: each name a letter (A the base), `B − A` headers, and the key.
+
+    Labels such as 'InternViT-6B-448px-V2_5 (run 2) @224' made every difference header three labels long;
+    the CSV keeps them whole.
+    """
+    letters = {name: chr(ord("A") + i) if i < 26 else f"N{i + 1}" for i, name in enumerate(names)}
+    rename = {}
+    for name, letter in letters.items():
+        rename.update({name: letter, **dict(zip(ci_columns(name), ci_columns(letter)))})
+    for other in names[1:]:
+        long, short = difference_column(names[0], other), difference_column(letters[names[0]], letters[other])
+        for suffix in ("", f" {CI_LOW}", f" {CI_HIGH}", f" {P_VALUE}", f" {P_ADJUSTED}", f" {SIGNIFICANT}"):
+            rename[long + suffix] = short + suffix
+    return table.rename(columns=rename), "; ".join(f"{letter} = {name}" for name, letter in letters.items())
 
 
 def _values(runs14: pd.DataFrame, t15: pd.DataFrame, name: str) -> dict:

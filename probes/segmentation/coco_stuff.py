@@ -16,7 +16,7 @@ from probes.segmentation.datasets import LABEL_SUFFIX
 log = logging.getLogger(__name__)
 
 SPLITS = ("train2017", "val2017")
-# Raw ids of the 11 COCO thing classes that were never annotated (datasets.md); the other 171 of
+# Raw ids of the 11 COCO thing classes that were never annotated (docs/segmentation.md); the other 171 of
 # 0..181 keep their order and become train ids 0..170, as in mmseg's tools/dataset_converters/coco_stuff164k.py.
 UNUSED_IDS = (11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90)
 IGNORE = 255

@@ -11,7 +11,15 @@ from mmseg.registry import HOOKS
 
 from probes.errors import TrainingDivergedError
 
-_RNG_KEY = "probes_rng"
+RNG_KEY = "probes_rng"
+
+
+def rng_state() -> dict:
+    """Every random state a run draws from (torch, numpy, python; CUDA when in use)."""
+    rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
 
 
 def _frozen_prefixes(runner) -> tuple[str, ...]:
@@ -35,16 +43,14 @@ class ProbeCheckpointHook(Hook):
     shapes_numbers = False   # a run's identity and protocol words leave it out (settings.shaping_hooks)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Trim frozen weights; record the RNG state and planned iterations."""
+        """Trim frozen weights; record the RNG state (unless the saver gave the one to keep)."""
         prefixes = _frozen_prefixes(runner)
         if prefixes:
             state = checkpoint["state_dict"]
             for key in [k for k in state if k.startswith(prefixes)]:
                 del state[key]
-        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        checkpoint["meta"][_RNG_KEY] = rng
+        # An interrupted validation saves the state from before it began (probes/segmentation/interrupts.py).
+        checkpoint["meta"].setdefault(RNG_KEY, rng_state())
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Refill frozen weights from the live model; restore torch's RNG."""
@@ -55,7 +61,7 @@ class ProbeCheckpointHook(Hook):
             for key, value in model.state_dict().items():
                 if key.startswith(prefixes):
                     state.setdefault(key, value)
-        rng = checkpoint.get("meta", {}).get(_RNG_KEY)
+        rng = checkpoint.get("meta", {}).get(RNG_KEY)
         if rng is not None:
             # Only torch's: numpy/python draws come from the data pipeline, which mmengine replays.
             torch.set_rng_state(rng["torch"])
@@ -76,6 +82,20 @@ class EvaluationHistoryHook(Hook):
 
     priority = "LOW"
     shapes_numbers = False   # a run's identity and protocol words leave it out (settings.shaping_hooks)
+
+    def before_train_epoch(self, runner) -> None:
+        """A run resumed at a validation point whose validation is missing validates first.
+
+        Checkpoints are saved before the validation of their iteration (mmengine's order), and an interrupted
+        validation saves its iteration too: without this the history, hence `best_mIoU`, would lack that
+        evaluation. The random state saved is the one before the validation, so the numbers stay those of an
+        uninterrupted run. (Not in `before_train`: the checkpoint hook, which saves the best, is set up there.)
+        """
+        loop, done = runner.train_loop, runner.iter
+        if done == 0 or done >= loop.max_iters or runner.val_loop is None or done < loop.val_begin:
+            return
+        if done % loop.val_interval == 0 and all(h["iter"] != done for h in evaluation_history(runner)):
+            runner.val_loop.run()
 
     def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
         """Append this evaluation to the history."""

@@ -1,4 +1,7 @@
-"""Workarounds that let mmengine 0.10.7 / mmcv-lite 2.1.0 / mmseg 1.2.2 run on torch 2.14 (see dependencies.md)."""
+"""Workarounds that let mmengine 0.10.7 / mmcv-lite 2.1.0 / mmseg 1.2.2 run on torch 2.14.
+
+docs/segmentation.md ("Known breakages") lists them.
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -126,7 +129,8 @@ def import_mmseg() -> None:
     from probes.batchnorm import register_global_bn
 
     register_global_bn()
-    # Why explicit imports: Config objects built from dicts ignore `custom_imports` (dependencies.md #4).
+    # Why explicit imports: Config objects built from dicts ignore `custom_imports` (docs/segmentation.md,
+    # "Known breakages").
     from probes.segmentation import (backbone, hooks, layer_decay, linear_head, master_weights, metric,  # noqa: F401
                                      neck, segmentor)
 

@@ -6,7 +6,7 @@ Arrangements (docs/recipes.md has the released code they transcribe):
   copies updated as ZeRO-1 updates them (`ReleasedPrecisionOptimWrapper`), heads computing in fp32.
   Linear probing ran without DeepSpeed: a bf16 frozen backbone (ToBFloat16Hook) and an fp32 head.
 - `autocast-fp32-weights`: fp32 neck and head weights (full tuning: fp32 encoder too) under bf16 autocast;
-  a frozen encoder is still stored in bf16. The suite's arrangement before issue 19.
+  a frozen encoder is still stored in bf16. The suite's arrangement before the released one was built.
 - `fp32`: fp32 weights, no autocast (bf16 is slow on CPUs: a CPU run's default).
 `precision=None` (the configs' value) is `released` on CUDA and `fp32` elsewhere.
 """

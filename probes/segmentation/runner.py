@@ -268,13 +268,16 @@ def _configure_device(cfg: Any, device: str, mode: str, arrangement: str) -> Non
 
 
 def _resume_point(work_dir: Path) -> Optional[str]:
+    from probes.segmentation.interrupts import last_checkpoint
     from probes.segmentation.mm_compat import OWN_CHECKPOINT_PREFIX
 
     marker = work_dir / "last_checkpoint"
     if not marker.is_file():
         return None
-    path = Path(marker.read_text().strip())
-    if not path.is_file():
+    named = marker.read_text().strip()
+    # mmengine writes the marker in place: one torn by a kill is empty; the newest checkpoint is then the one.
+    path = Path(named) if named else last_checkpoint(work_dir)
+    if path is None or not path.is_file():
         raise ConfigError(f"--resume: {marker} points at {path}, which does not exist")
     return OWN_CHECKPOINT_PREFIX + str(path)
 
@@ -361,29 +364,48 @@ def run_segmentation(opts: SegmentOptions) -> dict:
         from probes.segmentation.mm_compat import init_cpu_process_group
 
         init_cpu_process_group(opts.launcher)
+    from mmengine.dist import is_main_process
     from mmengine.runner import FlexibleRunner, Runner
 
+    from probes.interrupts import Interrupt, RunInterrupted, SignalGuard, signal_of
+    from probes.progress import on_terminal
+    from probes.segmentation.console import ProgressBarHook, quiet
     from probes.segmentation.hooks import evaluation_history
+    from probes.segmentation.interrupts import InterruptHook, atomic_saves, checkpoint_iteration
 
-    from probes.segmentation.console import quiet
-
-    runner = quiet(FlexibleRunner if cfg.get("strategy") else Runner).from_cfg(cfg)
-    try:
-        runner.train()
-        history = evaluation_history(runner)
-        if not history or history[-1]["iter"] != runner.iter:
-            runner.val()  # e.g. a resumed run that had already trained to the end
+    bar = on_terminal()
+    runner = atomic_saves(quiet(FlexibleRunner if cfg.get("strategy") else Runner, bar=bar)).from_cfg(cfg)
+    world = _world_size(opts.launcher)
+    guard = SignalGuard()
+    # A single process may stop inside a validation at once; several must agree, which they do per iteration.
+    interrupts = InterruptHook(guard, world, stop_in_validation=world == 1 and not cfg.get("strategy"))
+    runner.register_hook(interrupts)
+    progress = ProgressBarHook()
+    if bar and is_main_process():
+        runner.register_hook(progress)
+    # The guard stays on while an interrupted run saves: a further signal then stops that save, atomically.
+    with guard:
+        try:
+            runner.train()
             history = evaluation_history(runner)
-    except DatasetError as exc:
-        message = _unwrap_dataset_error(exc)
-        if message is None:
-            raise
-        raise DatasetError(message) from None
+            if not history or history[-1]["iter"] != runner.iter:
+                runner.val()  # e.g. a resumed run that had already trained to the end
+                history = evaluation_history(runner)
+        except DatasetError as exc:
+            message = _unwrap_dataset_error(exc)
+            if message is None:
+                raise
+            raise DatasetError(message) from None
+        except (Interrupt, KeyboardInterrupt) as exc:
+            progress.close()
+            kept = interrupts.kept(runner, exc)
+            done = checkpoint_iteration(kept) if kept is not None else None
+            raise RunInterrupted(signal_of(exc), kept, f"iteration {done} of {plan.iters}" if done else None) from None
+        finally:
+            progress.close()
     row = segmentation_row(opts, plan, history, _count_trainable(runner.model),
                            n_images=len(runner.val_dataloader.dataset), iters=runner.iter,
                            precision=plan.precision, predictions=predictions)
-    from mmengine.dist import is_main_process
-
     if is_main_process():
         append_rows(results, [row], SEGMENTATION_COLUMNS, replace_run=plan.run_id if opts.overwrite else None)
         log.debug("row appended to %s; full log in %s", results, runner.logger._log_file)

@@ -3,8 +3,8 @@
 transformers' `InternVLVisionModel` (both styles) and timm's `vit_intern300m_patch14_448`
 (300M style) are built with random weights; their state dicts are mapped to the Hugging Face
 InternViT layout here, so our loader can be checked against them layout by layout. transformers'
-own `save_pretrained` writes the transformers layouts (architecture.md layout 4), so those
-folders come from the library itself rather than from our understanding of it.
+own `save_pretrained` writes the transformers layouts (docs/encoders.md, sources: a folder written by
+transformers), so those folders come from the library itself rather than from our understanding of it.
 """
 from __future__ import annotations
 

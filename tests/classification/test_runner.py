@@ -14,6 +14,7 @@ from probes.classification.runner import RESULTS_FILE
 from probes.classification.sweep import SweepTrainer
 from probes.encoders.internvit import InternViT
 from probes.errors import ConfigError, DatasetError
+from probes.interrupts import RunInterrupted
 from probes.results import CLASSIFICATION_COLUMNS as COLUMNS
 from probes.results import TEST_SETS, read_rows
 
@@ -139,8 +140,9 @@ def test_resume_after_a_kill_ends_with_the_same_numbers(tiny_cfg, tmp_path, monk
 
     monkeypatch.setattr(SweepTrainer, "step", dying_step)
     out = tmp_path / "killed"
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(RunInterrupted, match=r"interrupted \(SIGINT\); epoch 1 of 3 is saved in ") as stopped:
         runner.run_classify(tiny_cfg(runtime__out=str(out), **common))
+    assert stopped.value.checkpoint == out / checkpoint and stopped.value.exit_code == 130
     assert not (out / RESULTS_FILE).exists()
     saved = torch.load(out / checkpoint, weights_only=False)
     assert saved["epoch"] == 1

@@ -1,4 +1,5 @@
-"""Folders written by transformers' own InternVL classes (architecture.md layout 4) load and match it."""
+"""Folders written by transformers' own InternVL classes (docs/encoders.md: a folder written by transformers)
+load and match it."""
 from __future__ import annotations
 
 import json

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import LineCollection
+from matplotlib.path import Path as MplPath
 
 from probes.report import plots
+from probes.report.render import ci_columns
+from probes.report.tables import DELTA, SET_COLUMNS
 from probes.report.build import build_report
 from probes.results import CLASSIFICATION_COLUMNS, DATASETS, MODES, SEGMENTATION_COLUMNS
 
@@ -124,3 +129,70 @@ def test_class_change_plot_grows_with_k():
     assert large.get_figheight() > 2 * small.get_figheight()
     for figure in (small, large):
         plt.close(figure)
+
+
+def _wide_intervals(n_encoders: int = 4) -> pd.DataFrame:
+    """Table 14 rows with wide intervals, some excluding their value (above and below), and Δ of both signs."""
+    rows = []
+    for i in range(n_encoders):
+        for probe in ("linear", "attention pooling"):
+            row = {"encoder": f"encoder {i}", "probe": probe}
+            for j, column in enumerate([*SET_COLUMNS, DELTA]):
+                value = (3.0 - 2.5 * i) if column == DELTA else 55.0 + 4 * ((i + j) % 3)
+                half = 6.0 + 4 * ((i + j) % 2)
+                shift = (0.0, 1.5 * half, -1.5 * half)[(i + j) % 3]   # the interval beside, above or below
+                low, high = ci_columns(column)
+                row.update({column: value, low: value + shift - half, high: value + shift + half})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _error_bar_strokes(ax) -> list[tuple[np.ndarray, float]]:
+    """Every error-bar stroke of an axes in display coordinates, with its line width in pixels: the vertical
+    lines (a LineCollection) and the caps (markers '_' of a Line2D, drawn markersize wide)."""
+    px = ax.figure.dpi / 72
+    strokes = []
+    for collection in ax.collections:
+        if isinstance(collection, LineCollection):
+            width = max(collection.get_linewidths()) * px
+            strokes += [(ax.transData.transform(np.asarray(s)), width) for s in collection.get_segments()]
+    for line in ax.lines:
+        if line.get_marker() == "_":
+            half = line.get_markersize() * px / 2
+            for x, y in ax.transData.transform(np.c_[line.get_xdata(), line.get_ydata()]):
+                strokes.append((np.array([[x - half, y], [x + half, y]]), line.get_markeredgewidth() * px))
+    return strokes
+
+
+@pytest.mark.parametrize("name", ["top1_by_version", "delta_by_version"])
+def test_value_labels_never_touch_an_error_bar(name):
+    figure = getattr(plots, name)(_wide_intervals())
+    figure.set_dpi(120)   # the saved PNG's resolution
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    labels = 0
+    for ax in figure.axes:
+        strokes = _error_bar_strokes(ax)
+        assert strokes, "no error bars drawn"
+        for text in ax.texts:
+            if text.get_text() == plots.MISSING_MARK:
+                continue
+            box = text.get_window_extent(renderer)
+            for points, width in strokes:
+                assert not MplPath(points).intersects_bbox(box.padded(width / 2), filled=False), \
+                    f"{name}: label {text.get_text()} crosses an error bar"
+            labels += 1
+    assert labels >= (4 if name == "delta_by_version" else 2 * 4 * len(SET_COLUMNS))
+    plt.close(figure)
+
+
+def test_an_error_bar_spans_its_interval_even_when_the_value_lies_outside_it():
+    figure = plots.delta_by_version(_wide_intervals())
+    ax = figure.axes[0]
+    spans = sorted(tuple(np.round(sorted(np.asarray(s)[:, 1]), 6)) for c in ax.collections
+                   if isinstance(c, LineCollection) for s in c.get_segments())
+    table = _wide_intervals()
+    table = table[table["probe"] == "attention pooling"]
+    low, high = ci_columns(DELTA)
+    assert spans == sorted(tuple(np.round(b, 6)) for b in zip(table[low], table[high]))
+    plt.close(figure)

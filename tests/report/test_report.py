@@ -220,3 +220,39 @@ def test_one_average_rule_for_the_tables_and_the_classify_summary(tmp_path, capl
     build_report(tmp_path / "r", tmp_path / "out")
     t14 = pd.read_csv(tmp_path / "out" / "tables" / "table14_classification.csv").set_index("probe")
     assert pd.isna(t14.loc["linear", "avg"]) and t14.loc["attention pooling", "avg"] == pytest.approx(88.5)
+
+
+def test_pages_fit_short_labels_footnotes_same_section_order_and_b_minus_a_headers(results, tmp_path):
+    rows = cls_rows("/ckpt/25", V25, 448, "linear", LINEAR, run_id="InternViT-6B-448px-V2_5_448px_linear_live_0f1e2d3c",
+                    protocol="modified")
+    rows = [r | {"protocol_notes": "epochs 10 -> 2 (recipe: 10); batch 1024 -> 64"} for r in rows]
+    write_csv(results / "cls2" / "classification_results.csv", CLASSIFICATION_COLUMNS, rows)
+    build_report(results, tmp_path / "out", compare=[V224, V25], bootstrap=0)
+    tables = tmp_path / "out" / "tables"
+    # A short run label in the table, the run and its full protocol words in a footnote keyed by it; CSV keeps all.
+    md = (tables / "table14_classification.md").read_text()
+    header = md.splitlines()[0]
+    assert header.endswith("| head | run |") and "protocol" not in header
+    row = next(line for line in md.splitlines() if line.startswith(f"| {V25} | linear "))
+    label = row.rstrip(" |").rsplit("| ", 1)[1]
+    assert label.startswith("r") and len(label) <= 3
+    assert (f"- {label}: InternViT-6B-448px-V2_5_448px_linear_live_0f1e2d3c; protocol: modified "
+            "(epochs 10 -> 2 (recipe: 10); batch 1024 -> 64)") in md
+    csv_row = _md_table(tables / "table14_classification.csv").query("encoder == @V25").iloc[0]
+    assert (csv_row["run"], csv_row["protocol"]) == ("InternViT-6B-448px-V2_5_448px_linear_live_0f1e2d3c", "modified")
+    assert max(len(line) for line in md.splitlines() if line.startswith("|")) < 160
+    # The published table sits in the same place in both task sections.
+    text = (tmp_path / "out" / "report.md").read_text()
+    sections = {}
+    for part in text.split("\n## ")[1:]:
+        title, *lines = part.splitlines()
+        sections[title.split(" (")[0]] = [line for line in lines if line.startswith("### ")]
+    order = ["### Measured", "### Other runs", "### Published"]
+    for task in ("Classification", "Segmentation"):
+        found = [h.split(" (")[0] for h in sections[task]]
+        assert found == [h for h in order if h in found] and {"### Measured", "### Published"} <= set(found), task
+    # Comparison headers read "B − A", with a key naming A and B.
+    comparison = (tables / "version_comparison.md").read_text().splitlines()
+    assert comparison[0] == f"A = {V224}; B = {V25}"
+    assert comparison[2].startswith("| task | setting | column | A | B | B − A |")
+    assert f"{V25} − {V224}" in _md_table(tables / "version_comparison.csv").columns

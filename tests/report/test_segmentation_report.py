@@ -22,9 +22,10 @@ def _table(out, name):
 def test_table15_follows_the_papers_column_order(results, tmp_path):  # noqa: F811
     build_report(results, tmp_path / "out")
     columns = list(_table(tmp_path / "out", "table15_segmentation").columns)
-    # The paper's layout first; then the note, what the intervals cover and every value's interval bounds.
+    # The paper's layout first; then the protocol words, the cells' runs, the note, what the intervals cover
+    # and every value's interval bounds.
     assert columns[:13] == ["encoder", *PAPER_COLUMNS, "protocol"]
-    assert columns[13:] == ["note", "interval_covers",
+    assert columns[13:] == ["protocol_notes", "run", "note", "interval_covers",
                             *(f"{c} {b}" for c in PAPER_COLUMNS for b in ("ci_low", "ci_high"))]
     assert list(_table(tmp_path / "out", "published_table15").columns) == ["encoder", *PAPER_COLUMNS, "source"]
 
