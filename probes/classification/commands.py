@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, overrides_from_args(args))
     if args.print_config:
-        from probes.classification.describe import describe_config
+        from probes.classification.print_config import describe_config
 
         print(describe_config(cfg, args.print_config))
         return 0

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Proto
 import numpy as np
 import torch
 
-from probes.classification.checkpoint import load_checkpoint, save_atomic
+from probes.classification.sweep_state import load_checkpoint, save_atomic
 from probes.classification.datasets import ImageSet
 from probes.classification.distributed import DistInfo, all_gather_objects, all_reduce_sum, barrier
 from probes.classification.metrics import Top1Table

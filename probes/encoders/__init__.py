@@ -1,5 +1,5 @@
 """Vision encoders: InternViT (every published layout) and any timm model, one interface."""
-from probes.encoders.config import InternViTConfig
+from probes.encoders.architecture import InternViTConfig
 from probes.encoders.describe import EncoderInfo, describe_source
 from probes.encoders.internvit import InternViT
 from probes.encoders.loader import load_encoder

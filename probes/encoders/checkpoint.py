@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from probes.encoders.config import InternViTConfig, read_json_object
+from probes.encoders.architecture import InternViTConfig, read_json_object
 from probes.encoders.source import EncoderSource, looks_like_hub_id
 from probes.encoders.tensor_files import shards_from_index
 from probes.encoders.versions import VERSIONS

@@ -15,7 +15,7 @@ from timm.models._features import feature_take_indices
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from probes.encoders.config import InternViTConfig
+from probes.encoders.architecture import InternViTConfig
 from probes.encoders.preprocessing import IMAGENET_MEAN, IMAGENET_STD, default_data_config  # noqa: F401 (re-exported)
 from probes.errors import InputSizeError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 from typing import Optional
 
-from probes.encoders.config import InternViTConfig
+from probes.encoders.architecture import InternViTConfig
 from probes.errors import EncoderSourceError
 
 _300M = InternViTConfig(

@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from safetensors.torch import save_file
 
-from probes.encoders.config import InternViTConfig
+from probes.encoders.architecture import InternViTConfig
 from probes.encoders.internvit import InternViT
 from probes.encoders.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 

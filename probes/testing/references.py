@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from probes.encoders.config import InternViTConfig
+from probes.encoders.architecture import InternViTConfig
 from probes.testing.checkpoints import randomize_
 
 StateDict = dict[str, torch.Tensor]

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from probes.classification.config import ClassifyConfig, load_config
+from probes.encoders.internvit import InternViT
 from probes.testing.imagenet_data import shared_a_r_classes, write_imagenet_root
 from probes.testing.checkpoints import write_tiny_hf_encoder
 
@@ -46,3 +47,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def count_backbone(monkeypatch):
+    """Count the frozen encoder's forward passes (each call is one batch through the backbone)."""
+    calls = {"n": 0, "images": 0}
+    real = InternViT.forward_features
+
+    def counting(self, x, *a, **k):
+        calls["n"] += 1
+        calls["images"] += x.shape[0]
+        return real(self, x, *a, **k)
+
+    monkeypatch.setattr(InternViT, "forward_features", counting)
+    return calls

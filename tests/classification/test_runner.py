@@ -23,21 +23,6 @@ def _rows(cfg):
     return read_rows(Path(cfg.runtime.out) / RESULTS_FILE)
 
 
-@pytest.fixture
-def count_backbone(monkeypatch):
-    """Count the frozen encoder's forward passes (each call is one batch through the backbone)."""
-    calls = {"n": 0, "images": 0}
-    real = InternViT.forward_features
-
-    def counting(self, x, *a, **k):
-        calls["n"] += 1
-        calls["images"] += x.shape[0]
-        return real(self, x, *a, **k)
-
-    monkeypatch.setattr(InternViT, "forward_features", counting)
-    return calls
-
-
 def test_rows_cover_every_head_ema_and_test_set(tiny_cfg):
     cfg = tiny_cfg()
     rows = runner.run_classify(cfg)

@@ -8,23 +8,7 @@ import torch
 from probes.classification import runner
 from probes.classification.cache import CachedSource
 from probes.classification.sweep import HeadBank, SweepTrainer, head_specs, replica_feature
-from probes.encoders.internvit import InternViT
 from probes.sidefiles import read_classification_predictions
-
-
-@pytest.fixture
-def count_backbone(monkeypatch):
-    """Count the frozen encoder's forward passes (each call is one batch through the backbone)."""
-    calls = {"n": 0, "images": 0}
-    real = InternViT.forward_features
-
-    def counting(self, x, *a, **k):
-        calls["n"] += 1
-        calls["images"] += x.shape[0]
-        return real(self, x, *a, **k)
-
-    monkeypatch.setattr(InternViT, "forward_features", counting)
-    return calls
 
 
 def _numbers(rows):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from probes import load_encoder
-from probes.encoders.config import InternViTConfig
+from probes.encoders.architecture import InternViTConfig
 from probes.errors import CheckpointError
 from probes.testing.checkpoints import tiny_config
 from probes.testing.references import save_transformers_chat, save_transformers_vision, transformers_reference

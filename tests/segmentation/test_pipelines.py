@@ -27,13 +27,13 @@ init_default_scope("mmseg")
 register_transforms()
 
 
-@pytest.mark.parametrize("dataset", ["ade20k", "coco_stuff"])
+@pytest.mark.parametrize("dataset", ["ade20k", "coco-stuff"])
 @pytest.mark.parametrize("split", ["train_dataloader", "val_dataloader"])
 def test_released_pipelines_return_uint8(ade20k: Path, dataset: str, split: str) -> None:
     from mmseg.registry import DATASETS
 
     cfg = Config.fromfile(str(config_dir("segmentation") / "_base_" / "datasets" / f"{dataset}.py"))
-    set_data(cfg, dataset_spec(dataset.replace("_", "-")), None, None)  # the class count, as `probes segment` sets it
+    set_data(cfg, dataset_spec(dataset), None, None)  # the class count, as `probes segment` sets it
     pipeline = [dict(t, crop_size=(56, 56)) if t["type"] == "RandomCrop" else t
                 for t in cfg[split]["dataset"]["pipeline"]]
     prefix = "training" if split == "train_dataloader" else "validation"
@@ -57,7 +57,7 @@ def test_shipped_dataset_configs_apply_their_label_rule(ade20k: Path, coco_stuff
     else:
         root = coco_stuff_raw
         prepare_coco_stuff(root, workers=1)
-    cfg = Config.fromfile(str(config_dir("segmentation") / "_base_" / "datasets" / f"{dataset.replace('-', '_')}.py"))
+    cfg = Config.fromfile(str(config_dir("segmentation") / "_base_" / "datasets" / f"{dataset}.py"))
     set_data(cfg, spec, root, 0)
     data = DATASETS.build(cfg.val_dataloader.dataset)
     sample = data[0]
