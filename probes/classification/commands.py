@@ -24,9 +24,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. train.epochs=3 data.paths.IN-A=/data/ina (default: none)")
     p.add_argument("--out", help="results folder (CSV, side files, checkpoints) (default: runs/classification)")
-    p.add_argument("--epochs", type=int, help="training epochs (default: the config's; published 10)")
+    p.add_argument("--epochs", type=int,
+                   help="training epochs of this run, live or cached: sets train.epochs and cache.epochs "
+                        "(default: the config's; published 10)")
     p.add_argument("--batch-size", type=int,
-                   help="total batch over all processes (default: the config's; published 1024)")
+                   help="total batch over all processes, live or cached: sets train.batch_size and cache.batch_size "
+                        "(default: the config's; published 1024)")
     p.add_argument("--image-size", type=int,
                    help="train and test resolution (default: the config's; the version's published one, else 224)")
     p.add_argument("--probes", help="comma list: linear,attn (default: linear,attn)")
