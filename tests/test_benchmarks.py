@@ -100,3 +100,11 @@ def test_gpu_check_runs_its_code_paths_on_cpu_at_toy_size(tmp_path):
 def test_every_benchmark_script_has_a_test_here():
     tested = set(re.findall(r'run_benchmark\("(\w+\.py)"', Path(__file__).read_text()))
     assert {p.name for p in (ROOT / "benchmarks").glob("*.py")} == tested
+
+
+def test_call_path_smoke():
+    values = summary(run_benchmark("call_path.py", "--smoke"))
+    assert list(values) == ["classify_files", "classify_functions", "classify_returns"]
+    files, functions, returns = (int(values[k]) for k in values)
+    # A classify run enters the CLI, config, plan, encoder, data, training and results modules at least.
+    assert 10 <= files <= functions and returns >= 0
