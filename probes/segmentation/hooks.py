@@ -7,7 +7,6 @@ import numpy as np
 import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmseg.registry import HOOKS
 
 from probes.errors import TrainingDivergedError
 
@@ -29,7 +28,6 @@ def _frozen_prefixes(runner) -> tuple[str, ...]:
     return tuple(f"backbone.{p}" for p in rel)
 
 
-@HOOKS.register_module()
 class ProbeCheckpointHook(Hook):
     """Drops the frozen encoder from checkpoints and restores it (and the RNG) on load.
 
@@ -72,7 +70,6 @@ class ProbeCheckpointHook(Hook):
 HISTORY_KEY = "probes_val_history"
 
 
-@HOOKS.register_module()
 class EvaluationHistoryHook(Hook):
     """Keeps every validation's (iteration, mIoU, aAcc, mAcc) in the message hub, so checkpoints carry it.
 
@@ -113,7 +110,6 @@ def evaluation_history(runner) -> list[dict]:
     return sorted(runner.message_hub.get_info(HISTORY_KEY, []), key=lambda h: h["iter"])
 
 
-@HOOKS.register_module()
 class NonFiniteLossHook(Hook):
     """Stops training at the first non-finite loss, naming the step, the loss term and the likely cause."""
 

@@ -6,7 +6,6 @@ import re
 from typing import Optional
 
 from mmengine.optim import DefaultOptimWrapperConstructor
-from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,6 @@ def skips_weight_decay(name: str, ndim: int, exempt_embeddings: bool = False) ->
     return ndim == 1 or name.endswith(".bias") or (exempt_embeddings and bool(_EMBEDDING_NAMES.search(name)))
 
 
-@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """Param groups by (layer id, decay/no-decay); lr scale = rate ** (num_layers + 1 - id).
 

@@ -25,7 +25,6 @@ from typing import Optional
 
 import torch
 from mmengine.optim import OptimWrapper
-from mmseg.registry import OPTIM_WRAPPERS
 from torch.optim import Optimizer
 
 from probes.errors import ConfigError
@@ -42,7 +41,6 @@ def _dtype(name: str, key: str) -> torch.dtype:
     return _DTYPES[name]
 
 
-@OPTIM_WRAPPERS.register_module()
 class ReleasedPrecisionOptimWrapper(OptimWrapper):
     """OptimWrapper whose optimizer steps on fp32 masters of the model's (bf16) parameters, as ZeRO-1 does.
 

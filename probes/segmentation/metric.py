@@ -6,12 +6,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 from mmseg.evaluation.metrics import IoUMetric
-from mmseg.registry import METRICS
 
 from probes.sidefiles import write_segmentation_counts
 
 
-@METRICS.register_module()
 class PerImageIoUMetric(IoUMetric):
     """IoUMetric whose every evaluation also writes per-image intersect / union / label pixel counts.
 

@@ -129,10 +129,11 @@ def import_mmseg() -> None:
     from probes.batchnorm import register_global_bn
 
     register_global_bn()
-    # Why explicit imports: Config objects built from dicts ignore `custom_imports` (docs/segmentation.md,
+    # Why explicit registration: Config objects built from dicts ignore `custom_imports` (docs/segmentation.md,
     # "Known breakages").
-    from probes.segmentation import (backbone, hooks, layer_decay, linear_head, master_weights, metric,  # noqa: F401
-                                     neck, segmentor)
+    from probes.segmentation.registry import register_modules
+
+    register_modules()
 
 
 def init_cpu_process_group(launcher: str) -> None:

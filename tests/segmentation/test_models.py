@@ -24,7 +24,7 @@ from probes.segmentation import settings  # noqa: E402
 from probes.runtime import count_trainable  # noqa: E402
 from probes.encoders import EncoderInfo  # noqa: E402
 from probes.segmentation.layer_decay import layer_id  # noqa: E402
-from probes.segmentation.neck import ViTPyramidNeck  # noqa: E402
+from probes.segmentation.models.neck import ViTPyramidNeck  # noqa: E402
 from probes.batchnorm import GlobalBatchNorm  # noqa: E402
 
 CONFIGS = config_dir("segmentation")
@@ -256,7 +256,7 @@ def test_bf16_stored_frozen_encoder_still_returns_float32_maps(tiny_encoder: Pat
 def test_windows_in_one_batch_give_mmsegs_sliding_window_logits(mode: str, tiny_encoder: Path) -> None:
     from mmseg.models.segmentors import EncoderDecoder
 
-    from probes.segmentation.segmentor import ProbeEncoderDecoder, slide_windows
+    from probes.segmentation.models.segmentor import ProbeEncoderDecoder, slide_windows
 
     model, _ = _tiny_model(mode, tiny_encoder)
     assert isinstance(model, ProbeEncoderDecoder)
@@ -274,3 +274,23 @@ def test_windows_in_one_batch_give_mmsegs_sliding_window_logits(mode: str, tiny_
     hook.remove()
     assert len(calls) == 1 + 4   # mmseg's loop: one call per window
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_modules_are_registered_by_one_explicit_call_not_by_import():
+    """Importing a model module registers nothing; `register_modules` registers every class a config may name."""
+    import subprocess
+    import sys
+
+    script = (
+        "from probes.segmentation.mm_compat import install_mmcv_ops_standin\n"
+        "install_mmcv_ops_standin()\n"
+        "from mmseg.registry import HOOKS, MODELS, OPTIM_WRAPPERS\n"
+        "import probes.segmentation.models.neck, probes.segmentation.hooks, probes.segmentation.master_weights\n"
+        "names = [(MODELS, 'ViTPyramidNeck'), (MODELS, 'ProbeEncoderDecoder'), (HOOKS, 'EvaluationHistoryHook'),\n"
+        "         (OPTIM_WRAPPERS, 'ReleasedPrecisionOptimWrapper')]\n"
+        "assert all(r.get(n) is None for r, n in names), 'registered at import'\n"
+        "from probes.segmentation.registry import register_modules\n"
+        "register_modules(); register_modules()\n"
+        "assert all(r.get(n) is not None for r, n in names), 'not registered'\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -8,7 +8,7 @@ data_preprocessor = dict(
     pad_val=0, seg_pad_val=255, size=(504, 504))
 model = dict(
     # mmseg's EncoderDecoder with the sliding windows of an image decoded in one batch: the same logits,
-    # one backbone call per image (probes/segmentation/segmentor.py says why).
+    # one backbone call per image (probes/segmentation/models/segmentor.py says why).
     type='ProbeEncoderDecoder',
     data_preprocessor=data_preprocessor,
     # input_size: the position table is resized once (bicubic) to this input's patch grid when the model

@@ -6,7 +6,6 @@ from typing import List
 import torch
 import torch.nn.functional as F
 from mmseg.models.segmentors import EncoderDecoder
-from mmseg.registry import MODELS
 
 from probes.segmentation.precision import round_to_bf16_
 
@@ -24,7 +23,6 @@ def slide_windows(height: int, width: int, crop: tuple, stride: tuple) -> List[t
     return windows
 
 
-@MODELS.register_module()
 class ProbeEncoderDecoder(EncoderDecoder):
     """EncoderDecoder whose sliding-window test runs all windows of an image as one batch.
 

@@ -8,7 +8,6 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
-from mmseg.registry import MODELS
 from torch import nn
 
 from probes.segmentation.precision import bf16_autocast, check_autocast
@@ -39,7 +38,6 @@ def _init_transposed_conv(conv: nn.ConvTranspose2d) -> None:
     nn.init.zeros_(conv.bias)
 
 
-@MODELS.register_module()
 class ViTPyramidNeck(BaseModule):
     """Four same-resolution maps -> a pyramid: ×4 (deconv, LN, GELU, deconv), ×2 (deconv), ×1, ×½ (max-pool).
 

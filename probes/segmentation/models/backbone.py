@@ -6,13 +6,11 @@ from typing import Optional, Sequence, Union
 
 import torch
 from mmengine.model import BaseModule
-from mmseg.registry import MODELS
 
 from probes.errors import ConfigError
 from probes.segmentation.precision import bf16_autocast, check_autocast
 
 
-@MODELS.register_module()
 class ProbeEncoder(BaseModule):
     """A frozen (no grad, bf16 on GPU) or trainable (drop path, checkpointing) vision encoder.
 

@@ -6,10 +6,8 @@ from typing import Sequence
 import torch
 from mmcv.cnn import build_norm_layer
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
-from mmseg.registry import MODELS
 
 
-@MODELS.register_module()
 class LinearProbeHead(BaseDecodeHead):
     """Norm + 1×1 conv on one backbone map; BaseDecodeHead owns the loss and the bilinear upsampling.
 
