@@ -13,9 +13,9 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from probes.encoders.versions import VERSIONS
-from probes.report.render import (CI_HIGH, CI_LOW, INTERVAL_COVERS, NOTE, P_ADJUSTED, P_VALUE, SIGNIFICANT,
-                                   ci_columns, interval_columns)
-from probes.report.runs import number_runs, pick_defaults
+from probes.report.tables.columns import (CI_HIGH, CI_LOW, INTERVAL_COVERS, NOTE, P_ADJUSTED, P_VALUE, SIGNIFICANT,
+                                          ci_columns, interval_columns)
+from probes.report.tables.runs import number_runs, pick_defaults
 from probes.results import BASELINES, DATASETS, MODES, PROBES, TEST_SETS, set_average
 
 PROBE_NAMES = {"linear": "linear", "attention_pooling": "attention pooling"}

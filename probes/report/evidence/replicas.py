@@ -16,7 +16,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import pandas as pd
 
 from probes.protocol import number_shaping
-from probes.report.intervals import Cell, side_file_of
+from probes.report.evidence.per_image import Cell, side_file_of
 
 SEED_KEY = "randomness.seed"
 # What a segmentation plan states beside its config that shapes the numbers (run_id and the protocol words
