@@ -195,7 +195,7 @@ def _label(spec: RunSpec, planned: Planned) -> str:
     """The encoder as the report labels it (' @SIZE' for a classify run away from the version's own size)."""
     from probes.encoders.versions import VERSIONS
 
-    # As the report's tables name an encoder (probes.report.runs.encoder_base): its version, or its folder.
+    # As the report's tables name an encoder (probes.report.tables.runs.encoder_base): its version, or its folder.
     label = spec.version if spec.version != "custom" else Path(spec.encoder.rstrip("/")).name
     if spec.task == "classify" and planned.plan is not None:
         size = planned.plan.preprocessing.size

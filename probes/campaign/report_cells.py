@@ -32,8 +32,8 @@ def with_planned_cells(results: Path, plan_file: Optional[Path], t14: pd.DataFra
 
     The plan is `plan_file`, else RESULTS/plan.json; without one the tables come back unchanged.
     """
-    from probes.report.render import NOTE
-    from probes.report.tables import t15_column
+    from probes.report.tables.columns import NOTE
+    from probes.report.tables.layouts import t15_column
 
     path = find_plan(Path(results), plan_file)
     if path is None:

@@ -11,24 +11,26 @@ from matplotlib.figure import Figure
 
 from probes.errors import ConfigError
 from probes.io import write_text_atomic
-from probes.report import plots
-from probes.report.class_changes import classification_changes, segmentation_changes, table_name
-from probes.report.differences import compare_names
-from probes.report.intervals import Resampler, SideFiles, accuracy_samples, miou_samples
-from probes.report.measured import Skipped, load_results
-from probes.report.published import load_published, published_table14, published_table15
-from probes.report.render import INTERVAL_COVERS, NO_RESULTS, to_markdown, write_table
-from probes.report.replicas import seed_replicas, with_replicas
-from probes.report.runs import head_cells, identify_classification_runs, identify_segmentation_runs, layer_cells
+from probes.report.evidence.measured import Skipped, load_results
+from probes.report.evidence.per_image import SideFiles
+from probes.report.evidence.replicas import seed_replicas, with_replicas
+from probes.report.evidence.resample import Resampler, accuracy_samples, miou_samples
+from probes.report.render import plots
+from probes.report.render.formats import NO_RESULTS, to_markdown, write_table
 from probes.report.stats import Bootstrap, Comparison
-from probes.report.table_intervals import (classification_cells, layer_cells_to_request, per_layer_table,
-                                           segmentation_cells, with_classification_intervals,
-                                           with_segmentation_intervals)
-from probes.report.tables import (PAIR_COLUMNS, baseline_runs, baselines, classification_rows, classification_runs,
-                                  classification_vs_published, compare_versions, comparison_display, comparison_names,
-                                  difference_column, known_names,
-                                  segmentation_rows, segmentation_runs, segmentation_vs_published, table14, table15,
-                                  table15_other_runs, version_differences)
+from probes.report.tables.class_change_tables import classification_changes, segmentation_changes, table_name
+from probes.report.tables.columns import INTERVAL_COVERS
+from probes.report.tables.intervals import (classification_cells, layer_cells_to_request, per_layer_table,
+                                            segmentation_cells, with_classification_intervals,
+                                            with_segmentation_intervals)
+from probes.report.tables.layouts import (PAIR_COLUMNS, baseline_runs, baselines, classification_rows,
+                                          classification_runs, classification_vs_published, compare_versions,
+                                          comparison_display, comparison_names, difference_column, known_names,
+                                          segmentation_rows, segmentation_runs, segmentation_vs_published, table14,
+                                          table15, table15_other_runs, version_differences)
+from probes.report.tables.published import load_published, published_table14, published_table15
+from probes.report.tables.runs import head_cells, identify_classification_runs, identify_segmentation_runs, layer_cells
+from probes.report.tables.version_tables import compare_names
 
 DEMO_NOTE = ("**These are demo numbers** (tiny encoders trained for seconds, probed briefly on tiny data made "
              "from scikit-learn's bundled digits and photos): they exercise the real pipeline and are not "

@@ -39,7 +39,7 @@ def run_report(args: argparse.Namespace) -> int:
     """Build the report and print the headline table (and any skipped rows)."""
     from probes.errors import ConfigError
     from probes.report.build import build_report, skipped_summary
-    from probes.report.measured import ResultFileError
+    from probes.report.evidence.measured import ResultFileError
 
     formats = {f.strip() for f in args.format.split(",") if f.strip()}
     unknown = formats - {"md", "csv", "tex"}

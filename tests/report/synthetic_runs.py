@@ -12,7 +12,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from probes.encoders.versions import VERSIONS
-from probes.report.intervals import image_pool
+from probes.report.evidence.per_image import image_pool
 from probes.report.stats import miou
 from probes.results import TEST_SETS, prediction_head_name, replica_head_name
 from probes.sidefiles import (HeadPredictions, RealLabels, SetPredictions, write_classification_predictions,

@@ -8,9 +8,9 @@ import pytest
 from matplotlib.collections import LineCollection
 from matplotlib.path import Path as MplPath
 
-from probes.report import plots
-from probes.report.render import ci_columns
-from probes.report.tables import DELTA, SET_COLUMNS
+from probes.report.render import plots
+from probes.report.tables.columns import ci_columns
+from probes.report.tables.layouts import DELTA, SET_COLUMNS
 from probes.report.build import build_report
 from probes.results import CLASSIFICATION_COLUMNS, DATASETS, MODES, SEGMENTATION_COLUMNS
 

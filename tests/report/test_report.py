@@ -10,7 +10,7 @@ import pytest
 
 from probes.cli import main
 from probes.report.build import build_report
-from probes.report.measured import load_results
+from probes.report.evidence.measured import load_results
 from probes.results import CLASSIFICATION_COLUMNS, SEGMENTATION_COLUMNS, TEST_SETS
 
 V224, V25 = "InternViT-6B-224px", "InternViT-6B-448px-V2_5"

@@ -9,9 +9,9 @@ import pytest
 from probes.cli import main
 from probes.errors import ConfigError
 from probes.report.build import build_report
-from probes.report.intervals import NO_SIDE_FILE
-from probes.report.render import format_cell, format_p, to_markdown
-from probes.report.tables import DELTA, DELTA1, DELTA2, t15_column
+from probes.report.evidence.per_image import NO_SIDE_FILE
+from probes.report.render.formats import format_cell, format_p, to_markdown
+from probes.report.tables.layouts import DELTA, DELTA1, DELTA2, t15_column
 from probes.results import CLASSIFICATION_COLUMNS, DATASETS, MODES, SEGMENTATION_COLUMNS, TEST_SETS
 
 from .synthetic_runs import (both_probes, plant_gain, random_correct, real_sets, segmentation_counts,

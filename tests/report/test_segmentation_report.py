@@ -6,7 +6,7 @@ import pytest
 
 from probes.cli import main
 from probes.report.build import build_report
-from probes.report.published import load_published
+from probes.report.tables.published import load_published
 from probes.results import DATASETS, MODES, SEGMENTATION_COLUMNS
 
 from .test_report import V224, V25, results, seg_row, write_csv  # noqa: F401  (fixture)

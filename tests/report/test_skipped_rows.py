@@ -5,7 +5,7 @@ import pandas as pd
 
 from probes.cli import main
 from probes.report.build import build_report
-from probes.report.measured import load_results
+from probes.report.evidence.measured import load_results
 from probes.results import CLASSIFICATION_COLUMNS, SEGMENTATION_COLUMNS
 
 from .test_report import LINEAR, V224, cls_rows, seg_row, write_csv
@@ -64,7 +64,7 @@ def test_skipped_rows_are_printed_and_strict_makes_them_an_error(tmp_path, capsy
 
 
 def test_segmentation_csvs_with_and_without_the_subset_column_are_read(tmp_path):
-    from probes.report.runs import identify_segmentation_runs
+    from probes.report.tables.runs import identify_segmentation_runs
 
     old = [c for c in SEGMENTATION_COLUMNS if c != "subset"]
     write_csv(tmp_path / "r" / "old.csv", old, [seg_row(V224, "ADE20K", "linear", 40.0)])

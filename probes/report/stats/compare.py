@@ -53,7 +53,7 @@ class Comparison:
     significant: bool
     n: int
     level: float = 0.95
-    covers: str = "test images"   # what the interval and p-value resample (see `intervals.covers`)
+    covers: str = "test images"   # what the interval and p-value resample (see `covers`)
 
 
 def compare(a: Samples, b: Samples, level: float = 0.95) -> Comparison:

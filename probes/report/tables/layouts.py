@@ -1,7 +1,7 @@
 """The report's tables as DataFrames: Table 14 / 15 layouts, other runs, published beside measured, comparisons.
 
-Every cell stays a number (NaN when missing) until `render.format_cell` writes it. Each measured value
-column X has interval columns `X ci_low` / `X ci_high` (NaN until `table_intervals` fills them) after
+Every cell stays a number (NaN when missing) until `render.formats.format_cell` writes it. Each measured value
+column X has interval columns `X ci_low` / `X ci_high` (NaN until `tables.intervals` fills them) after
 the paper's columns, and a `note` says why a row has none. Averages are taken only over complete rows
 (`results.set_average`, the rule the classify terminal summary uses too): a missing set leaves the
 average (and any delta built on it) missing, never a mean of what happens to be there.
@@ -13,9 +13,9 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from probes.encoders.versions import VERSIONS
-from probes.report.render import (CI_HIGH, CI_LOW, INTERVAL_COVERS, NOTE, P_ADJUSTED, P_VALUE, SIGNIFICANT,
-                                   ci_columns, interval_columns)
-from probes.report.runs import number_runs, pick_defaults
+from probes.report.tables.columns import (CI_HIGH, CI_LOW, INTERVAL_COVERS, NOTE, P_ADJUSTED, P_VALUE, SIGNIFICANT,
+                                          ci_columns, interval_columns)
+from probes.report.tables.runs import number_runs, pick_defaults
 from probes.results import BASELINES, DATASETS, MODES, PROBES, TEST_SETS, set_average
 
 PROBE_NAMES = {"linear": "linear", "attention_pooling": "attention pooling"}
@@ -23,7 +23,7 @@ DELTA, DELTA1, DELTA2 = "Δ", "Δ1", "Δ2"
 SET_COLUMNS = [*TEST_SETS, "avg"]
 T14_VALUES = [*SET_COLUMNS, DELTA]
 # `run`, `protocol` and `protocol_notes` stay whole in CSV; Markdown / LaTeX show a short run label and move the
-# words into footnotes keyed by it (render.footnoted), so a table fits a page.
+# words into footnotes keyed by it (render.formats.footnoted), so a table fits a page.
 T14_COLUMNS = ["encoder", "probe", *T14_VALUES, "head", "protocol", "protocol_notes", "run", NOTE, INTERVAL_COVERS,
                *interval_columns(T14_VALUES)]
 BASELINE_COLUMNS = ["encoder", "baseline", *SET_COLUMNS, "protocol", "protocol_notes", "run", NOTE, INTERVAL_COVERS,
@@ -315,7 +315,7 @@ def compare_versions(runs14: pd.DataFrame, t15: pd.DataFrame, names: Sequence[st
     A name is a run label ('X (run 2)'), or an encoder label, which stands for its default run. Each
     value keeps its interval (`NAME ci_low` / `NAME ci_high`); each difference column `B − A` gets the
     paired comparison's interval, raw and Holm-adjusted p-value and `significant` (on the adjusted one)
-    from ``differences`` ({(other, key): Comparison or note}, see `differences.compare_names`).
+    from ``differences`` ({(other, key): Comparison or note}, see `version_tables.compare_names`).
     """
     base, others = names[0], list(names[1:])
     values = {name: _values(runs14, t15, name) for name in names}

@@ -1,10 +1,8 @@
-"""Bootstrap intervals for the report's cells, from the per-image side files the runs keep.
+"""Per-image evidence of the report's cells: which side file a cell reads, and its per-image vectors.
 
 A cell names its side file (a row's `predictions` column, relative to its CSV's folder), its set, its
 head and the value the result CSV gives. `SideFiles` reads each file once and hands out per-image
-vectors; `accuracy_samples` / `miou_samples` resample every requested cell of a set in as few passes
-as possible: cells whose set lists the same images share one ``Bootstrap`` call (and so the same
-resamples), which is what makes averages, Δ and version differences paired.
+vectors with the resample key of the images they score; `evidence.resample` turns them into resamples.
 
 The resampling unit is the image. The key of a set is the name of the images it scores (its
 `image_pool`: IN-1K and IN-ReaL are both the ImageNet val images) plus a fingerprint of the side
@@ -13,14 +11,14 @@ file's image ids (every image of the set, scored or not): the same images always
 never pass for paired ones. IN-ReaL passes the images it scores (those with a label set) as a mask,
 so one resample of the val images drives both scores.
 
-Training seeds: a cell whose head was trained K times (`probes classify --seeds K`: the side file holds
-`<head>_seed1` ... beside the head; segmentation: repeated runs of one configuration that differ only in
-`randomness.seed`, see `replicas.py`) is resampled hierarchically (`Bootstrap.over_replicas`): each
-resample draws images and one replica. Every interval says what it covers (`interval_covers`).
+Training seeds: a head trained K times (`probes classify --seeds K`: the side file holds `<head>_seed1`
+... beside the head; segmentation: repeated runs of one configuration that differ only in
+`randomness.seed`, see `evidence.replicas`) gives one vector per replica (`classification_replicas`,
+`segmentation_replicas`).
 
-A cell without an interval keeps its value and gets a one-line note instead (no side file, a file that
-cannot be read, a head or set it lacks, or a side file that disagrees with the CSV: a wrong head
-name must never put someone else's interval on a cell). Nothing here raises for a bad side file.
+A cell without per-image data gets a one-line note instead (no side file, a file that cannot be read,
+a head or set it lacks, or a side file that disagrees with the CSV: a wrong head name must never put
+someone else's interval on a cell). Nothing here raises for a bad side file.
 """
 from __future__ import annotations
 
@@ -28,14 +26,12 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Hashable, Optional, Tuple, Union
 
 import numpy as np
-import pandas as pd
 
 from probes.errors import ProbeError
-from probes.report.render import INTERVAL_COVERS, ci_columns
-from probes.report.stats import Bootstrap, Samples, StatsError, covers, interval, miou
+from probes.report.stats import miou
 from probes.results import replica_head_name
 from probes.sidefiles import (HeadPredictions, SegmentationCounts, SetPredictions, read_classification_predictions,
                               read_segmentation_counts)
@@ -43,10 +39,6 @@ from probes.sidefiles import (HeadPredictions, SegmentationCounts, SetPrediction
 NO_SIDE_FILE = "no per-image predictions: no interval"
 # The CSV writes the same number the side file recomputes; a gap above this means the wrong head or run.
 POINT_TOLERANCE = 0.05
-# Cap on the columns one mIoU resampling call stacks (images x columns float64), to bound memory.
-_MAX_SEGMENTATION_COLUMNS = 2048
-
-Estimate = Union[Samples, str]  # a cell's resamples, or why it has none
 
 
 @dataclass(frozen=True)
@@ -224,149 +216,3 @@ def segmentation_replicas(counts: SegmentationCounts, cell: Cell, side_files: "S
             continue
         found.append(((str(Path(path).resolve()), cell.set_name, cell.head), (other.intersect, other.union)))
     return found
-
-
-class Resampler:
-    """`Bootstrap` with a memory: a vector resampled once over a set's images is never resampled again.
-
-    Keyed by (resample key, token): the resample key names the images (see `resample_key`), the token
-    the vector, so a version comparison on the images the tables already resampled (the usual case:
-    both versions scored the whole set) reuses the tables' resamples instead of drawing them again.
-    """
-
-    def __init__(self, bootstrap: Bootstrap) -> None:
-        self.bootstrap = bootstrap
-        self._done: Dict[Tuple[str, Token], Samples] = {}
-
-    def accuracies(self, set_key: str, vectors: Mapping[Token, Scored]) -> Dict[Token, Samples]:
-        """Resampled top-1 of each (correct, scored) vector (all over the same images), one pass for those not
-        done yet."""
-        todo = {t: v for t, v in vectors.items() if (set_key, t) not in self._done}
-        if todo:
-            correct = {t: c for t, (c, _) in todo.items()}
-            scored = {t: m for t, (_, m) in todo.items() if m is not None}
-            self._done.update({(set_key, t): s
-                               for t, s in self.bootstrap.accuracies(set_key, correct, scored).items()})
-        return {t: self._done[(set_key, t)] for t in vectors}
-
-    def class_ratios(self, set_key: str, pairs: Mapping[Token, Tuple[np.ndarray, np.ndarray]]
-                     ) -> Dict[Token, Samples]:
-        """Resampled mIoU of each (intersect, union) pair, in batches that bound the stacked columns."""
-        todo = {t: p for t, p in pairs.items() if (set_key, t) not in self._done}
-        batch: Dict[Token, Tuple[np.ndarray, np.ndarray]] = {}
-        columns = 0
-        for token, pair in todo.items():  # every batch of a set draws the same stream: still paired
-            if batch and columns + 2 * pair[0].shape[1] > _MAX_SEGMENTATION_COLUMNS:
-                self._run(set_key, batch)
-                batch, columns = {}, 0
-            batch[token] = pair
-            columns += 2 * pair[0].shape[1]
-        if batch:
-            self._run(set_key, batch)
-        return {t: self._done[(set_key, t)] for t in pairs}
-
-    def _run(self, set_key: str, batch: Mapping[Token, Tuple[np.ndarray, np.ndarray]]) -> None:
-        self._done.update({(set_key, t): s for t, s in self.bootstrap.class_ratios(set_key, batch).items()})
-
-
-def over_replicas(bootstrap: Bootstrap, model: str, replicas: Sequence[Samples]) -> Estimate:
-    """`Bootstrap.over_replicas`, or the one-line note of why the replicas cannot be combined."""
-    try:
-        return bootstrap.over_replicas(model, replicas)
-    except StatsError as error:
-        return no_interval(error)
-
-
-def _grouped_samples(cells: Mapping[Hashable, Cell], read: Callable, replicas: Callable, run: Callable,
-                     bootstrap: Bootstrap) -> Dict[Hashable, Estimate]:
-    """Resample every cell once per image list: `read` a cell's side-file data (or a note), take its
-    `replicas` ([(token, vector)], replica 0 first), `run` the resampler on all the vectors of one image
-    list (one resample key) together, and draw each cell's replica per resample."""
-    out: Dict[Hashable, Estimate] = {}
-    groups: Dict[str, Dict[Token, Any]] = {}
-    keys: Dict[Hashable, Tuple[str, list, str]] = {}
-    for key, cell in cells.items():
-        found = read(cell)
-        if isinstance(found, str):
-            out[key] = found
-            continue
-        data, set_key = found
-        vectors = replicas(data, cell)
-        keys[key] = (set_key, [t for t, _ in vectors], model_of(cell))
-        groups.setdefault(set_key, {}).update(vectors)
-    done = {(k, t): s for k, batch in groups.items() for t, s in run(k, batch).items()}
-    return {**out, **{key: over_replicas(bootstrap, model, [done[(set_key, t)] for t in tokens])
-                      for key, (set_key, tokens, model) in keys.items()}}
-
-
-def accuracy_samples(cells: Mapping[Hashable, Cell], side_files: SideFiles,
-                     resampler: Resampler) -> Dict[Hashable, Estimate]:
-    """Each cell's resampled top-1, one `Bootstrap.accuracies` pass per image list (IN-1K and IN-ReaL: one),
-    over images and the head's training replicas when its side file holds them."""
-    return _grouped_samples(cells, side_files.predictions, classification_replicas, resampler.accuracies,
-                            resampler.bootstrap)
-
-
-def miou_samples(cells: Mapping[Hashable, Cell], side_files: SideFiles,
-                 resampler: Resampler) -> Dict[Hashable, Estimate]:
-    """Each cell's resampled mIoU (images resampled, intersections / unions summed), shared per image list,
-    over images and the run's seed replicas when there are some."""
-    return _grouped_samples(cells, side_files.counts,
-                            lambda counts, cell: segmentation_replicas(counts, cell, side_files),
-                            resampler.class_ratios, resampler.bootstrap)
-
-
-def combine(function: Callable[..., Samples], *items: Optional[Estimate]) -> Optional[Estimate]:
-    """`function` of several estimates: None if a value is missing, the first note if one has none."""
-    if any(item is None for item in items):
-        return None
-    notes = [item for item in items if isinstance(item, str)]
-    if notes:
-        return notes[0]
-    try:
-        return function(*items)
-    except StatsError as error:
-        return no_interval(error)
-
-
-def mean(items: Sequence[Optional[Estimate]]) -> Optional[Estimate]:
-    """The per-resample mean of several estimates (None if any value is missing)."""
-    return combine(lambda *xs: Samples.mean(list(xs)), *items)
-
-
-def difference(minuend: Optional[Estimate], subtrahend: Optional[Estimate]) -> Optional[Estimate]:
-    """minuend − subtrahend, resample by resample."""
-    return combine(lambda a, b: a - b, minuend, subtrahend)
-
-
-def fill(frame: pd.DataFrame, estimates: Sequence[Mapping[str, Optional[Estimate]]], note_column: str = "note",
-         level: float = 0.95) -> pd.DataFrame:
-    """Write each row's intervals into its `X ci_low` / `X ci_high` columns, its notes into `note`, and what
-    its intervals resample into `interval_covers` ('' for a row without one).
-
-    ``estimates[i]`` maps value columns of row i to their estimates; a column whose row value is
-    missing gets no interval and no note.
-    """
-    frame = frame.copy()
-    notes, covered = [], []
-    for position, (index, row_estimates) in enumerate(zip(frame.index, estimates)):
-        said: list[str] = []
-        models: Dict[str, int] = {}
-        shown = False
-        for column, estimate in row_estimates.items():
-            if estimate is None or pd.isna(frame.at[index, column]):
-                continue
-            if isinstance(estimate, str):
-                if estimate not in said:
-                    said.append(estimate)
-                continue
-            low, high = ci_columns(column)
-            frame.at[index, low], frame.at[index, high] = interval(estimate, level)
-            models.update(estimate.models)
-            shown = True
-        notes.append("; ".join(said))
-        covered.append(covers(models) if shown else "")
-    if len(frame):
-        frame[note_column] = notes
-        frame[INTERVAL_COVERS] = covered
-    return frame

@@ -16,10 +16,11 @@ from typing import Dict, Hashable, List, Mapping, Optional, Sequence, Tuple, Uni
 import numpy as np
 import pandas as pd
 
-from probes.report.intervals import (Cell, Resampler, SideFiles, classification_replicas, image_pool, model_of,
-                                     no_interval, over_replicas, resample_key, segmentation_replicas)
+from probes.report.evidence.per_image import (Cell, SideFiles, classification_replicas, image_pool, model_of,
+                                              no_interval, resample_key, segmentation_replicas)
+from probes.report.evidence.resample import Resampler, over_replicas
 from probes.report.stats import Comparison, Samples, StatsError, adjust, compare
-from probes.report.tables import (DELTA, DELTA1, DELTA2, PROBE_NAMES, classification_rows, segmentation_rows)
+from probes.report.tables.layouts import (DELTA, DELTA1, DELTA2, PROBE_NAMES, classification_rows, segmentation_rows)
 from probes.results import DATASETS, MODES, PROBES, TEST_SETS
 
 NO_PAIR = "no per-image predictions for both: no interval"

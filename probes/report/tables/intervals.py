@@ -4,27 +4,62 @@ Every measured cell is resampled over its images; an average over sets and Δ co
 resamples (`Samples` arithmetic), so they are as paired as the cells they are built from:
 
 * Table 14: avg = per-resample mean of the six sets (IN-1K and IN-ReaL from one resample of the val
-  images they share, see `intervals.image_pool`); Δ = attention-pooling avg − linear avg of the run
+  images they share, see `evidence.per_image.image_pool`); Δ = attention-pooling avg − linear avg of the run
   (both heads scored the same images, so the pair shares every resample);
 * Table 15: per mode, the mean of ADE20K and COCO-Stuff (independent sets); Δ1 / Δ2 = head / full
   avg − linear avg, paired through the datasets' shared images (runs of one dataset that scored
-  other images are resampled independently, see `intervals.resample_key`).
+  other images are resampled independently, see `evidence.per_image.resample_key`).
 """
 from __future__ import annotations
 
-from typing import Dict, Hashable, Mapping, Optional, Tuple
+from typing import Dict, Hashable, Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
 
-from probes.report.intervals import Cell, Estimate, difference, fill, mean, side_file_of
-from probes.report.render import INTERVAL_COVERS, NOTE, interval_columns
-from probes.report.tables import DELTA, DELTA1, DELTA2, t15_column
+from probes.report.evidence.per_image import Cell, side_file_of
+from probes.report.evidence.resample import Estimate, difference, mean
+from probes.report.stats import covers, interval
+from probes.report.tables.columns import INTERVAL_COVERS, NOTE, ci_columns, interval_columns
+from probes.report.tables.layouts import DELTA, DELTA1, DELTA2, t15_column
 from probes.results import DATASETS, MODES, TEST_SETS, set_average
 
 CellKey = Tuple[str, str, str]  # (run, probe, test set)
 PER_LAYER_SETS = [*TEST_SETS, "avg"]
 PER_LAYER_COLUMNS = ["encoder", "run", "layer", "num_layers", "depth", *PER_LAYER_SETS, NOTE, INTERVAL_COVERS,
                      *interval_columns(PER_LAYER_SETS)]
+
+
+def fill(frame: pd.DataFrame, estimates: Sequence[Mapping[str, Optional[Estimate]]], note_column: str = "note",
+         level: float = 0.95) -> pd.DataFrame:
+    """Write each row's intervals into its `X ci_low` / `X ci_high` columns, its notes into `note`, and what
+    its intervals resample into `interval_covers` ('' for a row without one).
+
+    ``estimates[i]`` maps value columns of row i to their estimates; a column whose row value is
+    missing gets no interval and no note.
+    """
+    frame = frame.copy()
+    notes, covered = [], []
+    for position, (index, row_estimates) in enumerate(zip(frame.index, estimates)):
+        said: list[str] = []
+        models: Dict[str, int] = {}
+        shown = False
+        for column, estimate in row_estimates.items():
+            if estimate is None or pd.isna(frame.at[index, column]):
+                continue
+            if isinstance(estimate, str):
+                if estimate not in said:
+                    said.append(estimate)
+                continue
+            low, high = ci_columns(column)
+            frame.at[index, low], frame.at[index, high] = interval(estimate, level)
+            models.update(estimate.models)
+            shown = True
+        notes.append("; ".join(said))
+        covered.append(covers(models) if shown else "")
+    if len(frame):
+        frame[note_column] = notes
+        frame[INTERVAL_COVERS] = covered
+    return frame
 
 
 def classification_cells(cells: pd.DataFrame) -> Dict[CellKey, Cell]:

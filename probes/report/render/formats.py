@@ -21,27 +21,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Mapping, Optional, Tuple
 
 import pandas as pd
 
 from probes.io import write_text_atomic
+from probes.report.tables.columns import (CI_HIGH, CI_LOW, INTERVAL_COVERS, NOTE, P_ADJUSTED, P_VALUE, SIGNIFICANT,
+                                          ci_columns)
 
 MISSING = "—"
-CI_LOW, CI_HIGH, SIGNIFICANT, P_VALUE, NOTE = "ci_low", "ci_high", "significant", "p_value", "note"
-P_ADJUSTED = "p_adjusted"  # the p-value adjusted over its comparison's cells (Holm)
-INTERVAL_COVERS = "interval_covers"  # what a row's intervals resample: test images, and training seeds or not
 SIGNIFICANT_MARK = "*"
-
-
-def ci_columns(column: str) -> Tuple[str, str]:
-    """The interval columns of a wide table's value column: ('X ci_low', 'X ci_high')."""
-    return f"{column} {CI_LOW}", f"{column} {CI_HIGH}"
-
-
-def interval_columns(columns: Sequence[str]) -> list[str]:
-    """Every value column's (ci_low, ci_high) pair, in order."""
-    return [name for column in columns for name in ci_columns(column)]
 
 
 def _missing(value) -> bool:

@@ -8,7 +8,7 @@ import pandas as pd
 from probes.config_files import reference_dir as packaged_reference_dir
 from probes.encoders.versions import VERSIONS
 from probes.errors import DatasetError
-from probes.report.tables import DELTA, DELTA1, DELTA2, PROBE_NAMES, T15_CELLS, t15_column
+from probes.report.tables.layouts import DELTA, DELTA1, DELTA2, PROBE_NAMES, T15_CELLS, t15_column
 from probes.results import PROBES, TEST_SETS
 
 DEFAULT_REFERENCE = packaged_reference_dir()   # package data (the checkout's results/reference/ links here)

@@ -17,9 +17,9 @@ import pandas as pd
 
 from probes.errors import ProbeError
 from probes.report.class_names import segmentation_class_names
-from probes.report.intervals import Cell, SideFiles
+from probes.report.evidence.per_image import Cell, SideFiles
 from probes.report.stats import ClassChanges, StatsError, classification_class_changes, segmentation_class_changes
-from probes.report.tables import PROBE_NAMES
+from probes.report.tables.layouts import PROBE_NAMES
 from probes.results import MODES, PROBES, TEST_SETS
 from probes.sidefiles import SegmentationCounts
 

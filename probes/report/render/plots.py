@@ -21,8 +21,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from probes.io import atomic_path  # noqa: E402
-from probes.report.render import ci_columns  # noqa: E402
-from probes.report.tables import DELTA, SET_COLUMNS, t15_column  # noqa: E402
+from probes.report.tables.columns import ci_columns  # noqa: E402
+from probes.report.tables.layouts import DELTA, SET_COLUMNS, t15_column  # noqa: E402
 from probes.results import DATASETS, MODES  # noqa: E402
 
 MODE_NAMES = {"linear": "linear probing", "head": "head tuning", "full": "full tuning"}

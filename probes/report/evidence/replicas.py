@@ -4,7 +4,7 @@ A `probes segment` run writes its plan beside its rows (`OUT/<run_id>/plan.json`
 of one configuration when their plans agree on every value that shapes a number (`protocol.number_shaping`
 of the resolved config, the encoder's weights, the data, device, precision, crop, schedule and batch)
 except `randomness.seed`. A run without a plan file, or without a side file, is never combined. The
-report then resamples a Table 15 cell over its images and its replicas together (`intervals.miou_samples`).
+report then resamples a Table 15 cell over its images and its replicas together (`evidence.resample.miou_samples`).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import pandas as pd
 
 from probes.protocol import number_shaping
-from probes.report.intervals import Cell, side_file_of
+from probes.report.evidence.per_image import Cell, side_file_of
 
 SEED_KEY = "randomness.seed"
 # What a segmentation plan states beside its config that shapes the numbers (run_id and the protocol words
