@@ -17,7 +17,7 @@ wall time is printed beside. The paths alternate round by round (order rotated) 
 hits them alike; a ratio is the median of per-round ratios.
 
 The headline is the path 'auto' takes on this machine: off CUDA the worker path (untimed, as a run
-decides); on CUDA the faster of the two as a run times them (probes.classification.crop_choice).
+decides); on CUDA the faster of the two as a run times them (probes.classification.pipeline.crop_choice).
 
     python benchmarks/data_pipeline.py --quick        # ~3 min on 2 CPU cores
     python benchmarks/data_pipeline.py --images 256 --rounds 9
@@ -46,12 +46,12 @@ from torchvision import transforms as T
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from probes.classification.config import load_config  # noqa: E402
-from probes.classification.crop_choice import crop_place, time_crop_paths  # noqa: E402
 from probes.classification.datasets import ImageSet  # noqa: E402
-from probes.classification.device_batches import DeviceBatches  # noqa: E402
-from probes.classification.device_crops import (  # noqa: E402
+from probes.classification.pipeline.crop_choice import crop_place, time_crop_paths  # noqa: E402
+from probes.classification.pipeline.device_batches import DeviceBatches  # noqa: E402
+from probes.classification.pipeline.device_crops import (  # noqa: E402
     DeviceCrops, EvalCropPlans, TrainCropPlans, collate_plans)
-from probes.classification.images import (  # noqa: E402
+from probes.classification.pipeline.images import (  # noqa: E402
     ImageFiles, build_eval_transform, build_train_transform, collate, decode_rgb)
 from probes.runtime import resolve_device  # noqa: E402
 

@@ -9,7 +9,7 @@ Figures (each one measured here, on this run's device, and written with the devi
 - a tiny end-to-end ``probes classify`` on the device vs the same run on the CPU (fp16 autocast with
   loss scaling on CUDA, fp32 on CPU): per row, top-1 within one image of the set;
 - device crops vs worker crops: pixel equality on the device and both paths' per-image timings, as
-  data.crop_on='auto' times them (probes.classification.crop_choice);
+  data.crop_on='auto' times them (probes.classification.pipeline.crop_choice);
 - JPEG decode throughput through data.decode='gpu' (nvJPEG on CUDA, libjpeg on CPU);
 - segmentation step time and peak memory, head / linear / full, at 6B width (benchmarks/segmentation_step.py).
 Not covered yet: ``probes segment`` end to end on CUDA vs CPU, and FSDP in one process.
@@ -43,11 +43,11 @@ sys.path.insert(0, str(HERE))
 
 from probes.campaign.cost import EncoderShape, device_spec  # noqa: E402
 from probes.classification.config import load_config  # noqa: E402
-from probes.classification.crop_choice import time_crop_paths  # noqa: E402
 from probes.classification.datasets import ImageSet  # noqa: E402
-from probes.classification.device_crops import DeviceCrops, TrainCropPlans, collate_plans  # noqa: E402
-from probes.classification.gpu_decode import EncodedFiles, TensorDecodeCrops, collate_encoded  # noqa: E402
-from probes.classification.images import ImageFiles, build_train_transform, collate  # noqa: E402
+from probes.classification.pipeline.crop_choice import time_crop_paths  # noqa: E402
+from probes.classification.pipeline.device_crops import DeviceCrops, TrainCropPlans, collate_plans  # noqa: E402
+from probes.classification.pipeline.gpu_decode import EncodedFiles, TensorDecodeCrops, collate_encoded  # noqa: E402
+from probes.classification.pipeline.images import ImageFiles, build_train_transform, collate  # noqa: E402
 from probes.encoders.versions import VERSIONS  # noqa: E402
 from probes.errors import ProbeError  # noqa: E402
 from probes.runtime import resolve_device  # noqa: E402

@@ -51,7 +51,8 @@ from probes.classification.cache import CachedSource, build_store  # noqa: E402
 from probes.classification.config import load_config  # noqa: E402
 from probes.classification.datasets import read_train  # noqa: E402
 from probes.classification.distributed import DistInfo  # noqa: E402
-from probes.classification.live import LiveSource, Preprocessing, backbone_features  # noqa: E402
+from probes.classification.live import LiveSource, backbone_features  # noqa: E402
+from probes.classification.pipeline import Preprocessing  # noqa: E402
 from probes.classification.sweep import HeadBank, SweepTrainer, head_specs  # noqa: E402
 from probes.encoders import VERSIONS  # noqa: E402
 from probes.runtime import autocast_for  # noqa: E402
@@ -239,12 +240,13 @@ def main() -> None:
 
 def _image_batches(live: LiveSource, n: int) -> list:
     """``n`` augmented (images, soft targets) device batches, decoded once and reused for every timing."""
-    live.sampler.set_epoch(0)
-    loader = live._loader(live.train_set, live.batch, live.sampler, drop_last=True,
-                          collate_fn=live.paths.train_collate)
+    images = live.images
+    images.sampler.set_epoch(0)
+    loader = images.loader(images.train_set, images.batch, images.sampler, drop_last=True,
+                           collate_fn=images.paths.train_collate)
     out: List[tuple] = []
     while len(out) < n:
-        for batch in live._device_batches("train", loader, None, 1, decode=live.paths.train_hook):
+        for batch in images.device_batches("train", loader, None, 1, decode=images.paths.train_hook):
             out.append((batch["images"], mixup_target(batch["targets"], 1000, 1.0, 0.1)))
             if len(out) == n:
                 break

@@ -22,7 +22,8 @@ from probes.classification.config import CacheSpec, ClassifyConfig, TrainRecipe
 from probes.classification.datasets import ImageSet
 from probes.classification.distributed import DistInfo, barrier
 from probes.classification.heads import linear_input
-from probes.classification.live import LiveSource, Preprocessing, per_rank_batch
+from probes.classification.live import LiveSource, per_rank_batch
+from probes.classification.pipeline import Preprocessing
 from probes.classification.sweep import FeatureNeeds, head_seed, replica_feature
 from probes.classification.training import fingerprint
 from probes.errors import ConfigError, DatasetError

@@ -1,7 +1,8 @@
 """The ImageNet train split and the six test sets, read exactly as users unpack them.
 
 Each reader turns one on-disk layout into an :class:`ImageSet` (file list + the label rule of that
-set, as docs/classification.md states them). Nothing here decodes images; :mod:`probes.classification.images` does.
+set, as docs/classification.md states them). Nothing here decodes images;
+:mod:`probes.classification.pipeline.images` does.
 """
 from __future__ import annotations
 

@@ -1,42 +1,20 @@
 """Features computed live: uint8 images → device batches (normalise, Mixup) → frozen backbone → heads' inputs."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
-from timm.data import Mixup
 from timm.data.mixup import mixup_target
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
 
-from probes.classification.config import DataSpec, ImageSpec, TrainRecipe
+from probes.classification.config import DataSpec, TrainRecipe
 from probes.classification.datasets import ImageSet
-from probes.classification.device_batches import DeviceBatches
-from probes.classification.distributed import DistInfo, ShardSampler, all_gather_objects
-from probes.classification.image_paths import crop_paths
+from probes.classification.distributed import DistInfo
+from probes.classification.pipeline import Preprocessing, build_pipeline
 from probes.classification.sweep import FeatureNeeds, make_features
 from probes.errors import ConfigError, TrainingDivergedError
-from probes.runtime import default_workers
 
 Features = Dict[str, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """What every image goes through: the resize/crop (see image_paths), the normalisation on the device."""
-    size: int
-    interpolation: str
-    crop_pct: float
-    mean: Sequence[float]
-    std: Sequence[float]
-
-    @classmethod
-    def resolve(cls, image: ImageSpec, data_config: dict) -> "Preprocessing":
-        """The recipe's values, falling back to the encoder's own `data_config` where the recipe says None."""
-        return cls(image.size, image.interpolation or data_config.get("interpolation", "bicubic"),
-                   image.crop_pct if image.crop_pct is not None else float(data_config.get("crop_pct", 1.0)),
-                   tuple(data_config["mean"]), tuple(data_config["std"]))
 
 
 def backbone_features(encoder: nn.Module, images: torch.Tensor, needs: FeatureNeeds,
@@ -76,31 +54,6 @@ def non_finite_features_message(encoder: nn.Module, images: torch.Tensor, featur
             " (likely an fp16 overflow: try train.precision=bf16 or fp32; or a bad checkpoint); no rows written")
 
 
-class GroupedMixup:
-    """timm's Mixup/CutMix applied to each group of `group` images of a batch, in place.
-
-    The official run calls its Mixup on each GPU's 16-image batch: one lambda and one CutMix box per 16
-    images, each image mixed with its mirror in the group. Drawing per group of the same size keeps that
-    granularity whatever the process batch (1,024 images on one GPU are 64 groups, not one draw).
-    """
-
-    def __init__(self, mixup: Mixup, group: int) -> None:
-        self.mixup, self.group = mixup, int(group)
-
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        soft = []
-        for chunk, labels in zip(images.split(self.group), targets.split(self.group)):
-            mixed, chunk_soft = self.mixup(chunk, labels)
-            if mixed.data_ptr() != chunk.data_ptr():   # timm mixes in place; never lose a copy if it did not
-                chunk.copy_(mixed)
-            soft.append(chunk_soft)
-        return images, torch.cat(soft)
-
-    def partners(self, flags: torch.Tensor) -> torch.Tensor:
-        """Each sample's flag OR its Mixup partner's (the mirror image in its group)."""
-        return flags | torch.cat([chunk.flip(0) for chunk in flags.split(self.group)])
-
-
 class LiveSource:
     """Train and eval batches straight from the image files through the backbone.
 
@@ -117,38 +70,14 @@ class LiveSource:
         self.batch = per_rank_batch(recipe.batch_size, dist.world, "train.batch_size")
         self.eval_batch = per_rank_batch(recipe.eval_batch_size or recipe.batch_size, dist.world,
                                          "train.eval_batch_size")
-        # The one place choosing how images reach the device (see crop_paths).
-        self.paths = crop_paths(pre, recipe, data, dist.device, sample=train)
-        self.train_set = self.paths.train_set(train)
-        self.sampler = DistributedSampler(self.train_set, num_replicas=dist.world, rank=dist.rank,
-                                          shuffle=True, seed=recipe.seed)
-        self.iters_per_epoch = len(self.sampler) // self.batch
-        use_mix = recipe.mixup > 0 or recipe.cutmix > 0
-        self.mixup = GroupedMixup(Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix,
-                                        switch_prob=recipe.mixup_switch_prob, label_smoothing=recipe.smoothing,
-                                        num_classes=num_classes), recipe.mixup_group) if use_mix else None
-        # Per set, the errors of the files left out (data.on_corrupt='skip'), over every pass of the run.
-        self.skipped: Dict[str, Set[str]] = {}
-        self.logged: Set[str] = set()   # one log line per file, though several sets and epochs read it
-
-    def _loader(self, dataset, batch: int, sampler, drop_last: bool, collate_fn: Callable) -> DataLoader:
-        workers = default_workers() if self.data.workers is None else int(self.data.workers)
-        return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=drop_last,
-                          num_workers=workers, collate_fn=collate_fn,
-                          pin_memory=self.dist.device.type == "cuda",
-                          persistent_workers=False, prefetch_factor=4 if workers else None)
-
-    def _device_batches(self, name: str, loader: DataLoader, mixup: Optional[Mixup], min_images: int,
-                        decode: Optional[Callable] = None) -> DeviceBatches:
-        return DeviceBatches(loader, self.dist.device, self.pre.mean, self.pre.std, on_corrupt=self.data.on_corrupt,
-                             mixup=mixup, min_images=min_images, decode=decode,
-                             skipped=self.skipped.setdefault(name, set()), logged=self.logged)
+        # Loaders, crops and the device-side step (normalise, Mixup): the image pipeline's one builder.
+        self.images = build_pipeline(train, pre, recipe, data, num_classes, dist, self.batch, self.eval_batch)
+        self.mixup = self.images.mixup
+        self.iters_per_epoch = len(self.images.sampler) // self.batch
 
     def skipped_counts(self, names: Sequence[str]) -> Dict[str, int]:
-        """Distinct files left out per set over the run, on every process (sets are read once per epoch,
-        and a training file may reach different processes in different epochs: files, not reads, count)."""
-        gathered = all_gather_objects({n: sorted(self.skipped.get(n, ())) for n in names}, self.dist)
-        return {n: len(set().union(*(g[n] for g in gathered))) for n in names}
+        """Distinct files left out per set over the run, on every process (see ImagePipeline.skipped_counts)."""
+        return self.images.skipped_counts(names)
 
     def features(self, images: torch.Tensor, needs: Optional[FeatureNeeds] = None) -> Features:
         """Heads' inputs for a normalised device batch (`needs` defaults to the sweep's)."""
@@ -159,12 +88,7 @@ class LiveSource:
 
         The mask (None without held-out images) is False for a held-out image and for any image mixed with one.
         """
-        self.sampler.set_epoch(epoch)
-        loader = self._loader(self.train_set, self.batch, self.sampler, drop_last=True,
-                              collate_fn=self.paths.train_collate)
-        # Heads with BatchNorm need two images; Mixup pairs images (odd batches lose one).
-        batches = self._device_batches("train", loader, self.mixup, min_images=2, decode=self.paths.train_hook)
-        for batch in batches:
+        for batch in self.images.train_batches(epoch):
             soft = batch["targets"] if self.mixup is not None else \
                 mixup_target(batch["targets"], self.num_classes, 1.0, self.recipe.smoothing)
             keep = None
@@ -176,11 +100,7 @@ class LiveSource:
     def eval_batches(self, image_set: ImageSet, needs: Optional[FeatureNeeds] = None
                      ) -> Iterator[Tuple[Features, torch.Tensor]]:
         """(features, positions in the set) with the evaluation transform, sharded over ranks."""
-        dataset = self.paths.eval_set(image_set)
-        sampler = ShardSampler(len(dataset), self.dist.rank, self.dist.world)
-        loader = self._loader(dataset, self.eval_batch, sampler, drop_last=False, collate_fn=self.paths.eval_collate)
-        batches = self._device_batches(image_set.name, loader, None, 1, decode=self.paths.eval_hook)
-        for batch in batches:
+        for batch in self.images.eval_batches(image_set):
             yield self.features(batch["images"], needs), batch["indices"]
 
 

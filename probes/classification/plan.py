@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from probes.classification.config import BASE_CONFIG, ClassifyConfig, load_config
-from probes.classification.live import Preprocessing
+from probes.classification.pipeline import Preprocessing
 from probes.classification.sweep import head_specs
 from probes.config_files import config_dir, load_file
 from probes.encoders.resolved import ResolvedEncoder, resolve_encoder

@@ -16,10 +16,10 @@ from probes.classification.baselines import baseline_tables
 from probes.classification.cache import cached_source
 from probes.classification.config import ClassifyConfig, DataSpec, EncoderSpec
 from probes.classification.distributed import DistInfo, init_distributed
-from probes.classification.gpu_decode import decode_protocol_note
-from probes.classification.plan import ClassifyPlan, plan_classify
-from probes.classification.live import LiveSource, Preprocessing
+from probes.classification.live import LiveSource
 from probes.classification.metrics import Top1Table
+from probes.classification.pipeline import Preprocessing, decode_protocol_note
+from probes.classification.plan import ClassifyPlan, plan_classify
 from probes.classification.predictions import kept_heads, write_run_predictions
 from probes.classification.rows import RunFacts, baseline_rows, head_rows, is_published, select_heads
 from probes.classification.sweep import HeadBank, SweepTrainer, head_specs

@@ -96,12 +96,10 @@ def test_inspect_and_prepare_describe_themselves(capsys):
 
 
 def test_workers_default_to_the_cores_available(monkeypatch):
-    from types import SimpleNamespace
-
     import torch
 
     from probes.classification.config import load_config
-    from probes.classification.live import LiveSource
+    from probes.classification.pipeline import data_loader
     from probes import runtime
 
     assert load_config(None, pick_published=False).data.workers is None
@@ -112,6 +110,5 @@ def test_workers_default_to_the_cores_available(monkeypatch):
     assert runtime.default_workers() == 3
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert runtime.default_workers() == 1
-    stub = SimpleNamespace(data=SimpleNamespace(workers=None), dist=SimpleNamespace(device=torch.device("cpu")))
-    loader = LiveSource._loader(stub, list(range(4)), 2, None, False, None)
+    loader = data_loader(list(range(4)), 2, None, False, None, workers=None, device=torch.device("cpu"))
     assert loader.num_workers == 1

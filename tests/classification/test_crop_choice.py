@@ -9,12 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from probes.classification import image_paths
-from probes.classification.crop_choice import CropTiming, crop_place, time_crop_paths
 from probes.classification.datasets import ImageSet
-from probes.classification.images import collate
-from probes.classification.device_crops import collate_plans
-from probes.classification.live import Preprocessing
+from probes.classification.pipeline import Preprocessing, image_paths
+from probes.classification.pipeline.crop_choice import CropTiming, crop_place, time_crop_paths
+from probes.classification.pipeline.device_crops import collate_plans
+from probes.classification.pipeline.images import collate
 from probes.errors import ConfigError
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -36,7 +35,7 @@ def test_explicit_places_and_cpu_auto_are_never_timed():
 
 
 def test_auto_on_cuda_keeps_the_faster_path_and_logs_why(caplog):
-    with caplog.at_level(logging.INFO, logger="probes.classification.crop_choice"):
+    with caplog.at_level(logging.INFO, logger="probes.classification.pipeline.crop_choice"):
         assert crop_place("auto", CUDA, lambda: FAST_DEVICE) == "device"
         assert crop_place("auto", CUDA, lambda: SLOW_DEVICE) == "worker"
     lines = [r.getMessage() for r in caplog.records]

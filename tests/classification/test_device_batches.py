@@ -16,8 +16,8 @@ from PIL import Image
 from timm.data import Mixup
 from torchvision import transforms as T
 
-from probes.classification.device_batches import DeviceBatches, normalize_on_device
-from probes.classification.images import (
+from probes.classification.pipeline.device_batches import DeviceBatches, normalize_on_device
+from probes.classification.pipeline.images import (
     ImageFiles, build_eval_transform, build_train_transform, collate)
 from probes.errors import DatasetError
 

@@ -14,14 +14,14 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from probes.classification import device_crops, runner
-from probes.classification.device_batches import DeviceBatches
-from probes.classification.device_crops import (
+from probes.classification import runner
+from probes.classification.pipeline import Preprocessing, device_crops
+from probes.classification.pipeline.device_batches import DeviceBatches
+from probes.classification.pipeline.device_crops import (
     DeviceCrops, EvalCropPlans, TrainCropPlans, collate_plans)
-from probes.classification.image_paths import crop_paths
-from probes.classification.images import ImageFiles, build_eval_transform, build_train_transform, collate
-from probes.classification.live import Preprocessing
-from probes.classification.pil_resample import pass_order, pil_filter, resize_pil_exact
+from probes.classification.pipeline.image_paths import crop_paths
+from probes.classification.pipeline.images import ImageFiles, build_eval_transform, build_train_transform, collate
+from probes.classification.pipeline.pil_resample import pass_order, pil_filter, resize_pil_exact
 from probes.errors import ConfigError, DatasetError
 
 CPU = torch.device("cpu")

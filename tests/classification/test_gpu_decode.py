@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from probes.classification.device_batches import DeviceBatches
-from probes.classification.gpu_decode import (
+from probes.classification.pipeline.device_batches import DeviceBatches
+from probes.classification.pipeline.gpu_decode import (
     GPU_DECODE_NOTE, EncodedFiles, TensorDecodeCrops, collate_encoded, decode_protocol_note)
 from probes.errors import ConfigError, DatasetError
 

@@ -10,7 +10,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from probes.classification import datasets as ds
-from probes.classification.images import (
+from probes.classification.pipeline.images import (
     ImageFiles, build_eval_transform, build_train_transform, check_errors, collate, decode_rgb,
     stack_images)
 from probes.errors import ConfigError, DatasetError

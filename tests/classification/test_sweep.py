@@ -176,7 +176,7 @@ def test_mixup_draws_once_per_group_and_pairs_images_within_it():
     import numpy as np
     from timm.data import Mixup
 
-    from probes.classification.live import GroupedMixup
+    from probes.classification.pipeline import GroupedMixup
 
     np.random.seed(0)
     mix = GroupedMixup(Mixup(mixup_alpha=0.8, cutmix_alpha=0.0, label_smoothing=0.0, num_classes=10), group=4)

@@ -21,8 +21,8 @@ from PIL import Image
 
 from probes.classification.config import TrainRecipe
 from probes.classification.datasets import ImageSet
-from probes.classification.device_crops import CROP_PLACES, DeviceCrops, TrainCropPlans, collate_plans
-from probes.classification.images import build_train_transform, collate, decode_rgb
+from probes.classification.pipeline.device_crops import CROP_PLACES, DeviceCrops, TrainCropPlans, collate_plans
+from probes.classification.pipeline.images import build_train_transform, collate, decode_rgb
 from probes.errors import ConfigError
 
 log = logging.getLogger(__name__)

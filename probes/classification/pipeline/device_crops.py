@@ -4,9 +4,9 @@ The published pipelines resize with Pillow (RandomResizedCrop for training, resi
 for evaluation). Pillow's bicubic loop is about 60% of a worker's time per image; decoding is
 most of the rest. On this path a worker decodes, draws the crop exactly as torchvision draws it
 (same calls, same torch RNG), crops (a copy), and computes Pillow's integer resampling weights; the
-accelerator resizes with them (:mod:`probes.classification.pil_resample`) and flips. The uint8
+accelerator resizes with them (:mod:`probes.classification.pipeline.pil_resample`) and flips. The uint8
 batch equals the worker path's bit for bit (tests/classification/test_device_crops.py), so results
-carry no protocol note. ``data.crop_on`` picks the path (:mod:`probes.classification.crop_choice`):
+carry no protocol note. ``data.crop_on`` picks the path (:mod:`probes.classification.pipeline.crop_choice`):
 'auto' times both on CUDA and keeps the faster, and crops in the workers elsewhere (a CPU would
 resample slower than Pillow does).
 """
@@ -21,8 +21,8 @@ from PIL import Image
 from torch.utils.data import get_worker_info
 from torchvision import transforms as T
 
-from probes.classification.images import build_eval_transform, interpolation_mode
-from probes.classification.pil_resample import (
+from probes.classification.pipeline.images import build_eval_transform, interpolation_mode
+from probes.classification.pipeline.pil_resample import (
     AxisWeights, axis_weights, pass_order, pil_filter, resize_pil_exact, resize_planned, stack_axes,
     vertical_first)
 from probes.errors import ConfigError
@@ -144,7 +144,7 @@ def collate_plans(batch: List[Tuple[Any, int, int, Optional[str]]]) -> Dict[str,
 class DeviceCrops:
     """Resample a :func:`collate_plans` batch on ``device``: a uint8 NCHW batch, as the worker path's.
 
-    Pass it as ``decode=`` to :class:`~probes.classification.device_batches.DeviceBatches`.
+    Pass it as ``decode=`` to :class:`~probes.classification.pipeline.device_batches.DeviceBatches`.
     """
 
     def __init__(self, device: torch.device, interpolation: str = "bicubic") -> None:

@@ -1,8 +1,8 @@
 """Decoding image files into uint8 tensors: by content, to RGB, with corrupt files named or counted.
 
 Workers only decode, crop and flip; they return uint8 CHW tensors (or, with ``data.crop_on='device'``,
-leave the resize to the accelerator: :mod:`probes.classification.device_crops`). Conversion to float
-and the mean/std normalisation happen on the accelerator (:mod:`probes.classification.device_batches`),
+leave the resize to the accelerator: :mod:`probes.classification.pipeline.device_crops`). Conversion to float
+and the mean/std normalisation happen on the accelerator (:mod:`probes.classification.pipeline.device_batches`),
 where they cost microseconds; in a worker they, and moving 4x the bytes, took about 40% of its
 time (benchmarks/data_pipeline.py).
 """

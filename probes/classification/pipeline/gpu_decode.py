@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import v2
 
-from probes.classification.images import decode_rgb, interpolation_mode
+from probes.classification.pipeline.images import decode_rgb, interpolation_mode
 from probes.errors import ConfigError
 
 DECODE_MODES = ("cpu", "gpu")
@@ -45,7 +45,7 @@ def decode_protocol_note(decode: str, device: torch.device) -> Optional[str]:
 class EncodedFiles(Dataset):
     """(file bytes as a uint8 tensor, class index, position, error, path) per file.
 
-    Unreadable files give an error record, as in :class:`~probes.classification.images.ImageFiles`.
+    Unreadable files give an error record, as in :class:`~probes.classification.pipeline.images.ImageFiles`.
     """
 
     def __init__(self, files: Sequence[Path], targets: Sequence[int]) -> None:
@@ -76,7 +76,7 @@ def collate_encoded(batch: List[Tuple[Any, int, int, Optional[str], str]]) -> Di
 class TensorDecodeCrops:
     """Decode a :func:`collate_encoded` batch on ``device``, crop each image on tensors: a uint8 batch.
 
-    Pass it as ``decode=`` to :class:`~probes.classification.device_batches.DeviceBatches`.
+    Pass it as ``decode=`` to :class:`~probes.classification.pipeline.device_batches.DeviceBatches`.
     Files that are not JPEG, or that the JPEG decoder rejects, go through the CPU (PIL) decoder of
     the standard path; files neither can read become error records naming the file.
     """

@@ -1,6 +1,6 @@
 """uint8 image batches from the loader → normalised float batches on the accelerator.
 
-Workers stop at uint8 (see :mod:`probes.classification.images`); here each batch is pinned, copied
+Workers stop at uint8 (see :mod:`probes.classification.pipeline.images`); here each batch is pinned, copied
 with ``non_blocking=True`` and turned into float32, normalised on the device. On CUDA the copy of
 the next batch runs on a side stream while the consumer works on the current one (the pattern of
 timm's ``PrefetchLoader``); on other devices the same one-ahead loop simply runs in order.
@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, MutableSet,
 
 import torch
 
-from probes.classification.images import check_errors
+from probes.classification.pipeline.images import check_errors
 
 # The one place that decides the images' dtype and layout on the device: float32 (autocast
 # casts inside the encoder), and channels_last only when asked for.
@@ -35,7 +35,7 @@ def normalize_on_device(images: torch.Tensor, mean: torch.Tensor, std: torch.Ten
 
 
 class DeviceBatches:
-    """Iterate a loader of :func:`~probes.classification.images.collate` batches on ``device``.
+    """Iterate a loader of :func:`~probes.classification.pipeline.images.collate` batches on ``device``.
 
     Yields ``{"images": float32 NCHW normalised, "targets": on device, "indices": positions
     (host)}``. Corrupt files are raised or counted (``n_skipped``, this pass) per ``on_corrupt``; a
@@ -44,7 +44,8 @@ class DeviceBatches:
     With ``mixup`` (a timm ``Mixup``), the normalised batch is mixed (the official order) and
     ``targets`` are soft; odd batches lose their last image, since Mixup pairs images.
     ``decode``, when given, turns each host batch into a batch whose ``images`` are uint8 already
-    on the device (:mod:`~probes.classification.device_crops`, :mod:`~probes.classification.gpu_decode`).
+    on the device (:mod:`~probes.classification.pipeline.device_crops`,
+    :mod:`~probes.classification.pipeline.gpu_decode`).
     """
 
     def __init__(self, loader: Iterable[HostBatch], device: torch.device, mean: Sequence[float],

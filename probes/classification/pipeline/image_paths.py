@@ -11,22 +11,20 @@ Normalisation always happens afterwards, on the device (:mod:`.device_batches`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 
 import torch
 from torch.utils.data import Dataset
 
 from probes.classification.config import DataSpec, TrainRecipe
-from probes.classification.crop_choice import crop_place, time_crop_paths
 from probes.classification.datasets import ImageSet
-from probes.classification.device_crops import (
-    DeviceCrops, EvalCropPlans, TrainCropPlans, collate_plans)
-from probes.classification.gpu_decode import EncodedFiles, TensorDecodeCrops, collate_encoded, decode_protocol_note
-from probes.classification.images import ImageFiles, build_eval_transform, build_train_transform, collate
+from probes.classification.pipeline.crop_choice import crop_place, time_crop_paths
+from probes.classification.pipeline.device_crops import DeviceCrops, EvalCropPlans, TrainCropPlans, collate_plans
+from probes.classification.pipeline.gpu_decode import (
+    EncodedFiles, TensorDecodeCrops, collate_encoded, decode_protocol_note)
+from probes.classification.pipeline.images import ImageFiles, build_eval_transform, build_train_transform, collate
+from probes.classification.pipeline.preprocessing import Preprocessing
 from probes.errors import ConfigError
-
-if TYPE_CHECKING:
-    from probes.classification.live import Preprocessing
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,7 @@ class CropPaths:
         return ImageFiles(images.files, images.targets, self.eval_transform)
 
 
-def crop_paths(pre: "Preprocessing", recipe: TrainRecipe, data: DataSpec, device: torch.device,
+def crop_paths(pre: Preprocessing, recipe: TrainRecipe, data: DataSpec, device: torch.device,
                sample: Optional[ImageSet] = None) -> CropPaths:
     """The paths for a run: device crops where ``data.crop_on`` asks ('auto': where timed faster on ``sample``)."""
     device = torch.device(device)

@@ -1,0 +1,74 @@
+"""The loaders of one run's images and the device-side step that turns their batches into model input."""
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Sequence, Set
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from probes.classification.datasets import ImageSet
+from probes.classification.distributed import DistInfo, ShardSampler, all_gather_objects
+from probes.classification.pipeline.device_batches import DeviceBatches
+from probes.classification.pipeline.image_paths import CropPaths
+from probes.classification.pipeline.mixup import GroupedMixup
+from probes.classification.pipeline.preprocessing import Preprocessing
+from probes.runtime import default_workers
+
+
+def data_loader(dataset, batch: int, sampler, drop_last: bool, collate_fn: Optional[Callable],
+                workers: Optional[int], device: torch.device) -> DataLoader:
+    """A DataLoader with the run's workers (None: the cores available, see `default_workers`)."""
+    workers = default_workers() if workers is None else int(workers)
+    return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=drop_last,
+                      num_workers=workers, collate_fn=collate_fn,
+                      pin_memory=device.type == "cuda",
+                      persistent_workers=False, prefetch_factor=4 if workers else None)
+
+
+class ImagePipeline:
+    """Training and evaluation batches of uint8 crops, made device batches (normalised, Mixup on training).
+
+    Built by :func:`probes.classification.pipeline.build_pipeline`; it also counts the files left out
+    (data.on_corrupt='skip') per set over every pass of the run.
+    """
+
+    def __init__(self, paths: CropPaths, train_set: Dataset, sampler: DistributedSampler,
+                 mixup: Optional[GroupedMixup], pre: Preprocessing, workers: Optional[int], on_corrupt: str,
+                 dist: DistInfo, batch: int, eval_batch: int) -> None:
+        self.paths, self.train_set, self.sampler, self.mixup, self.pre = paths, train_set, sampler, mixup, pre
+        self.workers, self.on_corrupt, self.dist = workers, on_corrupt, dist
+        self.batch, self.eval_batch = batch, eval_batch
+        self.skipped: Dict[str, Set[str]] = {}
+        self.logged: Set[str] = set()   # one log line per file, though several sets and epochs read it
+
+    def loader(self, dataset, batch: int, sampler, drop_last: bool, collate_fn: Callable) -> DataLoader:
+        """A loader over `dataset` with this run's workers and pinning."""
+        return data_loader(dataset, batch, sampler, drop_last, collate_fn, self.workers, self.dist.device)
+
+    def device_batches(self, name: str, loader: DataLoader, mixup: Optional[GroupedMixup], min_images: int,
+                       decode: Optional[Callable] = None) -> DeviceBatches:
+        """The device-side step over `loader`: decode/resample hook, normalisation, Mixup, skipped files."""
+        return DeviceBatches(loader, self.dist.device, self.pre.mean, self.pre.std, on_corrupt=self.on_corrupt,
+                             mixup=mixup, min_images=min_images, decode=decode,
+                             skipped=self.skipped.setdefault(name, set()), logged=self.logged)
+
+    def train_batches(self, epoch: int) -> DeviceBatches:
+        """One epoch of training device batches (Mixup/CutMix per group when the recipe asks)."""
+        self.sampler.set_epoch(epoch)
+        loader = self.loader(self.train_set, self.batch, self.sampler, drop_last=True,
+                             collate_fn=self.paths.train_collate)
+        # Heads with BatchNorm need two images; Mixup pairs images (odd batches lose one).
+        return self.device_batches("train", loader, self.mixup, min_images=2, decode=self.paths.train_hook)
+
+    def eval_batches(self, image_set: ImageSet) -> DeviceBatches:
+        """Device batches of `image_set` with the evaluation transform, sharded over ranks."""
+        dataset = self.paths.eval_set(image_set)
+        sampler = ShardSampler(len(dataset), self.dist.rank, self.dist.world)
+        loader = self.loader(dataset, self.eval_batch, sampler, drop_last=False, collate_fn=self.paths.eval_collate)
+        return self.device_batches(image_set.name, loader, None, 1, decode=self.paths.eval_hook)
+
+    def skipped_counts(self, names: Sequence[str]) -> Dict[str, int]:
+        """Distinct files left out per set over the run, on every process (sets are read once per epoch,
+        and a training file may reach different processes in different epochs: files, not reads, count)."""
+        gathered = all_gather_objects({n: sorted(self.skipped.get(n, ())) for n in names}, self.dist)
+        return {n: len(set().union(*(g[n] for g in gathered))) for n in names}
