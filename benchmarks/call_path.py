@@ -63,8 +63,8 @@ class CallTrail:
         return {"files": len(seen), "functions": len(self.functions), "returns": returns}
 
 
-def traced(command: Callable[[], int]) -> Dict[str, int]:
-    """Run `command` under the call trail; fail loudly if the command fails."""
+def traced(command: Callable[[], int], show: bool = False) -> Dict[str, int]:
+    """Run `command` under the call trail (printing its files when `show`); fail loudly if the command fails."""
     trail = CallTrail()
     sys.setprofile(trail)
     try:
@@ -73,6 +73,8 @@ def traced(command: Callable[[], int]) -> Dict[str, int]:
         sys.setprofile(None)
     if code != 0:
         raise SystemExit(f"call_path: the traced command exited {code}")
+    if show:
+        print("\n".join(dict.fromkeys(trail.files)))
     return trail.summary()
 
 
@@ -80,6 +82,7 @@ def main() -> None:
     """Trace one tiny classify (and segment) run from the command line parser to the row."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="classify only")
+    parser.add_argument("--list", action="store_true", help="also print each command's files, in first-call order")
     args = parser.parse_args()
     logging.disable(logging.INFO)
 
@@ -98,7 +101,7 @@ def main() -> None:
         write_imagenet_root(data, shared_a_r_classes(4), train_per_class=3)
         classify = ["classify", "--config", "tiny_demo", "--encoder", str(encoder), "--data", str(data),
                     "--out", str(work / "cls"), "--epochs", "2", "--device", "cpu", "--workers", "0"]
-        figures.update({f"classify_{k}": v for k, v in traced(lambda: probes(classify)).items()})
+        figures.update({f"classify_{k}": v for k, v in traced(lambda: probes(classify), args.list).items()})
         if not args.smoke:
             from probes.testing.segmentation_data import band_scene, write_ade20k
 
@@ -108,7 +111,7 @@ def main() -> None:
                        "--device", "cpu", "--out", str(work / "seg-out"), "--cfg-options",
                        "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False",
                        "val_dataloader.num_workers=0", "val_dataloader.persistent_workers=False"]
-            figures.update({f"segment_{k}": v for k, v in traced(lambda: probes(segment)).items()})
+            figures.update({f"segment_{k}": v for k, v in traced(lambda: probes(segment), args.list).items()})
     for name, value in figures.items():
         print(f"{name:22s} {value}")
     print(" ".join(f"{k}={v}" for k, v in figures.items()))
