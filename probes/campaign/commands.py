@@ -88,7 +88,7 @@ def show_plan(entries: List[Dict[str, Any]], basis: str) -> str:
     hours = [e["gpu_hours"] for e in entries if e["gpu_hours"] is not None]
     lines = [_table(["#", "task", "encoder", "dataset", "mode/probes", "config", "nodes x GPUs",
                      "GPU-h (est.)", "peak GiB/GPU (est.)", "run id"], rows), "",
-             f"{len(entries)} runs, {_number(sum(hours), 0)} GPU-hours in all (estimate; {basis})", ""]
+             f"{len(entries)} runs, {_number(sum(hours), 0)} GPU-hours in all ({basis})", ""]
     lines += [f"# {i + 1} {e['key']}\n{e['command']}" for i, e in enumerate(entries)]
     notes = sorted({f"{e['key']}: {n}" for e in entries for n in e.get("cost_notes", []) if "does not fit" in n})
     needs = sorted({e["needs"] for e in entries if e.get("needs")})

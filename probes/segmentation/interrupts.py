@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
 from probes.interrupts import Interrupt, SignalGuard
@@ -31,14 +32,17 @@ def atomic_saves(runner_class: type) -> type:
         def save_checkpoint(self, out_dir: str, filename: str, *args: Any, **kwargs: Any) -> None:
             """mmengine's save, atomic: a reader (or a resume) never sees a half-written checkpoint."""
             partial = os.path.join(out_dir, f".{filename}.partial")
+            # Only the main process writes the file, so only it renames or removes it: other ranks on the same
+            # machine see the file too, and a second rename of it fails (seen on 2 CPU processes).
+            main = is_main_process()
             try:
                 super().save_checkpoint(out_dir, os.path.basename(partial), *args, **kwargs)
-                if os.path.isfile(partial):   # only the main process writes the file
+                if main and os.path.isfile(partial):
                     with open(partial, "rb") as handle:
                         os.fsync(handle.fileno())
                     os.replace(partial, os.path.join(out_dir, filename))
             finally:
-                if os.path.isfile(partial):
+                if main and os.path.isfile(partial):
                     os.unlink(partial)
 
     AtomicSaveRunner.__name__ = AtomicSaveRunner.__qualname__ = f"AtomicSave{runner_class.__name__}"

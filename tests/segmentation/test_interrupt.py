@@ -84,3 +84,23 @@ def test_a_second_signal_during_a_save_leaves_the_previous_checkpoint_whole(
     assert not [p for p in work_dir.iterdir() if p.name.startswith(".")]   # no partial file left
     assert (work_dir / "last_checkpoint").read_text() == str(stopped.value.checkpoint)
     assert torch.load(stopped.value.checkpoint, map_location="cpu", weights_only=False)["meta"]["iter"] == 1
+
+
+def test_only_the_main_process_renames_the_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another rank on the same machine sees the main process's partial file: it must neither rename nor remove it."""
+    from probes.segmentation import interrupts
+
+    class Writer:
+        def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs) -> None:
+            if interrupts.is_main_process():   # as mmengine: only the main process writes
+                Path(out_dir, filename).write_bytes(b"weights")
+
+    runner = interrupts.atomic_saves(Writer)()
+    partial = tmp_path / ".iter_2.pth.partial"
+    partial.write_bytes(b"weights")          # rank 0 has written it and not renamed it yet
+    monkeypatch.setattr(interrupts, "is_main_process", lambda: False)
+    runner.save_checkpoint(str(tmp_path), "iter_2.pth")       # rank 1 passes the same hook
+    assert partial.is_file() and not (tmp_path / "iter_2.pth").exists()
+    monkeypatch.setattr(interrupts, "is_main_process", lambda: True)
+    runner.save_checkpoint(str(tmp_path), "iter_2.pth")       # rank 0 goes on
+    assert (tmp_path / "iter_2.pth").read_bytes() == b"weights" and not partial.exists()
