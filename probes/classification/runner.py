@@ -66,7 +66,8 @@ def load_data(data: DataSpec, seed: int, cache_per_class: Optional[int] = None) 
     return Data(train, heldout, tests)
 
 
-def storage_dtype(spec: EncoderSpec, precision: str, device: torch.device, source: Any = None) -> Any:
+def storage_dtype(spec: EncoderSpec, precision: str, device: torch.device, source: Any = None,
+                  checkpoint: Any = None) -> Any:
     """The frozen encoder's weight dtype: never a lossy cast of the checkpoint's values.
 
     fp16 (the official protocol) keeps fp32 weights under fp16 autocast, as the official run; bf16 stores
@@ -79,12 +80,13 @@ def storage_dtype(spec: EncoderSpec, precision: str, device: torch.device, sourc
         return "float32"
     if source is None:
         source = parse_source(str(spec.source), version=spec.version, weights=spec.weights, revision=spec.revision)
-    return "float32" if torch.float16 in stored_float_dtypes(source) else "bfloat16"
+    return "float32" if torch.float16 in stored_float_dtypes(source, checkpoint) else "bfloat16"
 
 
 def load_probe_encoder(plan: ClassifyPlan, dtype: Any, device: torch.device) -> nn.Module:
     """The frozen encoder the plan resolved (its source is parsed once, in the plan)."""
-    return load_encoder(plan.encoder.source, num_layers=plan.cfg.encoder.num_layers, dtype=dtype, device=device)
+    return load_encoder(plan.encoder.source, num_layers=plan.cfg.encoder.num_layers, dtype=dtype, device=device,
+                        checkpoint=plan.encoder.checkpoint)
 
 
 def _skipped(source: Any, names: Sequence[str], dist: DistInfo) -> Dict[str, int]:
@@ -125,8 +127,8 @@ def run_classify(cfg: ClassifyConfig, plan: Optional[ClassifyPlan] = None) -> Li
     precision = plan.precision
     if dist.device.type != plan.device:
         raise ConfigError(f"the plan was made for {plan.device} but the run is on {dist.device.type}")
-    encoder = load_probe_encoder(plan, storage_dtype(cfg.encoder, precision, dist.device, plan.encoder.source),
-                                 dist.device)
+    dtype = storage_dtype(cfg.encoder, precision, dist.device, plan.encoder.source, plan.encoder.checkpoint)
+    encoder = load_probe_encoder(plan, dtype, dist.device)
     specs = head_specs(cfg.probe.probes, cfg.probe.head_lrs, plan.extra_layers, cfg.probe.published_lr,
                        cfg.train.seeds)
     torch.manual_seed(cfg.train.seed)  # identical head init on every rank and every resume

@@ -125,11 +125,11 @@ def checkpoint_spec(source: EncoderSource, with_weights: bool = True) -> Checkpo
     return resolve_checkpoint(source.path, source.version, with_weights=with_weights)
 
 
-def stored_float_dtypes(source: EncoderSource) -> set:
+def stored_float_dtypes(source: EncoderSource, spec: Optional[CheckpointSpec] = None) -> set:
     """The floating dtypes a checkpoint stores (read from safetensors headers; empty when unknown)."""
     from probes.encoders.tensor_files import SafetensorsFile
 
     if source.kind not in ("path", "version", "hub") or (source.kind == "version" and source.path is None):
         return set()
-    files = [f for f in checkpoint_spec(source).files if f.suffix == ".safetensors"]
+    files = [f for f in (spec or checkpoint_spec(source)).files if f.suffix == ".safetensors"]
     return {info.dtype for f in files for info in SafetensorsFile(f).tensors.values() if info.dtype.is_floating_point}

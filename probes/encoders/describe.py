@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from probes.encoders.checkpoint import checkpoint_spec
+from probes.encoders.checkpoint import CheckpointSpec, checkpoint_spec
 from probes.encoders.preprocessing import default_data_config, read_preprocessor_config
 from probes.encoders.source import EncoderSource, PathLike, parse_source
 from probes.encoders.versions import VERSIONS, matching_version
@@ -44,8 +44,12 @@ def _with_data_config(data_config: dict, **shape) -> EncoderInfo:
 
 
 def describe_source(source: Union[PathLike, EncoderSource], version: Optional[str] = None,
-                    weights: Optional[PathLike] = None, revision: Optional[str] = None) -> EncoderInfo:
-    """Shape, names and preprocessing of any `load_encoder` source, from config files only (never weights)."""
+                    weights: Optional[PathLike] = None, revision: Optional[str] = None,
+                    checkpoint: Optional[CheckpointSpec] = None) -> EncoderInfo:
+    """Shape, names and preprocessing of any `load_encoder` source, from config files only (never weights).
+
+    `checkpoint`: the source's checkpoint already found (resolve_encoder), so it is not looked up again.
+    """
     src = parse_source(source, version, weights, revision, weights_required=False)
     if src.kind == "timm":
         from probes.encoders.timm_encoder import describe_timm
@@ -59,7 +63,7 @@ def describe_source(source: Union[PathLike, EncoderSource], version: Optional[st
         name = f"random:{src.version}" if src.kind == "random" else src.version
         version, config_version = src.version, src.version
     else:
-        spec = checkpoint_spec(src, with_weights=False)
+        spec = checkpoint or checkpoint_spec(src, with_weights=False)
         cfg, name, version = spec.config, spec.name, spec.version
         config_version = src.version or matching_version(cfg)
         data_config = read_preprocessor_config(spec.preprocessor, default_data_config(cfg.image_size)) \

@@ -46,12 +46,12 @@ def seed_fingerprint(what: str, seed: int) -> str:
     return hashlib.sha256(f"random-v1\0{what}\0{seed}".encode()).hexdigest()[:LENGTH]
 
 
-def source_fingerprint(source: object) -> str:
+def source_fingerprint(source: object, checkpoint: object = None) -> str:
     """The fingerprint `load_encoder(source)` would give, computed without building the model.
 
     Checkpoints (folders, files, hub ids) hash their weight files; timm models their weights file or their
     seed; `random:` sources their seed. '' when the weights are not there to read (e.g. --print-config of a
-    bare version name).
+    bare version name). `checkpoint`: its CheckpointSpec when already found (not looked up again).
     """
     from probes.encoders.checkpoint import checkpoint_spec
     from probes.encoders.source import RANDOM_SEED, parse_source
@@ -60,7 +60,7 @@ def source_fingerprint(source: object) -> str:
     src = parse_source(source, weights_required=False)
     try:
         if src.kind in ("path", "version", "hub") and (src.path is not None or src.kind == "hub"):
-            return files_fingerprint(checkpoint_spec(src).files)
+            return files_fingerprint((checkpoint or checkpoint_spec(src)).files)
         if src.kind == "timm":
             return (files_fingerprint([Path(src.weights)]) if src.weights
                     else seed_fingerprint(f"timm:{src.timm_model}", RANDOM_SEED))

@@ -124,11 +124,12 @@ def load_encoder(source: Union[PathLike, EncoderSource], *, version: Optional[st
                  weights: Optional[PathLike] = None, revision: Optional[str] = None,
                  num_layers: Optional[int] = None, dtype: Union[str, torch.dtype, None] = None,
                  device: Union[str, torch.device, None] = "cpu", drop_path_rate: Optional[float] = None,
-                 trainable: bool = False) -> nn.Module:
+                 trainable: bool = False, checkpoint: Optional[CheckpointSpec] = None) -> nn.Module:
     """Load an encoder from a folder, file + version, `VERSION=PATH`, hub id, `timm:<name>[.<tag>]` or `random:VERSION`.
 
     Frozen (eval mode, no grad) unless `trainable`. Default dtype: bf16 for a frozen encoder on
-    GPU, float32 otherwise. See `parse_source` for what each source means.
+    GPU, float32 otherwise. See `parse_source` for what each source means. `checkpoint`: the source's
+    checkpoint as a run's plan found it (`ResolvedEncoder.checkpoint`), so its files are not looked up again.
     """
     src = parse_source(source, version, weights, revision)
     target = resolve_device(device)
@@ -141,7 +142,7 @@ def load_encoder(source: Union[PathLike, EncoderSource], *, version: Optional[st
         if next(encoder.parameters()).device.type != "meta":  # under a meta-device context it stays there
             encoder = encoder.to(device=target)
     else:
-        spec = checkpoint_spec(src)
+        spec = checkpoint or checkpoint_spec(src)
         encoder = load_internvit(spec, num_layers, storage, target, drop_path_rate)
         encoder.version, encoder.name, encoder.source = spec.version, spec.name, spec.where
         encoder.fingerprint = files_fingerprint(spec.files)

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
+from probes.encoders.checkpoint import CheckpointSpec, checkpoint_spec
 from probes.encoders.describe import EncoderInfo, describe_source
 from probes.encoders.fingerprint import source_fingerprint
 from probes.encoders.source import EncoderSource, PathLike, parse_source
+from probes.errors import ProbeError
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class ResolvedEncoder:
     info: EncoderInfo
     canonical: str          # the source as it is, not as typed: absolute real paths, hub id@revision
     fingerprint: str        # '' when the weights are not there to read (e.g. a bare version name)
+    checkpoint: Optional[CheckpointSpec] = None   # the weight files found, for load_encoder (None: none there)
 
     @property
     def random_weights(self) -> bool:
@@ -67,6 +70,13 @@ def canonical_source(src: EncoderSource) -> str:
 def resolve_encoder(source: Union[PathLike, EncoderSource], version: Optional[str] = None,
                     weights: Optional[PathLike] = None, revision: Optional[str] = None,
                     weights_required: bool = False) -> ResolvedEncoder:
-    """Parse, describe and fingerprint a source once (config files and weight-file headers only)."""
+    """Parse, find, describe and fingerprint a source once (config files and weight-file headers only)."""
     src = parse_source(source, version, weights, revision, weights_required=weights_required)
-    return ResolvedEncoder(src, describe_source(src), canonical_source(src), source_fingerprint(src))
+    spec = None
+    if src.kind == "hub" or (src.kind in ("path", "version") and src.path is not None):
+        try:
+            spec = checkpoint_spec(src)
+        except ProbeError:
+            spec = None   # no weights there (e.g. --print-config of a config-only folder): describe from configs
+    return ResolvedEncoder(src, describe_source(src, checkpoint=spec), canonical_source(src),
+                           source_fingerprint(src, checkpoint=spec), spec)

@@ -108,6 +108,17 @@ def test_one_backbone_pass_feeds_all_heads(tiny_cfg, count_backbone):
     assert one_head_pair["n"] == 2 * 2 + 2 * (1 + 5)
 
 
+def test_the_checkpoint_is_looked_up_once_per_run(tiny_cfg, monkeypatch):
+    """The plan finds the weight files once; describing, fingerprinting and loading all use that one lookup."""
+    import probes.encoders.checkpoint as checkpoint
+
+    calls = []
+    real = checkpoint.resolve_checkpoint
+    monkeypatch.setattr(checkpoint, "resolve_checkpoint", lambda *a, **k: calls.append(a) or real(*a, **k))
+    runner.run_classify(tiny_cfg(probe__lrs=[0.1], train__epochs=1))
+    assert len(calls) == 1
+
+
 def test_resume_after_a_kill_ends_with_the_same_numbers(tiny_cfg, tmp_path, monkeypatch):
     common = dict(train__epochs=3, train__batch_size=4, probe__lrs=[0.1, 1.0])
     reference = runner.run_classify(tiny_cfg(runtime__out=str(tmp_path / "ref"), **common))
