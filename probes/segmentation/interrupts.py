@@ -114,8 +114,6 @@ class InterruptHook(Hook):
 
     def save(self, runner, iteration: int, rng: Optional[dict] = None) -> Path:
         """Checkpoint `iteration` (unless the checkpoint hook did) and point `last_checkpoint` at it."""
-        from mmengine.dist import is_main_process
-
         path = Path(runner.work_dir) / CHECKPOINT_NAME.format(iteration)
         last = runner.message_hub.get_info("last_ckpt")
         if last and Path(last).resolve() == path.resolve() and path.is_file():
