@@ -11,8 +11,12 @@ Figures (each one measured here, on this run's device, and written with the devi
 - device crops vs worker crops: pixel equality on the device and both paths' per-image timings, as
   data.crop_on='auto' times them (probes.classification.pipeline.crop_choice);
 - JPEG decode throughput through data.decode='gpu' (nvJPEG on CUDA, libjpeg on CPU);
-- segmentation step time and peak memory, head / linear / full, at 6B width (benchmarks/segmentation_step.py).
-Not covered yet: ``probes segment`` end to end on CUDA vs CPU, and FSDP in one process.
+- segmentation step time and peak memory, head / linear / full, at 6B width (benchmarks/segmentation_step.py);
+- a tiny end-to-end ``probes segment`` (head tuning, precision='released': bf16 encoder and neck weights,
+  fp32 heads, fp32 masters) on the device vs the same run on the CPU: first-iteration loss and mIoU, each
+  against a stated tolerance (recorded, not fatal: a miss is a finding, not a crash);
+- full tuning under ``--strategy fsdp`` in one process (torchrun, 1 process) at 6B width and the released head
+  widths (1536): step time and peak memory as mmengine logs them.
 
     python benchmarks/gpu_check.py                        # on one CUDA GPU
     python benchmarks/gpu_check.py --device cpu --tiny    # the same code paths at toy size (CI)
@@ -122,10 +126,13 @@ def encoder_forward(device: torch.device, tiny: bool, depth_6b: int) -> List[Fig
     return figures
 
 
+def _env() -> Dict[str, str]:
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
+
+
 def last_line_values(cmd: List[str], timeout: int) -> tuple[Dict[str, str], str]:
     """Run a benchmark script; its last line's key=value pairs and its whole stdout."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, timeout=timeout, env=env)
+    done = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, timeout=timeout, env=_env())
     if done.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
     last = done.stdout.strip().splitlines()[-1]
@@ -223,6 +230,94 @@ def segmentation_steps(device: torch.device, tiny: bool) -> List[Figure]:
     return figures
 
 
+SEGMENT_SMALL = ["model.decode_head.channels=16", "model.auxiliary_head.channels=8"]
+
+
+def _segment_args(encoder: str, data: Path, mode: str, out: Path, iters: int, crop: int, device: str) -> List[str]:
+    return ["segment", "--encoder", encoder, "--dataset", "ade20k", "--data", str(data), "--mode", mode,
+            "--iters", str(iters), "--batch-size", "2", "--crop-size", str(crop), "--device", device,
+            "--workers", "0", "--out", str(out), "--allow-subset"]
+
+
+def _logged(out: Path, key: str) -> List[float]:
+    """One value per logged iteration from mmengine's scalars file (rank 0's own values)."""
+    scalars = sorted(out.glob("*/*/vis_data/scalars.json"))[-1]
+    rows = [json.loads(line) for line in scalars.read_text().splitlines()]
+    return [float(r[key]) for r in rows if key in r and "loss" in r]
+
+
+def segment_end_to_end(device: torch.device, tmp: Path) -> List[Figure]:
+    """A tiny `probes segment` (head tuning, released precision) on the device and on the CPU."""
+    import csv
+
+    from probes.testing.checkpoints import write_tiny_hf_encoder
+    from probes.testing.segmentation_data import band_scene, write_ade20k
+
+    encoder = write_tiny_hf_encoder(tmp / "seg_encoder", style="6b", seed=0)
+    data = write_ade20k(tmp / "seg_data", band_scene([0, 1, 2, 3]), n_train=4, n_val=2)
+    rows, losses = {}, {}
+    start = time.perf_counter()
+    # On a CPU "device" the two runs would be one run twice: it runs once and is compared with itself.
+    sides = (("cpu", "cpu"),) if device.type == "cpu" else (("cpu", "cpu"), ("device", device.type))
+    for side, where in sides:
+        out = tmp / f"segment_{side}"
+        # Its own process: mmengine's visualizer is a process-wide instance that would log into the first run.
+        done = subprocess.run([sys.executable, "-m", "probes.cli",
+                               *_segment_args(str(encoder), data, "head", out, 4, 56, where), "--cfg-options",
+                               *SEGMENT_SMALL, "precision=released", "default_hooks.logger.interval=1"],
+                              capture_output=True, text=True, timeout=600, env=_env())
+        if done.returncode:
+            raise RuntimeError(f"probes segment on {where} failed:\n{done.stderr[-3000:]}")
+        rows[side] = list(csv.DictReader(open(out / "segmentation.csv")))[0]
+        losses[side] = _logged(out, "loss")
+    took = time.perf_counter() - start
+    rows.setdefault("device", rows["cpu"])
+    losses.setdefault("device", losses["cpu"])
+    # bf16 products differ between devices' kernels: ~3 significant digits on the loss after one forward;
+    # 4 iterations on 2 images of 56 px can move a few pixels' argmax, hence points of mIoU.
+    loss_diff = abs(losses["device"][0] - losses["cpu"][0]) / abs(losses["cpu"][0])
+    last_diff = abs(losses["device"][-1] - losses["cpu"][-1]) / abs(losses["cpu"][-1])
+    miou_diff = abs(float(rows["device"]["mIoU"]) - float(rows["cpu"]["mIoU"]))
+    setting = (f"head tuning, precision=released, tiny 6B-style encoder, 4 iterations; {len(sides)} run(s) "
+               f"{took:.0f} s; device row precision={rows['device']['precision']}")
+    return [figure("segment tiny first loss, device vs CPU", loss_diff, "relative difference",
+                   f"{setting}; tolerance 2e-2: {'within' if loss_diff <= 2e-2 else 'OUTSIDE'}"),
+            figure("segment tiny last loss, device vs CPU", last_diff, "relative difference",
+                   f"{setting}; after 3 updates; tolerance 5e-2: {'within' if last_diff <= 5e-2 else 'OUTSIDE'}"),
+            figure("segment tiny mIoU, device vs CPU", miou_diff, "mIoU points",
+                   f"{setting}; tolerance 5 points: {'within' if miou_diff <= 5 else 'OUTSIDE'}")]
+
+
+def fsdp_one_process(device: torch.device, tmp: Path, tiny: bool, depth_6b: int) -> List[Figure]:
+    """Full tuning under --strategy fsdp in one process: step time and peak memory as mmengine logs them."""
+    from probes.testing.checkpoints import write_tiny_hf_encoder
+    from probes.testing.launch import torchrun_probes
+    from probes.testing.segmentation_data import band_scene, write_ade20k
+
+    data = tmp / "seg_data" / "ADEChallengeData2016"
+    if not data.is_dir():
+        data = write_ade20k(tmp / "seg_data", band_scene([0, 1, 2, 3]), n_train=4, n_val=2)
+    if tiny:
+        encoder, crop, options = str(write_tiny_hf_encoder(tmp / "fsdp_encoder", style="6b", seed=0)), 56, SEGMENT_SMALL
+    else:
+        encoder, crop, options = "random:InternViT-6B-448px-V2_5", 504, [f"model.backbone.num_layers={depth_6b}"]
+    out = tmp / "fsdp"
+    iters = 2 if tiny else 5
+    done = torchrun_probes([*_segment_args(encoder, data, "full", out, iters, crop, device.type), "--launcher",
+                            "pytorch", "--strategy", "fsdp", "--cfg-options", *options,
+                            "default_hooks.logger.interval=1"], cwd=tmp, nproc=1, timeout=900)
+    if done.returncode:
+        raise RuntimeError(f"probes segment --strategy fsdp (1 process) failed:\n{done.stderr[-3000:]}")
+    times = _logged(out, "time")[1:] or _logged(out, "time")   # the first iteration carries the warm-up
+    memory = _logged(out, "memory") if device.type == "cuda" else []
+    shape = ("tiny 6B-style encoder, crop 56, heads 16/8 ch" if tiny else
+             f"6B width 3200, {depth_6b} blocks, crop {crop}, heads at the released 1536 ch")
+    setting = f"{shape}, batch 2, torchrun 1 process, median of {len(times)} iterations after the first"
+    return [figure("segment full FSDP step (1 process)", statistics.median(times), "s/iter", setting),
+            figure("segment full FSDP peak memory (1 process)", max(memory) / 1024 if memory else None, "GiB",
+                   setting + ("" if memory else "; mmengine logs memory on CUDA only"))]
+
+
 def figure(name: str, value: Optional[float], unit: str, setting: str) -> Figure:
     """One measured figure."""
     return {"name": name, "value": value, "unit": unit, "setting": setting}
@@ -243,6 +338,8 @@ def main() -> None:
         lambda tmp: device_crops(device, tmp, args.tiny),
         lambda tmp: jpeg_decode(device, tmp, args.tiny),
         lambda tmp: segmentation_steps(device, args.tiny),
+        lambda tmp: segment_end_to_end(device, tmp),
+        lambda tmp: fsdp_one_process(device, tmp, args.tiny, args.depth_6b),
     ]
     figures: List[Figure] = []
     start = time.perf_counter()

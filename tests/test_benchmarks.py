@@ -92,7 +92,8 @@ def test_gpu_check_runs_its_code_paths_on_cpu_at_toy_size(tmp_path):
     names = {f["name"] for f in record["figures"]}
     assert {"forward 300M", "forward 6B", "ours / timm throughput", "classify tiny, device vs CPU",
             "crop, device path device half", "JPEG decode + crop (data.decode='gpu')",
-            "segmentation head peak memory"} <= names
+            "segmentation head peak memory", "segment tiny first loss, device vs CPU",
+            "segment tiny mIoU, device vs CPU", "segment full FSDP step (1 process)"} <= names
     rows = (tmp_path / "gpu_check.md").read_text().splitlines()[2:]
     assert len(rows) == n and all("(--tiny: toy sizes)" in row for row in rows)
 
