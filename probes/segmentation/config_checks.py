@@ -101,26 +101,6 @@ def check_mode(cfg: Any, mode: str, config_path: Path) -> None:
                           f"which does not fit --mode {mode}")
 
 
-STRATEGIES = ("none", "ddp", "fsdp", "deepspeed")
-
-
-def check_strategy(strategy: str) -> None:
-    """A strategy must be one the suite runs; DeepSpeed is refused with the reason and what runs instead."""
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"--strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
-    if strategy == "deepspeed":
-        # Found by running it (2 CPU processes, DS_ACCELERATOR=cpu): mmengine 0.10.7's DeepSpeedStrategy imports
-        # deepspeed.runtime.fp16.onebit, gone in DeepSpeed 0.19; with 0.18 the engine builds, casts the whole
-        # model to bf16, and the first forward fails (the neck gets the encoder's fp32 maps). The released
-        # runs' arithmetic (DeepSpeed 0.8.0 ZeRO-1 bf16) is carried without DeepSpeed instead: precision=
-        # 'released' (master_weights.py), single-process or DDP; only ZeRO-1's partitioning of the masters
-        # and optimizer state over processes is not.
-        raise ConfigError("--strategy deepspeed does not run (mmengine 0.10.7's DeepSpeed strategy fails with "
-                          "DeepSpeed >= 0.19, and with 0.18 casts the heads to bf16); the released ZeRO-1 bf16 "
-                          "update runs without it: precision='released' (the GPU default), alone or with "
-                          "--strategy ddp / --launcher")
-
-
 def check_options_kept(cfg: Any, options: dict, patch: int) -> None:
     """An override that filling from the encoder replaced would run silently without it: refuse it instead."""
     for key, value in options.items():

@@ -13,8 +13,8 @@ from probes.encoders import EncoderInfo
 from probes.errors import ConfigError
 from probes.segmentation import config_checks as checks
 from probes.segmentation.datasets import DatasetSpec
-from probes.segmentation.run_settings import (Crop, EncoderFacts, RunSettings, Schedule, crop_of, default_indices,
-                                              encoder_facts, schedule_of)
+from probes.segmentation.run_settings import (Crop, EncoderFacts, RunSettings, Schedule, crop_of, encoder_facts,
+                                              schedule_of)
 
 LOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 STRATEGY_FILES = {"ddp": "ddp.py", "fsdp": "fsdp.py", "deepspeed": "deepspeed_zero.py"}
@@ -35,7 +35,6 @@ def _transforms(tree: Mapping[str, Any]) -> Iterator[tuple[str, dict]]:
 
 def strategy_keys(strategy: str) -> dict[str, Any]:
     """The keys of the strategy's shipped shard (`_base_/strategies/`); none for a single process."""
-    checks.check_strategy(strategy)
     if strategy == "none":
         return {}
     return load_file(config_dir("segmentation") / "_base_" / "strategies" / STRATEGY_FILES[strategy]).to_dict()
@@ -83,6 +82,14 @@ def schedule_keys(tree: Mapping[str, Any], schedule: Schedule) -> dict:
             "param_scheduler.1.begin": 0, "param_scheduler.1.end": schedule.iters + 1,
             "default_hooks.checkpoint.interval": min(tree["default_hooks"]["checkpoint"]["interval"],
                                                      schedule.checkpoint_every)}
+
+
+def default_indices(mode: str, num_layers: int) -> list[int]:
+    """Linear: the last block; pyramid: four evenly spaced blocks ending at the last (our choice)."""
+    if mode == "linear":
+        return [num_layers - 1]
+    step = num_layers / 4
+    return [round(step * (k + 1)) - 1 for k in range(4)]
 
 
 def _filled(tree: Mapping[str, Any], part: str, key: str, value: Any, what: str) -> dict:

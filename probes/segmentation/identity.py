@@ -8,7 +8,7 @@ from probes.errors import ConfigError
 from probes.protocol import ProtocolWords, protocol_words
 from probes.segmentation import precision
 from probes.segmentation.config_checks import TEMPLATES
-from probes.segmentation.recipe_sizes import published_crop, recipe
+from probes.segmentation.run_settings import published_crop, recipe
 
 
 def resolved_values(cfg: Any, encoder: ResolvedEncoder, root: str, device: str, mode: str, arrangement: str) -> dict:

@@ -1,19 +1,41 @@
 """A segmentation run's settings: the flags and the encoder / dataset facts, resolved once into frozen values.
 
-Pure functions of their inputs: nothing here reads or writes a config (config_fill.py writes these into one).
-A field left None keeps the config file's value.
+Pure functions of their inputs and of the released recipe's sizes (read once from the shipped config); nothing
+here writes a config (config_fill.py writes these into one). A field left None keeps the config file's value.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from probes.encoders import EncoderInfo
 from probes.errors import ConfigError
-from probes.segmentation.config_checks import check_strategy
 from probes.segmentation.datasets import DatasetSpec
-from probes.segmentation.recipe_sizes import published_crop, recipe
+
+STRATEGIES = ("none", "ddp", "fsdp", "deepspeed")
+
+
+@functools.lru_cache(maxsize=None)
+def recipe() -> dict[str, int]:
+    """The released recipe's sizes, read from the shipped generic config (never restated in code).
+
+    `iters`, `crop`, `stride`, total `batch`, `warmup` iterations and the `patch` its sizes are multiples of.
+    """
+    from probes.config_files import config_dir, load_file
+
+    cfg = load_file(config_dir("segmentation") / "ade20k_head.py")
+    divisor = [t["size_divisor"] for t in cfg.val_dataloader.dataset.pipeline if t["type"] == "ResizeToMultiple"]
+    # mmengine's LinearLR reaches its end factor at step `end - 1` (schedule_80k.py).
+    return {"iters": int(cfg.train_cfg.max_iters), "crop": int(cfg.model.test_cfg.crop_size[0]),
+            "stride": int(cfg.model.test_cfg.stride[0]), "batch": int(cfg.train_dataloader.batch_size),
+            "warmup": int(cfg.param_scheduler[0]["end"]) - 1, "patch": int(divisor[0])}
+
+
+def published_crop(patch: int) -> int:
+    """The recipe's crop (504 for patch 14); for another patch size the nearest multiple (512 for 16)."""
+    return max(patch, round(recipe()["crop"] / patch) * patch)
 
 
 @dataclass(frozen=True)
@@ -85,12 +107,21 @@ def encoder_facts(info: EncoderInfo) -> EncoderFacts:
                         tuple(round(255 * v, 4) for v in info.mean), tuple(round(255 * v, 4) for v in info.std))
 
 
-def default_indices(mode: str, num_layers: int) -> list[int]:
-    """Linear: the last block; pyramid: four evenly spaced blocks ending at the last (our choice)."""
-    if mode == "linear":
-        return [num_layers - 1]
-    step = num_layers / 4
-    return [round(step * (k + 1)) - 1 for k in range(4)]
+def check_strategy(strategy: str) -> None:
+    """A strategy must be one the suite runs; DeepSpeed is refused with the reason and what runs instead."""
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"--strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    if strategy == "deepspeed":
+        # Found by running it (2 CPU processes, DS_ACCELERATOR=cpu): mmengine 0.10.7's DeepSpeedStrategy imports
+        # deepspeed.runtime.fp16.onebit, gone in DeepSpeed 0.19; with 0.18 the engine builds, casts the whole
+        # model to bf16, and the first forward fails (the neck gets the encoder's fp32 maps). The released
+        # runs' arithmetic (DeepSpeed 0.8.0 ZeRO-1 bf16) is carried without DeepSpeed instead: precision=
+        # 'released' (master_weights.py), single-process or DDP; only ZeRO-1's partitioning of the masters
+        # and optimizer state over processes is not.
+        raise ConfigError("--strategy deepspeed does not run (mmengine 0.10.7's DeepSpeed strategy fails with "
+                          "DeepSpeed >= 0.19, and with 0.18 casts the heads to bf16); the released ZeRO-1 bf16 "
+                          "update runs without it: precision='released' (the GPU default), alone or with "
+                          "--strategy ddp / --launcher")
 
 
 def resolve_settings(opts: Any, info: EncoderInfo, spec: DatasetSpec, root: Optional[Path]) -> RunSettings:
