@@ -67,7 +67,7 @@ def run_worker(args: argparse.Namespace) -> dict:
     from mmengine.registry import init_default_scope
 
     from probes.config_files import config_dir
-    from probes.segmentation import settings
+    from probes.segmentation import config_fill
     from probes.segmentation.mm_compat import import_mmseg
 
     import_mmseg()
@@ -85,8 +85,8 @@ def run_worker(args: argparse.Namespace) -> dict:
     cfg.model.backbone.update(source=args.encoder, num_layers=args.num_layers)
     if device.type == "cuda" and args.worker != "full":
         cfg.model.backbone.dtype = "bfloat16"   # as `probes segment` stores a frozen encoder on GPU
-    settings.fill_encoder(cfg, args.worker, info)
-    settings.set_crop(cfg, args.crop, info.patch_size)
+    config_fill.fill_encoder(cfg, args.worker, info)
+    config_fill.set_crop(cfg, args.crop, info.patch_size)
     if args.worker != "linear":
         # The recipe gives the UPerHead and the auxiliary FCN head the same width (1536).
         cfg.model.decode_head.channels = cfg.model.auxiliary_head.channels = args.channels

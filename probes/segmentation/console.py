@@ -87,7 +87,7 @@ class ProgressBarHook(Hook):
     """A bar over the training iterations (loss and lr beside it) and one over each validation."""
 
     priority = "BELOW_NORMAL"
-    shapes_numbers = False     # a run's identity and protocol words leave it out (settings.shaping_hooks)
+    shapes_numbers = False     # a run's identity and protocol words leave it out (identity.shaping_hooks)
 
     def __init__(self) -> None:
         self.train: Optional[Any] = None

@@ -38,7 +38,7 @@ class ProbeCheckpointHook(Hook):
     """
 
     priority = "VERY_LOW"
-    shapes_numbers = False   # a run's identity and protocol words leave it out (settings.shaping_hooks)
+    shapes_numbers = False   # a run's identity and protocol words leave it out (identity.shaping_hooks)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Trim frozen weights; record the RNG state (unless the saver gave the one to keep)."""
@@ -78,7 +78,7 @@ class EvaluationHistoryHook(Hook):
     """
 
     priority = "LOW"
-    shapes_numbers = False   # a run's identity and protocol words leave it out (settings.shaping_hooks)
+    shapes_numbers = False   # a run's identity and protocol words leave it out (identity.shaping_hooks)
 
     def before_train_epoch(self, runner) -> None:
         """A run resumed at a validation point whose validation is missing validates first.
@@ -114,7 +114,7 @@ class NonFiniteLossHook(Hook):
     """Stops training at the first non-finite loss, naming the step, the loss term and the likely cause."""
 
     priority = "VERY_HIGH"
-    shapes_numbers = False   # a run's identity and protocol words leave it out (settings.shaping_hooks)
+    shapes_numbers = False   # a run's identity and protocol words leave it out (identity.shaping_hooks)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         """Raise TrainingDivergedError when any logged loss term is NaN or infinite."""

@@ -70,7 +70,7 @@ class InterruptHook(Hook):
     """Decides where a signal stops a run and saves the iteration it stops after (see the module text)."""
 
     priority = "LOWEST"        # after the checkpoint hook: an iteration it saved is not saved twice
-    shapes_numbers = False     # a run's identity and protocol words leave it out (settings.shaping_hooks)
+    shapes_numbers = False     # a run's identity and protocol words leave it out (identity.shaping_hooks)
 
     def __init__(self, guard: SignalGuard, world_size: int, stop_in_validation: bool) -> None:
         self.guard = guard

@@ -10,20 +10,23 @@ from typing import Any, Optional
 
 import torch
 
-from probes.config_files import apply_options, config_dir, load_file
+from probes.config_files import config_dir, load_file
 from probes.errors import ConfigError, DatasetError
 from probes.encoders.resolved import ResolvedEncoder, resolve_encoder
 from probes.protocol import ProtocolWords, number_shaping, recipe_changes
 from probes.results import MODES, SEGMENTATION_COLUMNS, append_rows, run_finished
 from probes.run_identity import check_rerun, make_run_id, plan_json, write_plan
 from probes.runtime import device_type
-from probes.segmentation import precision, settings
+from probes.segmentation import precision
+from probes.segmentation.config_checks import check_crop
+from probes.segmentation.config_fill import fill_config, write
+from probes.segmentation.identity import protocol_words_of, resolved_values
+from probes.segmentation.run_settings import resolve_settings
 from probes.segmentation.datasets import DatasetSpec, check_complete, check_dataset, dataset_spec, resolve_root
 
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "segmentation.csv"
-STRATEGIES = ("none", "ddp", "fsdp", "deepspeed")
 
 
 @dataclass
@@ -71,6 +74,7 @@ class SegmentPlan:
     run_id: str
     subset: bool = False    # a split has fewer images than the released dataset (--allow-subset)
     arrangement: str = "released"   # how weights are held and updated (precision.py: the `precision` key resolved)
+    set_by: dict = field(default_factory=dict)   # each config key the flags, options and encoder set -> by what
 
     def as_dict(self) -> dict:
         """The plan as plain data: what `--print-config json` prints and the run writes into its folder."""
@@ -81,7 +85,7 @@ class SegmentPlan:
                 "dataset": self.dataset.name, "data_root": self.data_root, "device": self.device,
                 "precision": self.precision, "precision_arrangement": self.arrangement,
                 "total_batch": self.total_batch, "crop": self.crop,
-                "iters": self.iters, "config": self.cfg.to_dict()}
+                "iters": self.iters, "config": self.cfg.to_dict(), "set_by": dict(self.set_by)}
 
 
 def default_config(dataset: str, mode: str, version: Optional[str]) -> Path:
@@ -102,83 +106,12 @@ def _world_size(launcher: str) -> int:
     return 1
 
 
-def _add_strategy(cfg: Any, strategy: str) -> None:
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"--strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
-    if strategy == "none":
-        return
-    if strategy == "deepspeed":
-        # Found by running it (2 CPU processes, DS_ACCELERATOR=cpu): mmengine 0.10.7's DeepSpeedStrategy imports
-        # deepspeed.runtime.fp16.onebit, gone in DeepSpeed 0.19; with 0.18 the engine builds, casts the whole
-        # model to bf16, and the first forward fails (the neck gets the encoder's fp32 maps). The released
-        # runs' arithmetic (DeepSpeed 0.8.0 ZeRO-1 bf16) is carried without DeepSpeed instead: precision=
-        # 'released' (master_weights.py), single-process or DDP; only ZeRO-1's partitioning of the masters
-        # and optimizer state over processes is not.
-        raise ConfigError("--strategy deepspeed does not run (mmengine 0.10.7's DeepSpeed strategy fails with "
-                          "DeepSpeed >= 0.19, and with 0.18 casts the heads to bf16); the released ZeRO-1 bf16 "
-                          "update runs without it: precision='released' (the GPU default), alone or with "
-                          "--strategy ddp / --launcher")
-    name = {"ddp": "ddp.py", "fsdp": "fsdp.py", "deepspeed": "deepspeed_zero.py"}[strategy]
-    shard = load_file(config_dir("segmentation") / "_base_" / "strategies" / name)
-    cfg.merge_from_dict(shard.to_dict())
-
-
 def _resolved_cfg(opts: SegmentOptions, encoder: ResolvedEncoder, spec: DatasetSpec, root: Optional[Path],
-                  path: Path) -> Any:
-    """The config a run executes: the file, the strategy, data, crop, schedule, batch and options, then the encoder."""
-    info = encoder.info
+                  path: Path) -> tuple[Any, dict[str, str]]:
+    """The config a run executes (the file filled from the run's settings), and each key set and by what."""
     cfg = load_file(path)
-    cfg.model.backbone.source = opts.encoder
-    cfg.model.backbone.revision = opts.revision
-    _add_strategy(cfg, opts.strategy)
-    settings.set_data(cfg, spec, root, opts.workers)
-    crop = opts.crop_size or (settings.published_crop(info.patch_size)
-                              if info.patch_size != settings.recipe()["patch"] else None)
-    if crop is not None:
-        settings.set_crop(cfg, crop, info.patch_size)
-    if opts.iters is not None:
-        settings.set_iters(cfg, opts.iters)
-    if opts.batch_size is not None:
-        cfg.train_dataloader.batch_size = opts.batch_size
-    options = dict(opts.cfg_options or {})
-    user_hooks = options.pop("custom_hooks", None)
-    settings.check_not_template(options)
-    apply_options(cfg, options, module_kwargs_open=True)
-    settings.check_module_kwargs(cfg, options)
-    if user_hooks:
-        # A user's hooks are added after the suite's own (checkpointing, evaluation history, the non-finite
-        # stop), which an override can never remove.
-        cfg.custom_hooks = [*cfg.get("custom_hooks", []), *(user_hooks if isinstance(user_hooks, (list, tuple))
-                                                            else [user_hooks])]
-    settings.check_mode(cfg, opts.mode, path)
-    settings.fill_encoder(cfg, opts.mode, info)
-    settings.check_crop(cfg.model.test_cfg.crop_size[0], info.patch_size)
-    _check_options_kept(cfg, options, info.patch_size)
-    return cfg
-
-
-def _check_options_kept(cfg: Any, options: dict, patch: int) -> None:
-    """An override that filling from the encoder replaced would run silently without it: refuse it instead."""
-    for key, value in options.items():
-        kept = settings.lookup(cfg.to_dict(), key)
-        same = (list(kept) if isinstance(kept, tuple) else kept) == (list(value) if isinstance(value, tuple)
-                                                                     else value)
-        if not same and not isinstance(value, dict):
-            raise ConfigError(f"--cfg-options {key}={value!r} is set from the encoder (patch {patch}) to {kept!r}; "
-                              "it cannot be overridden (use --crop-size or another encoder)")
-
-
-def _values(cfg: Any, encoder: ResolvedEncoder, root: str, device: str, mode: str, arrangement: str) -> dict:
-    """Every resolved value of a run, with the encoder and data named by what they are, not their spelling.
-
-    The `precision` key is planned as what it resolves to on `device` (`effective.precision` and `.weights`).
-    """
-    resolved = {k: v for k, v in cfg.to_dict().items() if k not in settings.TEMPLATES and k != "precision"}
-    resolved["custom_hooks"] = settings.shaping_hooks(resolved.get("custom_hooks"))
-    return {**resolved, "effective": {"precision": "fp32" if arrangement == "fp32" else "bf16",
-                                      "weights": precision.WEIGHTS[arrangement][mode], "device": device},
-            "identity": {"encoder": encoder.canonical, "weights": encoder.fingerprint or encoder.canonical,
-                         "data": root}}
+    run = resolve_settings(opts, encoder.info, spec, root)
+    return cfg, fill_config(cfg, run, opts.cfg_options, path)
 
 
 def plan_segmentation(opts: SegmentOptions, check_data: bool = True) -> SegmentPlan:
@@ -189,7 +122,7 @@ def plan_segmentation(opts: SegmentOptions, check_data: bool = True) -> SegmentP
     encoder = resolve_encoder(opts.encoder, revision=opts.revision)
     info = encoder.info
     if opts.crop_size is not None:
-        settings.check_crop(opts.crop_size, info.patch_size)
+        check_crop(opts.crop_size, info.patch_size)
     root, subset = None, False
     if check_data:
         if opts.data is None:
@@ -200,7 +133,7 @@ def plan_segmentation(opts: SegmentOptions, check_data: bool = True) -> SegmentP
     path = Path(opts.config) if opts.config else published_path
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    cfg = _resolved_cfg(opts, encoder, spec, root, path)
+    cfg, set_by = _resolved_cfg(opts, encoder, spec, root, path)
     crop = cfg.model.test_cfg.crop_size[0]
     total_batch = int(cfg.train_dataloader.batch_size)
     world = _world_size(opts.launcher)
@@ -212,20 +145,23 @@ def plan_segmentation(opts: SegmentOptions, check_data: bool = True) -> SegmentP
     data_root = os.path.realpath(root) if root is not None else (
         os.path.realpath(Path(opts.data).expanduser()) if opts.data is not None else "")
     arrangement = precision.resolve_precision(cfg.get("precision"), device, opts.mode, opts.strategy)
-    values = _values(cfg, encoder, data_root, device, opts.mode, arrangement)
+    values = resolved_values(cfg, encoder, data_root, device, opts.mode, arrangement)
     # The plan the published recipe gives for this encoder: its own config, no option, the recipe's device.
     published_opts = replace(opts, config=None, cfg_options={}, iters=None, batch_size=None, crop_size=None,
                              strategy="none")
-    published_cfg = _resolved_cfg(published_opts, encoder, spec, root, published_path)
-    published = _values(published_cfg, encoder, data_root, "cuda", opts.mode,
+    published_cfg, _ = _resolved_cfg(published_opts, encoder, spec, root, published_path)
+    published = resolved_values(published_cfg, encoder, data_root, "cuda", opts.mode,
                         precision.resolve_precision(published_cfg.get("precision"), "cuda", opts.mode))
-    protocol = settings.protocol_words_of(cfg, recipe_changes(values, published), info.patch_size, crop,
+    protocol = protocol_words_of(cfg, recipe_changes(values, published), info.patch_size, crop,
                                           opts.protocol_label, encoder.random_weights)
     run_id = make_run_id(encoder.name, [spec.key, opts.mode, f"{crop}px"], number_shaping(values))
     # Config batch sizes are totals (the recipe's 16); mmengine's loaders take per-process sizes.
-    cfg.train_dataloader.batch_size = total_batch // world
+    write(cfg, {"train_dataloader.batch_size": total_batch // world})
+    if world > 1:
+        set_by["train_dataloader.batch_size"] = f"total batch / {world} processes (--launcher)"
     return SegmentPlan(cfg, spec, encoder, path, published_path, total_batch, crop, iters, device,
-                       values["effective"]["precision"], data_root, values, protocol, run_id, subset, arrangement)
+                       values["effective"]["precision"], data_root, values, protocol, run_id, subset, arrangement,
+                       set_by)
 
 
 def _walk_norms(node: Any, old: str, new: str) -> None:
@@ -319,7 +255,13 @@ def _prepare_runtime(opts: SegmentOptions, require_device: bool = True) -> str:
 
 
 def print_config(opts: SegmentOptions, fmt: str = "py") -> str:
-    """The run's plan (the resolved config with blocks, widths, mean/std filled in), without weights or data."""
+    """The run's plan (the resolved config with blocks, widths, mean/std filled in), without weights or data.
+
+    A last section, `set_by`, names each key the run's flags, `--cfg-options` and encoder set, and what set it
+    (the device settings `--device` and `--launcher` bring aside).
+    """
+    from mmengine.config import Config
+
     from probes.config_files import dump_config
 
     device = _prepare_runtime(opts, require_device=False)
@@ -330,7 +272,10 @@ def print_config(opts: SegmentOptions, fmt: str = "py") -> str:
         return plan_json(plan.as_dict()).rstrip("\n")
     plan.cfg.run_id = plan.run_id
     plan.cfg.protocol = plan.protocol.as_row()
-    return dump_config(plan.cfg, fmt)
+    # Last, apart from the config it explains (mmengine sorts a config's own keys).
+    by = Config(dict(set_by=plan.set_by)).pretty_text
+    return (f"{dump_config(plan.cfg, fmt)}\n# set_by: what set each key, of the flags, --cfg-options and the encoder "
+            f"(--device's and --launcher's device settings aside)\n{by}")
 
 
 def run_segmentation(opts: SegmentOptions) -> dict:

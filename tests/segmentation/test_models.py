@@ -20,7 +20,7 @@ from mmseg.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
 from mmengine.structures import PixelData  # noqa: E402
 
-from probes.segmentation import settings  # noqa: E402
+from probes.segmentation import config_fill  # noqa: E402
 from probes.runtime import count_trainable  # noqa: E402
 from probes.encoders import EncoderInfo  # noqa: E402
 from probes.segmentation.layer_decay import layer_id  # noqa: E402
@@ -40,7 +40,7 @@ def _model_cfg(mode: str, source: str, info: EncoderInfo, dataset: str = "ade20k
     cfg = Config.fromfile(str(CONFIGS / f"{dataset}_{mode}.py"))
     cfg.model.backbone.source = source
     cfg.model.backbone.update(backbone)
-    settings.fill_encoder(cfg, mode, info)
+    config_fill.fill_encoder(cfg, mode, info)
     for head in ("decode_head", "auxiliary_head"):
         if head in cfg.model:
             cfg.model[head].norm_cfg = dict(type="GlobalSyncBN", requires_grad=True)   # as on CPU

@@ -21,7 +21,7 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 from probes.segmentation.datasets import dataset_spec, register_transforms  # noqa: E402
-from probes.segmentation.settings import set_data  # noqa: E402
+from probes.segmentation.config_fill import set_data  # noqa: E402
 
 init_default_scope("mmseg")
 register_transforms()

@@ -202,6 +202,33 @@ def test_print_config_json_is_the_plan_the_run_writes(tmp_path: Path, capsys: py
     assert printed["encoder"]["fingerprint"] and printed["precision"] == "fp32"
 
 
+def test_set_by_names_every_key_the_flags_options_and_encoder_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from probes.segmentation.runner import print_config
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    opts = dict(crop_size=448, iters=100, batch_size=8, workers=0, strategy="ddp", launcher="pytorch",
+                cfg_options={"model.decode_head.channels": 16})
+    run = plan(**opts)
+    by = run.set_by
+    assert by["model.test_cfg.crop_size"] == by["train_dataloader.dataset.pipeline.4.crop_size"] == "--crop-size"
+    assert by["train_cfg.max_iters"] == by["param_scheduler.1.end"] == "--iters"
+    assert by["val_dataloader.num_workers"] == "--workers" and by["strategy"] == "--strategy"
+    assert by["model.decode_head.num_classes"] == "--dataset" and by["model.decode_head.channels"] == "--cfg-options"
+    assert by["model.data_preprocessor.mean"] == by["val_dataloader.dataset.pipeline.2.size_divisor"] == "encoder"
+    assert by["train_dataloader.batch_size"] == "total batch / 2 processes (--launcher)"
+    assert run.cfg.train_dataloader.batch_size == 4
+    leaves = flatten(run.cfg.to_dict())
+    assert all(key in leaves or any(leaf.startswith(key + ".") for leaf in leaves) for key in by)
+    # Not set by anything of the command: the file's own values.
+    assert "train_cfg.val_interval" not in by and "optim_wrapper.optimizer.lr" not in by
+    assert plan(V15).set_by.get("model.test_cfg.crop_size") is None              # patch 14: the file's crop
+    assert plan("timm:vit_tiny_patch16_224").set_by["model.test_cfg.crop_size"] == "encoder (patch 16)"
+    printed = print_config(SegmentOptions(encoder=V15, dataset="ade20k", mode="head", device="cuda", **opts), "json")
+    assert json.loads(printed)["set_by"] == by
+    text = print_config(SegmentOptions(encoder=V15, dataset="ade20k", mode="head", device="cuda", **opts))
+    assert text.rstrip().endswith("})") and "\nset_by = dict({" in text and "'--crop-size'" in text.split("set_by")[-1]
+
+
 def test_two_checkpoints_in_one_folder_are_two_runs(tmp_path: Path) -> None:
     from probes.testing.checkpoints import write_tiny_hf_encoder
 

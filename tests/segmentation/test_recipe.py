@@ -8,7 +8,7 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import PARAM_SCHEDULERS
 
 from probes.config_files import config_dir
-from probes.segmentation import settings
+from probes.segmentation import config_fill
 
 
 def _released_lr(i: int, iters: int = 80000, warmup: int = 1500, base: float = 4e-5) -> float:
@@ -46,6 +46,6 @@ def test_the_schedule_is_the_released_poly_times_warmup() -> None:
 
 def test_a_shortened_run_keeps_the_shape() -> None:
     cfg = Config.fromfile(str(config_dir("segmentation") / "ade20k_linear.py"))
-    settings.set_iters(cfg, 800)
+    config_fill.set_iters(cfg, 800)
     for i, lr in _lrs(cfg, [0, 7, 14, 15, 400, 799]).items():
         assert lr == pytest.approx(_released_lr(i, iters=800, warmup=15), rel=1e-9, abs=1e-15), i
