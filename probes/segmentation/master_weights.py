@@ -3,9 +3,9 @@
 InternVL-MMDetSeg trained head and full tuning with DeepSpeed 0.8.0 (its README pins it), ZeRO stage 1,
 bf16 enabled (zero_configs/adam_zero1_bf16.json). Read from DeepSpeed 0.8.0's engine.py and
 runtime/zero/stage_1_and_2.py, one step of that update is, for every trainable parameter:
-  1. its gradient is all-reduced in ZeRO's communication dtype, which 0.8.0 defaults to fp16 whenever ZeRO
-     is on (bf16 included; 0.9.0 made it fp32): cast to fp16, averaged, copied back into the gradient's
-     own dtype (bf16 for bf16 weights, fp32 for the heads), even on one GPU;
+  1. its gradient is reduced in ZeRO's communication dtype, which 0.8.0 defaults to fp16 whenever ZeRO is
+     on (bf16 included; 0.9.0 made it fp32): divided by the world size in its own dtype (bf16 for bf16
+     weights, fp32 for the heads), cast to fp16, summed over the ranks, copied back, even on one GPU;
   2. taken to fp32 (a gradient that does not exist counts as zeros); a non-finite one skips the step;
   3. if `gradient_clipping` > 0 (not in the released config), all are multiplied by
      1 / ((norm + 1e-6) / max_norm) when that factor exceeds 1, norm = sqrt of the sum of the squared
@@ -14,20 +14,26 @@ runtime/zero/stage_1_and_2.py, one step of that update is, for every trainable p
   5. the parameter takes its master rounded to bf16 (round to nearest even); fp32 tensors (the heads)
      take the bf16-rounded value too: DeepSpeed re-points every parameter at its bf16 buffer after the step.
 The masters start as the parameters' bf16 values and are saved in, and restored from, the checkpoint.
-Under DDP the gradients arrive averaged in their own dtype and step 1 rounds the average through fp16;
-DeepSpeed sums the fp16 copies, so with several processes the two differ by the rounding of the sum.
+Under DDP step 1 is DDP's reduction itself: the wrapper registers `grad_reduction.released_reduction_hook`
+on the DDP model it is first given (`optim_context`), which divides each gradient by the world size in its
+own dtype, casts to fp16, sums the fp16 copies and copies the sum back, as DeepSpeed does; the wrapper then
+takes those gradients as they are. On one process (no DDP) the wrapper rounds them through fp16 itself.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 from mmengine.optim import OptimWrapper
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 
 from probes.errors import ConfigError
+from probes.segmentation.grad_reduction import register_released_reduction
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +75,18 @@ class ReleasedPrecisionOptimWrapper(OptimWrapper):
         for group, params in zip(optimizer.param_groups, self.model_params):
             group["params"] = [p.detach().to(torch.float32, copy=True) for p in params]
         self._masters_set = False
+        self._reducing_model: Optional[nn.Module] = None   # the DDP model whose comm hook reduces as DeepSpeed
+
+    @contextlib.contextmanager
+    def optim_context(self, model: nn.Module) -> Iterator[None]:
+        """mmengine's context for each train step; on the first one under DDP, install the released reduction."""
+        # The step's DDP wrapper passes itself here before its first forward, so the hook is in place before
+        # any gradient is reduced; a plain model (one process) keeps the wrapper's own fp16 rounding.
+        if isinstance(model, DistributedDataParallel) and self._reducing_model is None:
+            register_released_reduction(model, self.grad_comm_dtype)
+            self._reducing_model = model
+        with super().optim_context(model):
+            yield
 
     def _pairs(self):
         for group, params in zip(self.optimizer.param_groups, self.model_params):
@@ -86,7 +104,9 @@ class ReleasedPrecisionOptimWrapper(OptimWrapper):
         grads = []
         for param, master in self._pairs():
             grad = param.grad if param.grad is not None else torch.zeros_like(param)
-            if grad.dtype != self.grad_comm_dtype:
+            # Gradients the DDP hook reduced went through fp16 there; rounding them again is no longer a no-op
+            # near fp16's top (65504 is 65536 in bf16, inf in fp16).
+            if self._reducing_model is None and grad.dtype != self.grad_comm_dtype:
                 grad = grad.to(self.grad_comm_dtype).to(grad.dtype)
             master.grad = grad.to(torch.float32, copy=True)
             grads.append(grad)
