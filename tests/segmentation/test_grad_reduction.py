@@ -40,7 +40,7 @@ def _one_step(rank: int, world: int) -> dict:
 
     model = _Linear()
     ddp = DistributedDataParallel(model)
-    wrapper = ReleasedPrecisionOptimWrapper(torch.optim.SGD(model.parameters(), lr=1.0))
+    wrapper = ReleasedPrecisionOptimWrapper(torch.optim.SGD(model.parameters(), lr=1.0), partition=False)
     with wrapper.optim_context(ddp):
         loss = ddp(INPUTS[rank])
     loss.backward()
