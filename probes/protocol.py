@@ -28,6 +28,8 @@ NOT_NUMBER_SHAPING = (
     "*.data_root",              # the data is identified by its resolved path (`data.root`)
     # sharding engines compute the recipe's update (tests/segmentation/test_distributed.py: first loss equal)
     "strategy.*", "model_wrapper_cfg.*", "runner_type",
+    # where the released update's masters live (tests/segmentation/test_partition.py: the same weights bit for bit)
+    "optim_wrapper.partition",
 )
 # Shapes which rows exist or on what (part of the run's identity) but is no departure from the recipe:
 # where the data is, which weights, which probes and grid heads are trained beside the published head.

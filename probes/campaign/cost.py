@@ -261,10 +261,19 @@ def segment_cost(plan: Any, val_images: int, world: int, strategy: str) -> Cost:
     batch = max(1, math.ceil(plan.total_batch / world))
     shards = world if strategy in ("fsdp", "deepspeed") else 1
     params = shape.params(crop)
-    if full:
+    # The released update (precision='released', DDP): bf16 weights and gradients on every GPU, fp32 masters
+    # and AdamW state (12 bytes) on their owner only when partitioned (ZeRO-1, the default on several GPUs).
+    released = getattr(plan, "arrangement", None) == "released" and strategy == "none"
+    owners = world if released and world > 1 and cfg.optim_wrapper.get("partition", True) else 1
+    if full and released:
+        cost.memory["encoder weights and grads (bf16)"] = params * 4
+        cost.memory["encoder fp32 masters and AdamW state" + (f" (ZeRO-1: 1/{owners} per GPU)" if owners > 1
+                                                              else "")] = params * 12 / owners
+    elif full:
         cost.memory["encoder weights, grads, AdamW state (fp32)"] = params * 16 / shards
         if shards > 1:
             cost.memory["one gathered block (fp32)"] = 2 * (params / depth) * 4
+    if full:
         kept = depth * 4.0 * batch * shape.tokens(crop) * shape.width if checkpointing else \
             depth * shape.working_set(batch, crop)
         cost.memory["encoder activations" + (" (block inputs; gradient checkpointing)" if checkpointing else "")] = (
@@ -272,6 +281,7 @@ def segment_cost(plan: Any, val_images: int, world: int, strategy: str) -> Cost:
     else:
         cost.memory["encoder weights (bf16, frozen)"] = params * 2
         cost.memory["encoder activations (one block, no grad)"] = shape.working_set(batch, crop)
-    cost.memory["neck and heads: weights, grads, AdamW state"] = head_params * 16 / shards
+    cost.memory["neck and heads: weights, grads, AdamW state"] = (
+        head_params * (8 + 12 / owners) if released and full else head_params * 16 / shards)
     cost.memory["neck and heads activations (16-bit)"] = 2.0 * batch * head_acts
     return cost

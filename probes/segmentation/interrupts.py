@@ -31,6 +31,12 @@ def atomic_saves(runner_class: type) -> type:
     class AtomicSaveRunner(runner_class):  # type: ignore[misc, valid-type]
         def save_checkpoint(self, out_dir: str, filename: str, *args: Any, **kwargs: Any) -> None:
             """mmengine's save, atomic: a reader (or a resume) never sees a half-written checkpoint."""
+            # Every rank passes here (mmengine's save itself runs on the main process only): a partitioned
+            # optimizer state (ZeRO-1, master_weights.py) is gathered to the main process now, as one collective.
+            save_optimizer = args[1] if len(args) > 1 else kwargs.get("save_optimizer", True)
+            gather = getattr(getattr(self, "optim_wrapper", None), "gather_state", None)
+            if save_optimizer and callable(gather):
+                gather()
             partial = os.path.join(out_dir, f".{filename}.partial")
             # Only the main process writes the file, so only it renames or removes it: other ranks on the same
             # machine see the file too, and a second rename of it fails (seen on 2 CPU processes).

@@ -63,6 +63,10 @@ def configure(cfg: Any, arrangement: str, mode: str) -> None:
     # fp32 themselves, as ours do); the autocast arrangement computes fp32 weights under bf16 autocast.
     for part in parts:
         part.bf16_autocast = "always" if arrangement == "autocast-fp32-weights" else "never"
+    if arrangement != "released" or mode == "linear":
+        if "partition" in cfg.optim_wrapper:
+            raise ConfigError(f"optim_wrapper.partition is an option of the released head/full-tuning update; "
+                              f"this run's precision is {arrangement!r} (mode {mode!r})")
     if arrangement == "fp32":
         return
     if mode != "full" and model.backbone.get("dtype") is None:

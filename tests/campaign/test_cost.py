@@ -86,7 +86,7 @@ def test_measured_throughput_reads_gpu_check_json(tmp_path) -> None:
         cost.measured_throughput(path, width=3200)
 
 
-def test_segmentation_memory_shards_with_fsdp() -> None:
+def test_segmentation_memory_shards_with_fsdp_and_partitions_with_zero1() -> None:
     from probes.campaign.launch import Resources
     from probes.campaign.matrix import table_runs
     from probes.campaign.planning import resolve_run
@@ -94,11 +94,22 @@ def test_segmentation_memory_shards_with_fsdp() -> None:
 
     spec = next(r for r in table_runs("15") if r.version.endswith("V1-5") and r.dataset == "ADE20K" and r.mode == "full")
     planned = resolve_run(probes_argv(spec, Path("/c"), None, Resources(8, 1)), spec.version, has_data=False)
-    unsharded = cost.segment_cost(planned.plan, 2000, world=8, strategy="none")
-    sharded = cost.segment_cost(planned.plan, 2000, world=8, strategy="fsdp")
-    states = "encoder weights, grads, AdamW state (fp32)"
-    assert unsharded.memory[states] == pytest.approx(8 * sharded.memory[states])
-    assert unsharded.peak_memory_gib > 80 > sharded.peak_memory_gib
-    # tuned: forward + backward + the recomputed forward (gradient checkpointing) of the 45-block encoder
     shape = cost.EncoderShape(3200, 12800, 45, 25, 14)
+    params = shape.params(504)
+    assert planned.plan.arrangement == "released"   # a GPU run's default (DDP; FSDP keeps the autocast one)
+    sharded = cost.segment_cost(planned.plan, 2000, world=8, strategy="fsdp")
+    assert sharded.memory["encoder weights, grads, AdamW state (fp32)"] == pytest.approx(params * 16 / 8)
+    # The released update under DDP: bf16 weights and gradients everywhere, fp32 masters and AdamW state
+    # partitioned over the 8 GPUs (ZeRO-1): it fits 80 GB without FSDP; replicated, or on one GPU, it does not.
+    zero1 = cost.segment_cost(planned.plan, 2000, world=8, strategy="none")
+    assert zero1.memory["encoder weights and grads (bf16)"] == pytest.approx(params * 4)
+    assert zero1.memory["encoder fp32 masters and AdamW state (ZeRO-1: 1/8 per GPU)"] == pytest.approx(params * 12 / 8)
+    one_gpu = cost.segment_cost(planned.plan, 2000, world=1, strategy="none")
+    planned.plan.cfg.optim_wrapper.partition = False
+    replicated = cost.segment_cost(planned.plan, 2000, world=8, strategy="none")
+    assert replicated.memory["encoder fp32 masters and AdamW state"] == pytest.approx(params * 12)
+    assert replicated.peak_memory_gib > 80 and one_gpu.peak_memory_gib > 80
+    assert zero1.peak_memory_gib < 80 and sharded.peak_memory_gib < 80
+    unsharded = zero1
+    # tuned: forward + backward + the recomputed forward (gradient checkpointing) of the 45-block encoder
     assert unsharded.flops["encoder forward+backward, train"] == 80000 * 16 * 4 * shape.forward_flops(504)

@@ -125,3 +125,36 @@ def test_fsdp_full_tuning_at_the_released_head_widths(tiny_encoder: Path, ade20k
     assert config["model"]["decode_head"]["channels"] == 1536 and config["model"]["auxiliary_head"]["channels"] == 1536
     row = _row(tmp_path / "out")
     assert int(row["iters"]) == 1 and int(row["n_images"]) == 2 and float(row["mIoU"]) >= 0.0
+
+
+@pytest.mark.slow
+def test_released_full_tuning_partitioned_over_two_processes_resumes_bitwise(tiny_encoder: Path, ade20k: Path,
+                                                                             tmp_path: Path) -> None:
+    # precision=released under 2 gloo processes: gradients reduced by the DeepSpeed-order comm hook, masters
+    # and AdamW state partitioned (the default), gathered to rank 0 at each checkpoint in the unpartitioned
+    # layout. Resumed from the run's own iteration-1 checkpoint, the run ends on its iteration-2 weights.
+    import shutil
+
+    config = _deterministic_config(tmp_path, "full")
+    args = ["--launcher", "pytorch", "--cfg-options", *SMALL, "precision=released",
+            "default_hooks.checkpoint.interval=1"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    base = _args(tiny_encoder, ade20k, "full", config, whole, 2)[:-len(SMALL) - 1]
+    done = torchrun_probes([*base, *args], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = next(p for p in whole.iterdir() if p.is_dir() and (p / "iter_1.pth").is_file())
+    saved = torch.load(run / "iter_1.pth", map_location="cpu", weights_only=False)
+    masters = [m for group in saved["optimizer"]["fp32_masters"] for m in group]
+    trainable = [k for k, v in saved["state_dict"].items() if v.is_floating_point() and "running_" not in k
+                 and "num_batches" not in k]
+    assert len(masters) == len(saved["optimizer"]["state"]) and len(masters) >= len(trainable) - 2
+    (cut / run.name).mkdir(parents=True)
+    shutil.copy(run / "iter_1.pth", cut / run.name / "iter_1.pth")
+    (cut / run.name / "last_checkpoint").write_text(str(cut / run.name / "iter_1.pth"))
+    base_cut = [cut if a == str(whole) else a for a in base]
+    again = torchrun_probes([*map(str, base_cut), "--resume", *args], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    a, b = _state(whole, 2), _state(cut, 2)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert {a[k].dtype for k in a if k.startswith("backbone.") and a[k].is_floating_point()} == {torch.bfloat16}
+    assert (_row(cut)["mIoU"], _row(cut)["aAcc"]) == (_row(whole)["mIoU"], _row(whole)["aAcc"])

@@ -51,6 +51,19 @@ def test_head_and_full_tuning_on_a_gpu_run_the_released_precision(mode: str) -> 
         plan(mode=mode, strategy="fsdp", cfg_options={"precision": "released"})
 
 
+def test_partitioning_the_masters_is_no_other_run_and_only_for_the_released_update() -> None:
+    from probes.segmentation.runner import _configure_device
+
+    default = plan(mode="full")
+    replicated = plan(mode="full", cfg_options={"optim_wrapper.partition": False})
+    assert replicated.run_id == default.run_id and replicated.protocol == default.protocol   # same numbers
+    _configure_device(replicated.cfg, "cuda", "full", replicated.arrangement)
+    assert replicated.cfg.optim_wrapper.type == "ReleasedPrecisionOptimWrapper"
+    fp32 = plan(mode="full", device="cpu", cfg_options={"optim_wrapper.partition": False})
+    with pytest.raises(ConfigError, match="optim_wrapper.partition is an option of the released"):
+        _configure_device(fp32.cfg, "cpu", "full", fp32.arrangement)
+
+
 def test_precision_on_a_cpu_is_fp32_unless_asked() -> None:
     cpu = plan(mode="full", device="cpu")
     assert cpu.arrangement == "fp32" and cpu.precision == "fp32"
