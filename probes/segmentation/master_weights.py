@@ -3,9 +3,11 @@
 InternVL-MMDetSeg trained head and full tuning with DeepSpeed 0.8.0 (its README pins it), ZeRO stage 1,
 bf16 enabled (zero_configs/adam_zero1_bf16.json). Read from DeepSpeed 0.8.0's engine.py and
 runtime/zero/stage_1_and_2.py, one step of that update is, for every trainable parameter:
-  1. its gradient is reduced in ZeRO's communication dtype, which 0.8.0 defaults to fp16 whenever ZeRO is
-     on (bf16 included; 0.9.0 made it fp32): divided by the world size in its own dtype (bf16 for bf16
-     weights, fp32 for the heads), cast to fp16, summed over the ranks, copied back, even on one GPU;
+  1. its gradient is copied into ZeRO's gradient bucket, whose dtype is the model's when the optimizer was
+     built (bf16: the engine had cast the whole model), so the fp32 heads' gradients are rounded to bf16
+     too; the bucket is divided by the world size there, cast to ZeRO's communication dtype, which 0.8.0
+     defaults to fp16 whenever ZeRO is on (bf16 included; 0.9.0 made it fp32), summed over the ranks and
+     copied back into the bf16 bucket, even on one GPU;
   2. taken to fp32 (a gradient that does not exist counts as zeros); a non-finite one skips the step;
   3. if `gradient_clipping` > 0 (not in the released config), all are multiplied by
      1 / ((norm + 1e-6) / max_norm) when that factor exceeds 1, norm = sqrt of the sum of the squared
@@ -15,9 +17,10 @@ runtime/zero/stage_1_and_2.py, one step of that update is, for every trainable p
      take the bf16-rounded value too: DeepSpeed re-points every parameter at its bf16 buffer after the step.
 The masters start as the parameters' bf16 values and are saved in, and restored from, the checkpoint.
 Under DDP step 1 is DDP's reduction itself: the wrapper registers `grad_reduction.released_reduction_hook`
-on the DDP model it is first given (`optim_context`), which divides each gradient by the world size in its
-own dtype, casts to fp16, sums the fp16 copies and copies the sum back, as DeepSpeed does; the wrapper then
-takes those gradients as they are. On one process (no DDP) the wrapper rounds them through fp16 itself.
+on the DDP model it is first given (`optim_context`), which rounds each gradient to bf16, divides it by the
+world size there, casts to fp16, sums the fp16 copies and copies the sum back in bf16, as DeepSpeed does; the
+wrapper then takes those gradients as they are. On one process (no DDP) the wrapper rounds them
+bf16 -> fp16 -> bf16 itself.
 """
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ class ReleasedPrecisionOptimWrapper(OptimWrapper):
     """OptimWrapper whose optimizer steps on fp32 masters of the model's (bf16) parameters, as ZeRO-1 does.
 
     `grad_comm_dtype`: the dtype gradients are rounded through (DeepSpeed 0.8.0: float16);
-    `weight_dtype`: the dtype every parameter's value is rounded to after a step (bfloat16);
+    `weight_dtype`: the dtype of every parameter's value after a step and of the gradient bucket (bfloat16);
     `clip_grad=dict(max_norm=X)`: DeepSpeed's `gradient_clipping` arithmetic (off in the released runs);
     `partition`: on several processes, each parameter's master and optimizer state live on one rank only
     (ZeRO stage 1; `partition.py`), the same numbers in less memory; False keeps all of them on every rank.
@@ -105,7 +108,7 @@ class ReleasedPrecisionOptimWrapper(OptimWrapper):
         # The step's DDP wrapper passes itself here before its first forward, so the hook is in place before
         # any gradient is reduced; a plain model (one process) keeps the wrapper's own fp16 rounding.
         if isinstance(model, DistributedDataParallel) and self._reducing_model is None:
-            register_released_reduction(model, self.grad_comm_dtype)
+            register_released_reduction(model, self.weight_dtype, self.grad_comm_dtype)
             self._reducing_model = model
         with super().optim_context(model):
             yield
@@ -135,10 +138,10 @@ class ReleasedPrecisionOptimWrapper(OptimWrapper):
         grads = []
         for param in self._flat:
             grad = param.grad if param.grad is not None else torch.zeros_like(param)
-            # Gradients the DDP hook reduced went through fp16 there; rounding them again is no longer a no-op
-            # near fp16's top (65504 is 65536 in bf16, inf in fp16).
-            if self._reducing_model is None and grad.dtype != self.grad_comm_dtype:
-                grad = grad.to(self.grad_comm_dtype).to(grad.dtype)
+            # Gradients the DDP hook reduced went through the bucket and fp16 there; rounding them again is no
+            # longer a no-op near fp16's top (65504 is 65536 in bf16, inf in fp16).
+            if self._reducing_model is None:
+                grad = grad.to(self.weight_dtype).to(self.grad_comm_dtype).to(self.weight_dtype).to(grad.dtype)
             grads.append(grad)
         return grads
 

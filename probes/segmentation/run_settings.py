@@ -116,8 +116,8 @@ def check_strategy(strategy: str) -> None:
         # deepspeed.runtime.fp16.onebit, gone in DeepSpeed 0.19; with 0.18 the engine builds, casts the whole
         # model to bf16, and the first forward fails (the neck gets the encoder's fp32 maps). The released
         # runs' arithmetic (DeepSpeed 0.8.0 ZeRO-1 bf16) is carried without DeepSpeed instead: precision=
-        # 'released' (master_weights.py), single-process or DDP; only ZeRO-1's partitioning of the masters
-        # and optimizer state over processes is not.
+        # 'released' (master_weights.py), single-process or DDP, with ZeRO-1's partitioning of the masters and
+        # optimizer state over processes (partition.py).
         raise ConfigError("--strategy deepspeed does not run (mmengine 0.10.7's DeepSpeed strategy fails with "
                           "DeepSpeed >= 0.19, and with 0.18 casts the heads to bf16); the released ZeRO-1 bf16 "
                           "update runs without it: precision='released' (the GPU default), alone or with "

@@ -1,7 +1,8 @@
 """The released update under 2 gloo processes: gradients reduced as DeepSpeed 0.8.0's `average_tensor` reduces them.
 
-Hand computation (stage_1_and_2.py v0.8.0, reduce-scatter path): each rank's gradient divided by 2 in its own
-dtype, cast to fp16, the two fp16 copies summed in fp16, the sum copied back into the gradient's dtype.
+Hand computation (stage_1_and_2.py v0.8.0, reduce-scatter path): each rank's gradient copied into the bf16
+bucket (ZeRO's `self.dtype`: the fp32 head's gradient is rounded to bf16 too), divided by 2 there, cast to
+fp16, the two fp16 copies summed in fp16, the sum copied back into the bf16 bucket, then into the gradient's dtype.
 """
 from __future__ import annotations
 
@@ -52,8 +53,8 @@ def _one_step(rank: int, world: int) -> dict:
 
 
 def _hand_reduced(dtype: torch.dtype) -> torch.Tensor:
-    shares = [(x.to(dtype) / 2).to(torch.float16) for x in INPUTS]
-    return (shares[0] + shares[1]).to(dtype)
+    shares = [(x.to(dtype).to(torch.bfloat16) / 2).to(torch.float16) for x in INPUTS]
+    return (shares[0] + shares[1]).to(torch.bfloat16).to(dtype)
 
 
 def test_two_ranks_end_with_deepspeeds_fp16_sum_of_halves(tmp_path: Path) -> None:
@@ -66,5 +67,8 @@ def test_two_ranks_end_with_deepspeeds_fp16_sum_of_halves(tmp_path: Path) -> Non
         # SGD at lr 1 on the fp32 masters: each master moved by exactly the reduced gradient, not rounded again.
         for before, after, name in zip(rank["masters_before"], rank["masters"], ["backbone", "head"]):
             assert torch.equal(after, before - expected[name].float()), name
-    # Not DDP's average in each dtype (the arithmetic before): the fp32 head's differs in the fp16 rounding.
+    # Not DDP's average in each dtype (the arithmetic before): the fp32 head's differs in the fp16 rounding;
+    # nor the fp32 head's gradient kept out of the bf16 bucket (DeepSpeed's bucket has the model's bf16 dtype).
     assert not torch.equal(expected["head"], (INPUTS[0] + INPUTS[1]) / 2)
+    fp32_bucket = [(x / 2).to(torch.float16) for x in INPUTS]
+    assert not torch.equal(expected["head"], (fp32_bucket[0] + fp32_bucket[1]).float())

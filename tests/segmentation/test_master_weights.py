@@ -58,7 +58,8 @@ def _reference(model: nn.ModuleDict, steps: int, max_norm: float) -> list[torch.
     m = [torch.zeros_like(x) for x in masters]
     v = [torch.zeros_like(x) for x in masters]
     for step in range(1, steps + 1):
-        lowp = [g.to(torch.float16).to(g.dtype) for g in _grads(step - 1, model)]      # the fp16 all-reduce
+        # the bf16 bucket (heads' fp32 gradients included) and the fp16 all-reduce
+        lowp = [g.to(torch.bfloat16).to(torch.float16).to(torch.bfloat16).to(g.dtype) for g in _grads(step - 1, model)]
         squares = sum(g.double().norm().item() ** 2 for g in lowp)
         norm = float(torch.tensor(squares, dtype=torch.float32)) ** 0.5
         factor = (norm + 1e-6) / max_norm
