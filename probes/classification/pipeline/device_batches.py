@@ -4,14 +4,21 @@ Workers stop at uint8 (see :mod:`probes.classification.pipeline.images`); here e
 with ``non_blocking=True`` and turned into float32, normalised on the device. On CUDA the copy of
 the next batch runs on a side stream while the consumer works on the current one (the pattern of
 timm's ``PrefetchLoader``); on other devices the same one-ahead loop simply runs in order.
+
+On a CPU the normalisation is one table look-up per pixel (:func:`normalize_with_table`), written into
+reused memory (:class:`~probes.classification.pipeline.batch_memory.BufferPool`): the table holds each of
+the 256 uint8 values put through the very float32 operations of :func:`normalize_on_device`, so the
+values are the same bit for bit, for a third of the CPU time (benchmarks/RESULTS.md, data_pipeline).
 """
 from __future__ import annotations
 
 import contextlib
 from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, MutableSet, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
+from probes.classification.pipeline.batch_memory import BufferPool, pool_or_none
 from probes.classification.pipeline.images import check_errors
 
 # The one place that decides the images' dtype and layout on the device: float32 (autocast
@@ -31,7 +38,33 @@ def normalize_on_device(images: torch.Tensor, mean: torch.Tensor, std: torch.Ten
     """
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     images = images.to(mean.device, non_blocking=True)
-    return images.to(IMAGE_DTYPE, memory_format=fmt).div_(255.0).sub_(mean).div_(std)
+    return _normalize_in_place(images.to(IMAGE_DTYPE, memory_format=fmt), mean, std)
+
+
+def _normalize_in_place(values: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    # The steps of ToTensor + Normalize, one float32 rounding each: the one definition of the values.
+    return values.div_(255.0).sub_(mean).div_(std)
+
+
+def normalisation_table(mean: torch.Tensor, std: torch.Tensor) -> np.ndarray:
+    """(C, 256) float32: each uint8 value per channel through :func:`normalize_on_device`'s own operations."""
+    channels = mean.numel()
+    values = torch.arange(256, dtype=IMAGE_DTYPE).repeat(channels, 1).view(1, channels, 1, 256)
+    return _normalize_in_place(values, mean.cpu(), std.cpu()).view(channels, 256).numpy()
+
+
+def normalize_with_table(images: torch.Tensor, table: np.ndarray, out: torch.Tensor) -> torch.Tensor:
+    """uint8 NCHW on the CPU → ``out`` (float32, same shape), each pixel looked up in its channel's row of ``table``."""
+    if images.dim() != 4 or images.shape[1] != table.shape[0] or images.dtype != torch.uint8:
+        raise ValueError(f"normalize_with_table: expected uint8 NCHW with {table.shape[0]} channels, "
+                         f"got {images.dtype} {tuple(images.shape)}")
+    src, dst = images.numpy(), out.numpy()
+    for n in range(src.shape[0]):
+        for c in range(src.shape[1]):
+            # mode='wrap' skips the bounds check that 'raise' makes per pixel: a uint8 is always
+            # one of the 256 rows (and it measured ~1.6x faster).
+            np.take(table[c], src[n, c], out=dst[n, c], mode="wrap")
+    return out
 
 
 class DeviceBatches:
@@ -57,6 +90,10 @@ class DeviceBatches:
         self.device = torch.device(device)
         self.mean = torch.tensor(mean, dtype=IMAGE_DTYPE, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=IMAGE_DTYPE, device=self.device).view(1, -1, 1, 1)
+        # CPU only: on CUDA the arithmetic is four elementwise kernels at the GPU's bandwidth, and a
+        # gather there was never timed (no GPU lent yet); its pixels would be the same either way.
+        self._pool: Optional[BufferPool] = pool_or_none(self.device)
+        self._table = normalisation_table(self.mean, self.std) if self._pool is not None else None
         self.on_corrupt = on_corrupt
         self.mixup = mixup
         self.min_images = max(min_images, 2 if mixup is not None else 1)
@@ -104,13 +141,19 @@ class DeviceBatches:
             if n < self.min_images:
                 return None
             images, targets = self._pinned(images[:n]), self._pinned(targets[:n])
-            staged = {"images": normalize_on_device(images, self.mean, self.std, self.channels_last),
+            staged = {"images": self._normalize(images),
                       "targets": targets.to(self.device, non_blocking=True),
                       "indices": batch["indices"][:n]}
             if self._stream is not None:
                 staged["ready"] = torch.cuda.Event()
                 staged["ready"].record(self._stream)
         return staged
+
+    def _normalize(self, images: torch.Tensor) -> torch.Tensor:
+        if self._pool is not None and images.device.type == "cpu" and images.dtype == torch.uint8:
+            out = self._pool.take(tuple(images.shape), self.channels_last)
+            return normalize_with_table(images, self._table, out)
+        return normalize_on_device(images, self.mean, self.std, self.channels_last)
 
     def _pinned(self, tensor: torch.Tensor) -> torch.Tensor:
         # Only page-locked host memory copies asynchronously; a pinning DataLoader did it already.

@@ -1,10 +1,11 @@
-"""Decoding image files into uint8 tensors: by content, to RGB, with corrupt files named or counted.
+"""Decoding image files into uint8 batches: by content, to RGB, with corrupt files named or counted.
 
-Workers only decode, crop and flip; they return uint8 CHW tensors (or, with ``data.crop_on='device'``,
-leave the resize to the accelerator: :mod:`probes.classification.pipeline.device_crops`). Conversion to float
-and the mean/std normalisation happen on the accelerator (:mod:`probes.classification.pipeline.device_batches`),
-where they cost microseconds; in a worker they, and moving 4x the bytes, took about 40% of its
-time (benchmarks/data_pipeline.py).
+Workers only decode, crop and flip with Pillow; :func:`collate` writes each crop's channels straight
+into one uint8 NCHW batch (shared memory in a worker, see :mod:`.batch_memory`). With
+``data.crop_on='device'`` the resize is left to the accelerator
+(:mod:`probes.classification.pipeline.device_crops`). Conversion to float and the mean/std
+normalisation happen in the consumer (:mod:`probes.classification.pipeline.device_batches`); in a
+worker they, and moving 4x the bytes, took about 40% of its time (benchmarks/data_pipeline.py).
 """
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from timm.data import create_transform
-from torch.utils.data import Dataset, default_collate
+from timm.data.transforms import MaybePILToTensor
+from torch.utils.data import Dataset
 from torchvision import transforms as T
 
+from probes.classification.pipeline.batch_memory import shared_bytes
 from probes.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,7 @@ def _high_byte(img: Image.Image) -> Image.Image:
 
 
 class ImageFiles(Dataset):
-    """(image tensor, class index, position) per file; unreadable files yield an error record."""
+    """(transformed image, class index, position) per file; unreadable files yield an error record."""
 
     def __init__(self, files: Sequence[Path], targets: Sequence[int], transform: Callable,
                  decode: Callable[[Path], Image.Image] = decode_rgb) -> None:
@@ -62,7 +65,7 @@ class ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> Tuple[Optional[torch.Tensor], int, int, Optional[str]]:
+    def __getitem__(self, i: int) -> Tuple[Any, int, int, Optional[str]]:
         path = self.files[i]
         try:
             img = self.decode(path)
@@ -74,11 +77,11 @@ class ImageFiles(Dataset):
 
 
 def collate(batch: List[Tuple[Any, int, int, Optional[str]]]) -> Dict[str, Any]:
-    """Stack the readable samples; keep the errors of the unreadable ones."""
+    """Write the readable samples' crops into one uint8 batch; keep the errors of the unreadable ones."""
     good = [b for b in batch if b[3] is None]
     errors = [b[3] for b in batch if b[3] is not None]
     if good:
-        images = stack_images([b[0] for b in good])
+        images = batch_images([b[0] for b in good])
     else:
         images = torch.empty(0, dtype=torch.uint8)
     return {"images": images,
@@ -87,16 +90,35 @@ def collate(batch: List[Tuple[Any, int, int, Optional[str]]]) -> Dict[str, Any]:
             "errors": errors}
 
 
-def stack_images(images: List[torch.Tensor]) -> torch.Tensor:
-    """Stack CHW images into NCHW, straight into shared memory inside a DataLoader worker.
+Crop = Union[Image.Image, torch.Tensor]
 
-    PILToTensor returns a CHW view of PIL's HWC bytes: those are stacked as they lie (a plain
-    copy, where a transposing stack costs about twice as much) and the batch comes back as an
-    NCHW view in channels-last memory; the device lays it out as it wants when converting.
+
+def _chw(crop: Crop) -> Tuple[int, int, int]:
+    if isinstance(crop, Image.Image):
+        return len(crop.getbands()), crop.height, crop.width
+    return tuple(crop.shape)  # type: ignore[return-value]
+
+
+def batch_images(crops: Sequence[Crop]) -> torch.Tensor:
+    """Same-sized crops (Pillow images, or uint8 CHW tensors) as one contiguous uint8 NCHW batch.
+
+    Each crop is written straight into the batch, channel by channel (Pillow's ``split``), the one
+    copy on the way; inside a DataLoader worker the batch lies in shared memory, handed over
+    without a further copy. Planar channels let the consumer read each channel contiguously.
     """
-    if all(t.dim() == 3 and t.permute(1, 2, 0).is_contiguous() for t in images):
-        return default_collate([t.permute(1, 2, 0) for t in images]).permute(0, 3, 1, 2)
-    return default_collate(images)
+    shapes = [_chw(c) for c in crops]
+    if any(s != shapes[0] for s in shapes):
+        raise ValueError(f"crops of different shapes cannot share a batch: {sorted(set(shapes))} (channels, height, width)")
+    c, h, w = shapes[0]
+    out = shared_bytes(len(crops) * c * h * w).view(len(crops), c, h, w)
+    planes = out.numpy()
+    for k, crop in enumerate(crops):
+        if isinstance(crop, Image.Image):
+            for i, band in enumerate(crop.split()):
+                planes[k, i] = np.asarray(band)
+        else:
+            out[k].copy_(crop)
+    return out
 
 
 def check_errors(batch: Mapping[str, Any], on_corrupt: str, logged: Optional[MutableSet[str]] = None) -> int:
@@ -126,8 +148,8 @@ def interpolation_mode(name: str) -> T.InterpolationMode:
 
 def build_train_transform(image_size: int, interpolation: str = "bicubic",
                           scale: Sequence[float] = (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3),
-                          hflip: float = 0.5) -> Callable[[Image.Image], torch.Tensor]:
-    """RandomResizedCrop + horizontal flip on the PIL image, returned as uint8 CHW.
+                          hflip: float = 0.5) -> Callable[[Image.Image], Image.Image]:
+    """RandomResizedCrop + horizontal flip on the PIL image; :func:`collate` makes the crops a uint8 batch.
 
     The torchvision classes of the official recipe, drawing from torch's RNG: for a given seed the
     crops are those of the float pipeline, bit for bit. Mixup/CutMix run per batch on the device.
@@ -136,17 +158,18 @@ def build_train_transform(image_size: int, interpolation: str = "bicubic",
         T.RandomResizedCrop(image_size, scale=tuple(scale), ratio=tuple(ratio),
                             interpolation=interpolation_mode(interpolation)),
         T.RandomHorizontalFlip(hflip),
-        T.PILToTensor(),
     ])
 
 
 def build_eval_transform(image_size: int, interpolation: str = "bicubic",
-                         crop_pct: float = 1.0) -> Callable[[Image.Image], torch.Tensor]:
-    """timm's evaluation transform in its prefetcher form: resize, center crop, uint8 CHW.
+                         crop_pct: float = 1.0) -> Callable[[Image.Image], Image.Image]:
+    """timm's evaluation transform in its prefetcher form (resize, center crop), Pillow images out.
 
     With crop_pct 1.0 (the published protocol) the short side is resized to the input size and
-    the center square kept.
+    the center square kept. timm's last step (to a uint8 tensor) is left to :func:`collate`, which
+    writes the crop into the batch directly.
     """
     interpolation_mode(interpolation)
-    return create_transform(input_size=image_size, is_training=False, interpolation=interpolation,
-                            crop_pct=crop_pct, crop_mode="center", use_prefetcher=True)
+    steps = create_transform(input_size=image_size, is_training=False, interpolation=interpolation,
+                             crop_pct=crop_pct, crop_mode="center", use_prefetcher=True).transforms
+    return T.Compose([step for step in steps if not isinstance(step, MaybePILToTensor)])
