@@ -16,7 +16,8 @@ from PIL import Image
 from timm.data import Mixup
 from torchvision import transforms as T
 
-from probes.classification.pipeline.device_batches import DeviceBatches, normalize_on_device
+from probes.classification.pipeline.device_batches import (
+    DeviceBatches, normalisation_table, normalize_on_device, normalize_with_table)
 from probes.classification.pipeline.images import (
     ImageFiles, build_eval_transform, build_train_transform, collate)
 from probes.errors import DatasetError
@@ -99,6 +100,43 @@ def test_mixup_on_device_batches_equals_mixup_of_the_reference(tmp_path, alphas)
     assert torch.equal(batches[0]["images"], want_images)  # mixed after normalising, as the reference
     assert torch.allclose(batches[0]["targets"], want_targets, rtol=0, atol=1e-6)
     assert not torch.equal(want_images, reference_images(files, "train"))  # the mix did something
+
+
+def _every_value_per_channel(n: int = 2, h: int = 16, w: int = 17) -> torch.Tensor:
+    """uint8 NCHW whose every channel holds all 256 values (odd sizes: vector loops and their tails)."""
+    g = torch.Generator().manual_seed(0)
+    flat = torch.stack([torch.arange(n * h * w)[torch.randperm(n * h * w, generator=g)] % 256 for _ in range(3)])
+    return flat.view(3, n, h, w).permute(1, 0, 2, 3).contiguous().to(torch.uint8)
+
+
+@pytest.mark.parametrize("mean,std", [(MEAN, STD), ((0.48145466, 0.4578275, 0.40821073),
+                                                    (0.26862954, 0.26130258, 0.27577711)),
+                                      ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))], ids=["imagenet", "clip", "half"])
+def test_the_table_gives_every_value_of_totensor_normalize_bit_for_bit(mean, std):
+    images = _every_value_per_channel()
+    want = torch.stack([T.Normalize(mean, std)(T.ToTensor()(Image.fromarray(img.permute(1, 2, 0).numpy())))
+                        for img in images])
+    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    got = normalize_with_table(images, normalisation_table(m, s), torch.empty(images.shape))
+    assert torch.equal(got, want)
+    assert torch.equal(normalize_on_device(images, m, s), want)   # the arithmetic CUDA keeps, alike
+    assert torch.equal(next(iter(DeviceBatches([{"images": images, "targets": torch.zeros(2), "indices":
+                                                 torch.arange(2), "errors": []}], CPU, mean, std)))["images"], want)
+    strided = images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)   # an NCHW view of NHWC memory
+    assert torch.equal(normalize_with_table(strided, normalisation_table(m, s), torch.empty(images.shape)), want)
+
+
+def test_reused_memory_still_gives_each_batch_its_own_values():
+    batches = [{"images": torch.roll(_every_value_per_channel(), i, dims=-1), "targets": torch.zeros(2),
+                "indices": torch.arange(2), "errors": []} for i in range(5)]
+    m, s = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    pointers = []
+    # Each batch is checked after the next one was staged (one ahead), then dropped.
+    for host, out in zip(batches, DeviceBatches(batches, CPU, MEAN, STD)):
+        assert torch.equal(out["images"], normalize_on_device(host["images"], m, s))
+        pointers.append(out["images"].data_ptr())
+        del out
+    assert len(set(pointers)) < len(pointers)   # the pool did hand memory out again
 
 
 def test_every_batch_comes_out_once_in_order(tmp_path):
