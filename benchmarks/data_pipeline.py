@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from probes.classification.config import load_config  # noqa: E402
 from probes.classification.datasets import ImageSet  # noqa: E402
+from probes.classification.pipeline.batch_memory import BufferPool  # noqa: E402
 from probes.classification.pipeline.crop_choice import crop_place, time_crop_paths  # noqa: E402
 from probes.classification.pipeline.device_batches import DeviceBatches  # noqa: E402
 from probes.classification.pipeline.device_crops import (  # noqa: E402
@@ -142,7 +143,13 @@ def _sync(device: torch.device) -> None:
 
 
 def consumer(path: str, loader: DataLoader, device: torch.device, hook) -> Callable[[], int]:
-    """One pass of the main process's loop of a run on ``device``; returns the images it received."""
+    """One pass of the main process's loop of a run on ``device``; returns the images it received.
+
+    As in a run, whose ImagePipeline keeps one BufferPool for all its passes, the passes of a path
+    share one pool: on a CPU its float batches reuse memory after the first pass's first batches.
+    """
+    pool = BufferPool()
+
     def float_pass() -> int:
         n = 0
         for batch in loader:
@@ -150,7 +157,7 @@ def consumer(path: str, loader: DataLoader, device: torch.device, hook) -> Calla
         return n
 
     def device_batches_pass() -> int:
-        return sum(len(b["images"]) for b in DeviceBatches(loader, device, MEAN, STD, decode=hook))
+        return sum(len(b["images"]) for b in DeviceBatches(loader, device, MEAN, STD, decode=hook, pool=pool))
 
     return float_pass if path == "float" else device_batches_pass
 

@@ -13,7 +13,7 @@ import ctypes
 import mmap
 import sys
 import weakref
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 import torch
@@ -64,9 +64,12 @@ class BufferPool:
     Each tensor handed out wraps a numpy view of a buffer kept here; the view lives exactly as long as
     some tensor (or view, or ``.numpy()`` array) over that memory does, so a dead weak reference to it
     means no one can see the buffer any more. At most ``size`` buffers are kept; beyond, a fresh tensor.
+    Three are in use at a time in steady state (the batch being staged, the one about to be yielded and
+    the consumer's previous one, which it holds until its next ``next()`` returns); one more lets train
+    and evaluation shapes alternate without freeing and re-faulting memory every pass.
     """
 
-    def __init__(self, size: int = 3) -> None:
+    def __init__(self, size: int = 4) -> None:
         self.size = size
         self._buffers: List[Tuple[np.ndarray, "weakref.ref[np.ndarray]"]] = []
 
@@ -90,8 +93,3 @@ class BufferPool:
         self._buffers[i] = (buffer, weakref.ref(view))
         out = torch.from_numpy(view)
         return out.permute(0, 3, 1, 2) if channels_last else out
-
-
-def pool_or_none(device: torch.device) -> Optional[BufferPool]:
-    """A pool for float batches made on a CPU; None elsewhere (CUDA's caching allocator reuses memory)."""
-    return BufferPool() if torch.device(device).type == "cpu" else None

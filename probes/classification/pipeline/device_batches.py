@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, MutableSet,
 import numpy as np
 import torch
 
-from probes.classification.pipeline.batch_memory import BufferPool, pool_or_none
+from probes.classification.pipeline.batch_memory import BufferPool
 from probes.classification.pipeline.images import check_errors
 
 # The one place that decides the images' dtype and layout on the device: float32 (autocast
@@ -78,21 +78,24 @@ class DeviceBatches:
     ``targets`` are soft; odd batches lose their last image, since Mixup pairs images.
     ``decode``, when given, turns each host batch into a batch whose ``images`` are uint8 already
     on the device (:mod:`~probes.classification.pipeline.device_crops`,
-    :mod:`~probes.classification.pipeline.gpu_decode`).
+    :mod:`~probes.classification.pipeline.gpu_decode`). On a CPU the float batches come from ``pool``
+    (a run passes one pool to all its passes; None: this object's own).
     """
 
     def __init__(self, loader: Iterable[HostBatch], device: torch.device, mean: Sequence[float],
                  std: Sequence[float], on_corrupt: str = "error", mixup: Optional[Mix] = None,
                  min_images: int = 1, channels_last: bool = False,
                  decode: Optional[Callable[[HostBatch], HostBatch]] = None,
-                 skipped: Optional[MutableSet[str]] = None, logged: Optional[MutableSet[str]] = None) -> None:
+                 skipped: Optional[MutableSet[str]] = None, logged: Optional[MutableSet[str]] = None,
+                 pool: Optional[BufferPool] = None) -> None:
         self.loader = loader
         self.device = torch.device(device)
         self.mean = torch.tensor(mean, dtype=IMAGE_DTYPE, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=IMAGE_DTYPE, device=self.device).view(1, -1, 1, 1)
         # CPU only: on CUDA the arithmetic is four elementwise kernels at the GPU's bandwidth, and a
         # gather there was never timed (no GPU lent yet); its pixels would be the same either way.
-        self._pool: Optional[BufferPool] = pool_or_none(self.device)
+        cpu = self.device.type == "cpu"
+        self._pool: Optional[BufferPool] = (pool if pool is not None else BufferPool()) if cpu else None
         self._table = normalisation_table(self.mean, self.std) if self._pool is not None else None
         self.on_corrupt = on_corrupt
         self.mixup = mixup
