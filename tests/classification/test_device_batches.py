@@ -16,8 +16,9 @@ from PIL import Image
 from timm.data import Mixup
 from torchvision import transforms as T
 
-from probes.classification.pipeline.device_batches import (
-    DeviceBatches, normalisation_table, normalize_on_device, normalize_with_table)
+from probes.classification.pipeline.batch_memory import BufferPool
+from probes.classification.pipeline.device_batches import DeviceBatches, normalize_on_device
+from probes.classification.pipeline.normalisation import PixelTable
 from probes.classification.pipeline.images import (
     ImageFiles, build_eval_transform, build_train_transform, collate)
 from probes.errors import DatasetError
@@ -116,14 +117,36 @@ def test_the_table_gives_every_value_of_totensor_normalize_bit_for_bit(mean, std
     images = _every_value_per_channel()
     want = torch.stack([T.Normalize(mean, std)(T.ToTensor()(Image.fromarray(img.permute(1, 2, 0).numpy())))
                         for img in images])
+    table = PixelTable(mean, std)
+    assert torch.equal(table(images, torch.empty(images.shape)), want)            # two pixels per look-up
+    odd = images[:, :, :, :15].contiguous()                                       # 16 x 15: still even
+    assert torch.equal(table(odd, torch.empty(odd.shape)), want[:, :, :, :15])
+    single = images[:, :, :15, :15].contiguous()                                  # 225 pixels: one at a time
+    assert torch.equal(table(single, torch.empty(single.shape)), want[:, :, :15, :15])
+    strided = images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)         # NCHW view of NHWC memory
+    assert torch.equal(table(strided, torch.empty(images.shape)), want)
+    last = torch.empty(images.shape).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(table(images, last), want)
     m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
-    got = normalize_with_table(images, normalisation_table(m, s), torch.empty(images.shape))
-    assert torch.equal(got, want)
     assert torch.equal(normalize_on_device(images, m, s), want)   # the arithmetic CUDA keeps, alike
-    assert torch.equal(next(iter(DeviceBatches([{"images": images, "targets": torch.zeros(2), "indices":
-                                                 torch.arange(2), "errors": []}], CPU, mean, std)))["images"], want)
-    strided = images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)   # an NCHW view of NHWC memory
-    assert torch.equal(normalize_with_table(strided, normalisation_table(m, s), torch.empty(images.shape)), want)
+    host = [{"images": images, "targets": torch.zeros(2), "indices": torch.arange(2), "errors": []}]
+    assert torch.equal(next(iter(DeviceBatches(host, CPU, mean, std)))["images"], want)
+
+
+def test_every_pair_of_neighbouring_values_reads_its_two_floats():
+    a, b = torch.meshgrid(torch.arange(256), torch.arange(256), indexing="ij")
+    plane = torch.stack([a.reshape(-1), b.reshape(-1)], dim=1).reshape(256, 512).to(torch.uint8)  # all 65,536 pairs
+    images = torch.stack([plane, plane.flip(0), plane.flip(1)]).unsqueeze(0)
+    m, s = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    assert torch.equal(PixelTable(MEAN, STD)(images, torch.empty(images.shape)), normalize_on_device(images, m, s))
+
+
+def test_a_table_refuses_what_it_cannot_normalise():
+    table = PixelTable(MEAN, STD)
+    with pytest.raises(ValueError, match="uint8 NCHW with 3 channels"):
+        table(torch.zeros(1, 4, 2, 2, dtype=torch.uint8), torch.empty(1, 4, 2, 2))
+    with pytest.raises(ValueError, match="out is torch.float64"):
+        table(torch.zeros(1, 3, 2, 2, dtype=torch.uint8), torch.empty(1, 3, 2, 2, dtype=torch.float64))
 
 
 def test_reused_memory_still_gives_each_batch_its_own_values():
@@ -186,3 +209,12 @@ def test_skipped_corrupt_file_is_counted_and_left_out(tmp_path):
     batches = DeviceBatches(host_batches(files, uint8_transform("eval"), 3), CPU, MEAN, STD, on_corrupt="skip")
     assert [b["indices"].tolist() for b in batches] == [[0, 2]]
     assert batches.n_skipped == 1
+
+
+def test_passes_given_one_pool_reuse_each_others_memory():
+    host = [{"images": _every_value_per_channel(), "targets": torch.zeros(2), "indices": torch.arange(2),
+             "errors": []}]
+    pool = BufferPool()
+    first = [b["images"].data_ptr() for b in DeviceBatches(host, CPU, MEAN, STD, pool=pool)]
+    second = [b["images"].data_ptr() for b in DeviceBatches(host, CPU, MEAN, STD, pool=pool)]
+    assert first == second   # the next epoch starts in the memory the last one left

@@ -5,66 +5,25 @@ with ``non_blocking=True`` and turned into float32, normalised on the device. On
 the next batch runs on a side stream while the consumer works on the current one (the pattern of
 timm's ``PrefetchLoader``); on other devices the same one-ahead loop simply runs in order.
 
-On a CPU the normalisation is one table look-up per pixel (:func:`normalize_with_table`), written into
-reused memory (:class:`~probes.classification.pipeline.batch_memory.BufferPool`): the table holds each of
-the 256 uint8 values put through the very float32 operations of :func:`normalize_on_device`, so the
-values are the same bit for bit, for a third of the CPU time (benchmarks/RESULTS.md, data_pipeline).
+On a CPU the normalisation is a table look-up (:class:`~probes.classification.pipeline.normalisation.PixelTable`:
+the 256 uint8 values put through the very float32 operations of :func:`normalize_on_device`, so the same
+values bit for bit) written into reused memory (:class:`~probes.classification.pipeline.batch_memory.BufferPool`).
 """
 from __future__ import annotations
 
 import contextlib
 from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, MutableSet, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 
 from probes.classification.pipeline.batch_memory import BufferPool
 from probes.classification.pipeline.images import check_errors
+from probes.classification.pipeline.normalisation import IMAGE_DTYPE, PixelTable, normalize_on_device
 
-# The one place that decides the images' dtype and layout on the device: float32 (autocast
-# casts inside the encoder), and channels_last only when asked for.
-IMAGE_DTYPE = torch.float32
+__all__ = ["DeviceBatches", "IMAGE_DTYPE", "normalize_on_device"]
 
 HostBatch = Mapping[str, Any]
 Mix = Callable[[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
-
-
-def normalize_on_device(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                        channels_last: bool = False) -> torch.Tensor:
-    """uint8 NCHW (any device) → float32 ``(x / 255 - mean) / std`` on the device of mean/std.
-
-    The same three float32 operations as ToTensor + Normalize in a worker, so the result is
-    bit-identical to the old worker-normalised batch.
-    """
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    images = images.to(mean.device, non_blocking=True)
-    return _normalize_in_place(images.to(IMAGE_DTYPE, memory_format=fmt), mean, std)
-
-
-def _normalize_in_place(values: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    # The steps of ToTensor + Normalize, one float32 rounding each: the one definition of the values.
-    return values.div_(255.0).sub_(mean).div_(std)
-
-
-def normalisation_table(mean: torch.Tensor, std: torch.Tensor) -> np.ndarray:
-    """(C, 256) float32: each uint8 value per channel through :func:`normalize_on_device`'s own operations."""
-    channels = mean.numel()
-    values = torch.arange(256, dtype=IMAGE_DTYPE).repeat(channels, 1).view(1, channels, 1, 256)
-    return _normalize_in_place(values, mean.cpu(), std.cpu()).view(channels, 256).numpy()
-
-
-def normalize_with_table(images: torch.Tensor, table: np.ndarray, out: torch.Tensor) -> torch.Tensor:
-    """uint8 NCHW on the CPU → ``out`` (float32, same shape), each pixel looked up in its channel's row of ``table``."""
-    if images.dim() != 4 or images.shape[1] != table.shape[0] or images.dtype != torch.uint8:
-        raise ValueError(f"normalize_with_table: expected uint8 NCHW with {table.shape[0]} channels, "
-                         f"got {images.dtype} {tuple(images.shape)}")
-    src, dst = images.numpy(), out.numpy()
-    for n in range(src.shape[0]):
-        for c in range(src.shape[1]):
-            # mode='wrap' skips the bounds check that 'raise' makes per pixel: a uint8 is always
-            # one of the 256 rows (and it measured ~1.6x faster).
-            np.take(table[c], src[n, c], out=dst[n, c], mode="wrap")
-    return out
 
 
 class DeviceBatches:
@@ -96,7 +55,7 @@ class DeviceBatches:
         # gather there was never timed (no GPU lent yet); its pixels would be the same either way.
         cpu = self.device.type == "cpu"
         self._pool: Optional[BufferPool] = (pool if pool is not None else BufferPool()) if cpu else None
-        self._table = normalisation_table(self.mean, self.std) if self._pool is not None else None
+        self._table = PixelTable(self.mean, self.std) if self._pool is not None else None
         self.on_corrupt = on_corrupt
         self.mixup = mixup
         self.min_images = max(min_images, 2 if mixup is not None else 1)
@@ -155,7 +114,7 @@ class DeviceBatches:
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
         if self._pool is not None and images.device.type == "cpu" and images.dtype == torch.uint8:
             out = self._pool.take(tuple(images.shape), self.channels_last)
-            return normalize_with_table(images, self._table, out)
+            return self._table(images, out)
         return normalize_on_device(images, self.mean, self.std, self.channels_last)
 
     def _pinned(self, tensor: torch.Tensor) -> torch.Tensor:
