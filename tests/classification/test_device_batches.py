@@ -110,19 +110,24 @@ def _every_value_per_channel(n: int = 2, h: int = 16, w: int = 17) -> torch.Tens
     return flat.view(3, n, h, w).permute(1, 0, 2, 3).contiguous().to(torch.uint8)
 
 
+try:
+    import cv2  # noqa: F401
+    BACKENDS = [False, True]
+except ImportError:   # OpenCV comes with the seg extra: without it only numpy's look-up exists
+    BACKENDS = [False]
+
+
+@pytest.mark.parametrize("use_opencv", BACKENDS, ids=lambda v: "opencv" if v else "numpy")
 @pytest.mark.parametrize("mean,std", [(MEAN, STD), ((0.48145466, 0.4578275, 0.40821073),
                                                     (0.26862954, 0.26130258, 0.27577711)),
                                       ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))], ids=["imagenet", "clip", "half"])
-def test_the_table_gives_every_value_of_totensor_normalize_bit_for_bit(mean, std):
+def test_the_table_gives_every_value_of_totensor_normalize_bit_for_bit(mean, std, use_opencv):
     images = _every_value_per_channel()
     want = torch.stack([T.Normalize(mean, std)(T.ToTensor()(Image.fromarray(img.permute(1, 2, 0).numpy())))
                         for img in images])
-    table = PixelTable(mean, std)
-    assert torch.equal(table(images, torch.empty(images.shape)), want)            # two pixels per look-up
-    odd = images[:, :, :, :15].contiguous()                                       # 16 x 15: still even
-    assert torch.equal(table(odd, torch.empty(odd.shape)), want[:, :, :, :15])
-    single = images[:, :, :15, :15].contiguous()                                  # 225 pixels: one at a time
-    assert torch.equal(table(single, torch.empty(single.shape)), want[:, :, :15, :15])
+    table = PixelTable(mean, std, use_opencv=use_opencv)
+    assert table.backend == ("cv2.LUT" if use_opencv else "numpy.take")
+    assert torch.equal(table(images, torch.empty(images.shape)), want)
     strided = images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)         # NCHW view of NHWC memory
     assert torch.equal(table(strided, torch.empty(images.shape)), want)
     last = torch.empty(images.shape).contiguous(memory_format=torch.channels_last)
@@ -133,12 +138,12 @@ def test_the_table_gives_every_value_of_totensor_normalize_bit_for_bit(mean, std
     assert torch.equal(next(iter(DeviceBatches(host, CPU, mean, std)))["images"], want)
 
 
-def test_every_pair_of_neighbouring_values_reads_its_two_floats():
-    a, b = torch.meshgrid(torch.arange(256), torch.arange(256), indexing="ij")
-    plane = torch.stack([a.reshape(-1), b.reshape(-1)], dim=1).reshape(256, 512).to(torch.uint8)  # all 65,536 pairs
-    images = torch.stack([plane, plane.flip(0), plane.flip(1)]).unsqueeze(0)
-    m, s = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
-    assert torch.equal(PixelTable(MEAN, STD)(images, torch.empty(images.shape)), normalize_on_device(images, m, s))
+@pytest.mark.parametrize("use_opencv", BACKENDS, ids=lambda v: "opencv" if v else "numpy")
+def test_planes_above_opencvs_threading_size_are_looked_up_whole(use_opencv):
+    images = torch.arange(600 * 500, dtype=torch.int64).remainder(253).to(torch.uint8).view(1, 1, 600, 500)
+    m, s = torch.tensor(MEAN[:1]).view(1, 1, 1, 1), torch.tensor(STD[:1]).view(1, 1, 1, 1)
+    got = PixelTable(MEAN[:1], STD[:1], use_opencv=use_opencv)(images, torch.empty(images.shape))
+    assert torch.equal(got, normalize_on_device(images, m, s))   # 300,000 pixels: fed in row blocks
 
 
 def test_a_table_refuses_what_it_cannot_normalise():
