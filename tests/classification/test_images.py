@@ -8,10 +8,12 @@ import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
+from torchvision import transforms as T
 
 from probes.classification import datasets as ds
+from probes.classification.pipeline import images as images_module
 from probes.classification.pipeline.images import (
-    ImageFiles, batch_images, build_eval_transform, build_train_transform, check_errors, collate, decode_rgb)
+    ImageFiles, Mirrored, batch_images, build_eval_transform, build_train_transform, check_errors, collate, decode_rgb)
 from probes.errors import ConfigError, DatasetError
 
 
@@ -76,10 +78,32 @@ def test_16_bit_png_keeps_its_gradient(tmp_path):
 
 # ------------------------------------------------------------------ worker transforms
 
-def test_train_transform_returns_uint8_crops_of_the_input_size(tmp_path):
+def test_train_transform_returns_crops_of_the_input_size_some_to_mirror(tmp_path):
     img = decode_rgb(_noise(tmp_path / "a.JPEG"))
-    out = build_train_transform(12, scale=(0.5, 1.0))(img)
-    assert out.mode == "RGB" and out.size == (12, 12)
+    torch.manual_seed(0)
+    outs = [build_train_transform(12, scale=(0.5, 1.0))(img) for _ in range(8)]
+    assert any(isinstance(o, Mirrored) for o in outs) and not all(isinstance(o, Mirrored) for o in outs)
+    for out in outs:
+        crop = out.image if isinstance(out, Mirrored) else out
+        assert crop.mode == "RGB" and crop.size == (12, 12)
+
+
+@pytest.mark.parametrize("opencv", [True, False], ids=["opencv", "numpy"])
+def test_mirrored_crops_are_torchvisions_flips_for_the_same_seed(tmp_path, monkeypatch, opencv):
+    if not opencv:
+        monkeypatch.setattr(images_module, "cv2_or_none", lambda: None)
+    elif images_module.cv2_or_none() is None:
+        pytest.skip("OpenCV is not installed (it comes with the seg extra)")
+    files = [_noise(tmp_path / f"{i}.JPEG", size=(31 + i, 23), seed=i) for i in range(8)]
+    reference = T.Compose([T.RandomResizedCrop(13, interpolation=T.InterpolationMode.BICUBIC),
+                           T.RandomHorizontalFlip(), T.PILToTensor()])
+    torch.manual_seed(5)
+    want = torch.stack([reference(decode_rgb(f)) for f in files])
+    torch.manual_seed(5)
+    got = collate([(build_train_transform(13)(decode_rgb(f)), 0, i, None) for i, f in enumerate(files)])["images"]
+    assert torch.equal(got, want)
+    torch.manual_seed(5)
+    assert sum(isinstance(build_train_transform(13)(decode_rgb(f)), Mirrored) for f in files) >= 2
 
 
 def test_eval_transform_keeps_the_center_of_the_short_side(tmp_path):
@@ -97,13 +121,13 @@ def test_unknown_interpolation_is_a_config_error():
 
 
 def test_batch_holds_each_crops_pixels_channel_by_channel(tmp_path):
-    tf = build_train_transform(12)
-    crops = [tf(decode_rgb(_noise(tmp_path / f"{i}.JPEG", seed=i))) for i in range(3)]
+    crops = [build_eval_transform(12)(decode_rgb(_noise(tmp_path / f"{i}.JPEG", seed=i))) for i in range(3)]
     batch = batch_images(crops)
     assert batch.shape == (3, 3, 12, 12) and batch.is_contiguous()
-    assert torch.equal(batch, torch.stack([torch.from_numpy(np.asarray(c).copy()).permute(2, 0, 1) for c in crops]))
-    tensors = batch_images([torch.from_numpy(np.asarray(c).copy()).permute(2, 0, 1) for c in crops])
-    assert torch.equal(tensors, batch)   # uint8 CHW tensors are batched alike
+    tensors = [torch.from_numpy(np.asarray(c).copy()).permute(2, 0, 1) for c in crops]
+    assert torch.equal(batch, torch.stack(tensors))
+    assert torch.equal(batch_images(tensors), batch)   # uint8 CHW tensors are batched alike
+    assert torch.equal(batch_images([Mirrored(c) for c in crops]), batch.flip(-1))
 
 
 def test_crops_of_different_sizes_cannot_share_a_batch(tmp_path):

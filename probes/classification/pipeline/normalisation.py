@@ -16,6 +16,8 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
+from probes.classification.pipeline.opencv import cv2_or_none
+
 # The one place that decides the images' dtype and layout on the device: float32 (autocast
 # casts inside the encoder), and channels_last only when asked for.
 IMAGE_DTYPE = torch.float32
@@ -42,15 +44,6 @@ def _as_column(values: Union[torch.Tensor, Sequence[float]]) -> torch.Tensor:
     return torch.as_tensor(values, dtype=IMAGE_DTYPE).detach().cpu().reshape(1, -1, 1, 1)
 
 
-def _opencv_lut():
-    """``cv2.LUT`` where OpenCV is installed, else None."""
-    try:
-        import cv2
-    except ImportError:
-        return None
-    return cv2.LUT
-
-
 # OpenCV spreads a look-up over its threads from 2**18 pixels on; planes are fed below that in row
 # blocks, so the look-up stays on the consumer's own core beside the DataLoader workers.
 _OPENCV_SERIAL_PIXELS = (1 << 18) - 1
@@ -67,7 +60,8 @@ class PixelTable:
         channels = mean.numel()
         values = torch.arange(256, dtype=IMAGE_DTYPE).repeat(channels, 1).view(1, channels, 1, 256)
         self.table = _normalize_in_place(values, mean, std).view(channels, 256).numpy()   # (C, 256) float32
-        self._lut = _opencv_lut() if use_opencv else None
+        cv2 = cv2_or_none() if use_opencv else None
+        self._lut = cv2.LUT if cv2 is not None else None
         self.backend = "cv2.LUT" if self._lut is not None else "numpy.take"
 
     def __call__(self, images: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
