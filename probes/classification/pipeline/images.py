@@ -1,7 +1,8 @@
 """Decoding image files into uint8 batches: by content, to RGB, with corrupt files named or counted.
 
-Workers only decode, crop and flip with Pillow; :func:`collate` writes each crop's channels straight
-into one uint8 NCHW batch (shared memory in a worker, see :mod:`.batch_memory`). With
+Workers only decode and crop with Pillow; :func:`collate` writes each crop's channels straight into
+one uint8 NCHW batch (shared memory in a worker, see :mod:`.batch_memory`), mirroring the crops the
+flip drew (:class:`MirrorLater`). With
 ``data.crop_on='device'`` the resize is left to the accelerator
 (:mod:`probes.classification.pipeline.device_crops`). Conversion to float and the mean/std
 normalisation happen in the consumer (:mod:`probes.classification.pipeline.device_batches`); in a
