@@ -1,9 +1,9 @@
 """Memory for image batches: shared memory a worker hands over, and reused float batches on a CPU.
 
 A batch is megabytes of fresh memory, and each 4 KiB page of fresh memory costs a page fault when first
-written. On the 2-core VM of benchmarks/RESULTS.md (data_pipeline) a fault cost about 2 µs: filling a
-worker's fresh shared-memory batch took 0.85 ms per 448 px image, 0.25 ms when its pages were asked
-for in one call first (Linux's MADV_POPULATE_WRITE, :func:`prefault`). The float batches a CPU consumer
+written. On the 2-core VM of benchmarks/RESULTS.md (data_pipeline) a fault cost about 2 µs: filling fresh
+shared memory took 0.85 ms per 0.8 MB, 0.25 ms when its pages were asked for in one call first (Linux's
+MADV_POPULATE_WRITE, :func:`prefault`). The float batches a CPU consumer
 writes (4 bytes per pixel) are reused instead (:class:`BufferPool`): no fault at all after the first.
 Neither changes a value.
 """
