@@ -135,10 +135,10 @@ def _mirror_into(src: np.ndarray, dst: np.ndarray) -> None:
 def batch_images(crops: Sequence[Crop]) -> torch.Tensor:
     """Same-sized crops (Pillow images, :class:`Mirrored` ones, or uint8 CHW tensors) as one uint8 NCHW batch.
 
-    Each crop is written straight into the batch, channel by channel (Pillow's ``split``), the one
-    copy on the way (a mirrored crop is mirrored by that copy); inside a DataLoader worker the batch
-    lies in shared memory, handed over without a further copy. Planar channels let the consumer read
-    each channel contiguously.
+    Each crop's channels (Pillow's ``split``) are copied straight into the batch, with no per-image
+    tensor and no stacking copy (a mirrored crop is mirrored by that copy); inside a DataLoader worker
+    the batch lies in shared memory, handed over without a further copy. Planar channels let the
+    consumer read each channel contiguously.
     """
     shapes = [_chw(c) for c in crops]
     if any(s != shapes[0] for s in shapes):
@@ -148,7 +148,7 @@ def batch_images(crops: Sequence[Crop]) -> torch.Tensor:
     planes = out.numpy()
     for k, crop in enumerate(crops):
         mirrored = isinstance(crop, Mirrored)
-        crop = crop.image if isinstance(crop, Mirrored) else crop
+        crop = crop.image if mirrored else crop
         if isinstance(crop, Image.Image):
             for i, band in enumerate(crop.split()):
                 if mirrored:
