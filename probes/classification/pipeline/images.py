@@ -142,7 +142,8 @@ def batch_images(crops: Sequence[Crop]) -> torch.Tensor:
     """
     shapes = [_chw(c) for c in crops]
     if any(s != shapes[0] for s in shapes):
-        raise ValueError(f"crops of different shapes cannot share a batch: {sorted(set(shapes))} (channels, height, width)")
+        raise ValueError(f"crops of different shapes cannot share a batch: {sorted(set(shapes))} "
+                         "(channels, height, width)")
     c, h, w = shapes[0]
     out = shared_bytes(len(crops) * c * h * w).view(len(crops), c, h, w)
     planes = out.numpy()

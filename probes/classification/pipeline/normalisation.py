@@ -71,7 +71,8 @@ class PixelTable:
             raise ValueError(f"PixelTable: expected uint8 NCHW with {channels} channels, "
                              f"got {images.dtype} {tuple(images.shape)}")
         if out.shape != images.shape or out.dtype != IMAGE_DTYPE:
-            raise ValueError(f"PixelTable: out is {out.dtype} {tuple(out.shape)}, expected float32 {tuple(images.shape)}")
+            raise ValueError(f"PixelTable: out is {out.dtype} {tuple(out.shape)}, "
+                             f"expected float32 {tuple(images.shape)}")
         src, dst = images.numpy(), out.numpy()
         for n in range(src.shape[0]):
             for c in range(channels):
