@@ -4,8 +4,9 @@ All paths decode the same generated 500x375 JPEGs with Pillow, draw the same see
 the same pixels:
 - "float", the pipeline before DeviceBatches: Pillow resize, ToTensor + Normalize in the worker, a
   plain torch.stack; the main process moves the batch to the device;
-- "worker" (data.crop_on='worker'): Pillow resizes in the worker, uint8 out; the main process
-  copies the batch to the device, which converts and normalises it (DeviceBatches);
+- "worker" (data.crop_on='worker'): Pillow resizes in the worker and the crop's channels are written
+  straight into a uint8 batch in shared memory; the main process copies the batch to the device, which
+  converts and normalises it (DeviceBatches; on a CPU one table look-up per pixel into reused memory);
 - "device" (data.crop_on='device'): the worker decodes, crops and computes Pillow's integer
   weights; the device resamples (float64 products, exact) and normalises (DeviceCrops + DeviceBatches).
 Each path is a real DataLoader with ONE worker process (one torch thread) feeding the real
@@ -47,12 +48,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from probes.classification.config import load_config  # noqa: E402
 from probes.classification.datasets import ImageSet  # noqa: E402
+from probes.classification.pipeline.batch_memory import BufferPool  # noqa: E402
 from probes.classification.pipeline.crop_choice import crop_place, time_crop_paths  # noqa: E402
 from probes.classification.pipeline.device_batches import DeviceBatches  # noqa: E402
 from probes.classification.pipeline.device_crops import (  # noqa: E402
     DeviceCrops, EvalCropPlans, TrainCropPlans, collate_plans)
 from probes.classification.pipeline.images import (  # noqa: E402
     ImageFiles, build_eval_transform, build_train_transform, collate, decode_rgb)
+from probes.classification.pipeline.normalisation import PixelTable  # noqa: E402
 from probes.runtime import resolve_device  # noqa: E402
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -142,7 +145,13 @@ def _sync(device: torch.device) -> None:
 
 
 def consumer(path: str, loader: DataLoader, device: torch.device, hook) -> Callable[[], int]:
-    """One pass of the main process's loop of a run on ``device``; returns the images it received."""
+    """One pass of the main process's loop of a run on ``device``; returns the images it received.
+
+    As in a run, whose ImagePipeline keeps one BufferPool for all its passes, the passes of a path
+    share one pool: on a CPU its float batches reuse memory after the first pass's first batches.
+    """
+    pool = BufferPool()
+
     def float_pass() -> int:
         n = 0
         for batch in loader:
@@ -150,7 +159,7 @@ def consumer(path: str, loader: DataLoader, device: torch.device, hook) -> Calla
         return n
 
     def device_batches_pass() -> int:
-        return sum(len(b["images"]) for b in DeviceBatches(loader, device, MEAN, STD, decode=hook))
+        return sum(len(b["images"]) for b in DeviceBatches(loader, device, MEAN, STD, decode=hook, pool=pool))
 
     return float_pass if path == "float" else device_batches_pass
 
@@ -198,7 +207,8 @@ def main() -> None:
         files = write_jpegs(Path(tmp), args.images)
         kb = statistics.mean(f.stat().st_size for f in files) / 1024
         print(f"{args.images} JPEGs 500x375 (mean {kb:.0f} KiB), crop {size}, batch {args.batch_size}, "
-              f"{args.rounds} rounds, one DataLoader worker (1 torch thread) per path, consumer on {device} ({name})")
+              f"{args.rounds} rounds, one DataLoader worker (1 torch thread) per path, consumer on {device} ({name})"
+              + (f", CPU look-up {PixelTable(MEAN, STD).backend}" if device.type == "cpu" else ""))
         chosen, why = auto_path(files, size, device)
         passes = {}
         for kind in KINDS:

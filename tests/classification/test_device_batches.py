@@ -16,7 +16,9 @@ from PIL import Image
 from timm.data import Mixup
 from torchvision import transforms as T
 
+from probes.classification.pipeline.batch_memory import BufferPool
 from probes.classification.pipeline.device_batches import DeviceBatches, normalize_on_device
+from probes.classification.pipeline.normalisation import PixelTable
 from probes.classification.pipeline.images import (
     ImageFiles, build_eval_transform, build_train_transform, collate)
 from probes.errors import DatasetError
@@ -101,6 +103,70 @@ def test_mixup_on_device_batches_equals_mixup_of_the_reference(tmp_path, alphas)
     assert not torch.equal(want_images, reference_images(files, "train"))  # the mix did something
 
 
+def _every_value_per_channel(n: int = 2, h: int = 16, w: int = 17) -> torch.Tensor:
+    """uint8 NCHW whose every channel holds all 256 values (odd sizes: vector loops and their tails)."""
+    g = torch.Generator().manual_seed(0)
+    flat = torch.stack([torch.arange(n * h * w)[torch.randperm(n * h * w, generator=g)] % 256 for _ in range(3)])
+    return flat.view(3, n, h, w).permute(1, 0, 2, 3).contiguous().to(torch.uint8)
+
+
+try:
+    import cv2  # noqa: F401
+    BACKENDS = [False, True]
+except ImportError:   # OpenCV comes with the seg extra: without it only numpy's look-up exists
+    BACKENDS = [False]
+
+
+@pytest.mark.parametrize("use_opencv", BACKENDS, ids=lambda v: "opencv" if v else "numpy")
+@pytest.mark.parametrize("mean,std", [(MEAN, STD), ((0.48145466, 0.4578275, 0.40821073),
+                                                    (0.26862954, 0.26130258, 0.27577711)),
+                                      ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))], ids=["imagenet", "clip", "half"])
+def test_the_table_gives_every_value_of_totensor_normalize_bit_for_bit(mean, std, use_opencv):
+    images = _every_value_per_channel()
+    want = torch.stack([T.Normalize(mean, std)(T.ToTensor()(Image.fromarray(img.permute(1, 2, 0).numpy())))
+                        for img in images])
+    table = PixelTable(mean, std, use_opencv=use_opencv)
+    assert table.backend == ("cv2.LUT" if use_opencv else "numpy.take")
+    assert torch.equal(table(images, torch.empty(images.shape)), want)
+    strided = images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)         # NCHW view of NHWC memory
+    assert torch.equal(table(strided, torch.empty(images.shape)), want)
+    last = torch.empty(images.shape).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(table(images, last), want)
+    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    assert torch.equal(normalize_on_device(images, m, s), want)   # the arithmetic CUDA keeps, alike
+    host = [{"images": images, "targets": torch.zeros(2), "indices": torch.arange(2), "errors": []}]
+    assert torch.equal(next(iter(DeviceBatches(host, CPU, mean, std)))["images"], want)
+
+
+@pytest.mark.parametrize("use_opencv", BACKENDS, ids=lambda v: "opencv" if v else "numpy")
+def test_planes_above_opencvs_threading_size_are_looked_up_whole(use_opencv):
+    images = torch.arange(600 * 500, dtype=torch.int64).remainder(253).to(torch.uint8).view(1, 1, 600, 500)
+    m, s = torch.tensor(MEAN[:1]).view(1, 1, 1, 1), torch.tensor(STD[:1]).view(1, 1, 1, 1)
+    got = PixelTable(MEAN[:1], STD[:1], use_opencv=use_opencv)(images, torch.empty(images.shape))
+    assert torch.equal(got, normalize_on_device(images, m, s))   # 300,000 pixels: fed in row blocks
+
+
+def test_a_table_refuses_what_it_cannot_normalise():
+    table = PixelTable(MEAN, STD)
+    with pytest.raises(ValueError, match="uint8 NCHW with 3 channels"):
+        table(torch.zeros(1, 4, 2, 2, dtype=torch.uint8), torch.empty(1, 4, 2, 2))
+    with pytest.raises(ValueError, match="out is torch.float64"):
+        table(torch.zeros(1, 3, 2, 2, dtype=torch.uint8), torch.empty(1, 3, 2, 2, dtype=torch.float64))
+
+
+def test_reused_memory_still_gives_each_batch_its_own_values():
+    batches = [{"images": torch.roll(_every_value_per_channel(), i, dims=-1), "targets": torch.zeros(2),
+                "indices": torch.arange(2), "errors": []} for i in range(5)]
+    m, s = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    pointers = []
+    # Each batch is checked after the next one was staged (one ahead), then dropped.
+    for host, out in zip(batches, DeviceBatches(batches, CPU, MEAN, STD)):
+        assert torch.equal(out["images"], normalize_on_device(host["images"], m, s))
+        pointers.append(out["images"].data_ptr())
+        del out
+    assert len(set(pointers)) < len(pointers)   # the pool did hand memory out again
+
+
 def test_every_batch_comes_out_once_in_order(tmp_path):
     files = write_jpegs(tmp_path, "RGB", n=5)
     batches = list(DeviceBatches(host_batches(files, uint8_transform("eval"), 2), CPU, MEAN, STD))
@@ -148,3 +214,12 @@ def test_skipped_corrupt_file_is_counted_and_left_out(tmp_path):
     batches = DeviceBatches(host_batches(files, uint8_transform("eval"), 3), CPU, MEAN, STD, on_corrupt="skip")
     assert [b["indices"].tolist() for b in batches] == [[0, 2]]
     assert batches.n_skipped == 1
+
+
+def test_passes_given_one_pool_reuse_each_others_memory():
+    host = [{"images": _every_value_per_channel(), "targets": torch.zeros(2), "indices": torch.arange(2),
+             "errors": []}]
+    pool = BufferPool()
+    first = [b["images"].data_ptr() for b in DeviceBatches(host, CPU, MEAN, STD, pool=pool)]
+    second = [b["images"].data_ptr() for b in DeviceBatches(host, CPU, MEAN, STD, pool=pool)]
+    assert first == second   # the next epoch starts in the memory the last one left

@@ -8,11 +8,12 @@ import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
+from torchvision import transforms as T
 
 from probes.classification import datasets as ds
+from probes.classification.pipeline import images as images_module
 from probes.classification.pipeline.images import (
-    ImageFiles, build_eval_transform, build_train_transform, check_errors, collate, decode_rgb,
-    stack_images)
+    ImageFiles, Mirrored, batch_images, build_eval_transform, build_train_transform, check_errors, collate, decode_rgb)
 from probes.errors import ConfigError, DatasetError
 
 
@@ -36,8 +37,10 @@ def test_images_are_decoded_by_content_to_rgb(tmp_path, mode, fmt):
     path = _image(tmp_path / "x.JPEG", mode=mode, fmt=fmt)  # the extension says JPEG whatever the content
     img = decode_rgb(path)
     assert img.mode == "RGB" and img.size == (20, 16)
-    tensor = build_eval_transform(14)(img)
-    assert tensor.shape == (3, 14, 14) and tensor.dtype == torch.uint8
+    crop = build_eval_transform(14)(img)
+    assert crop.mode == "RGB" and crop.size == (14, 14)
+    batch = collate([(crop, 0, 0, None)])["images"]
+    assert batch.shape == (1, 3, 14, 14) and batch.dtype == torch.uint8
 
 
 def test_train_quirks_all_load(data_root):
@@ -75,10 +78,32 @@ def test_16_bit_png_keeps_its_gradient(tmp_path):
 
 # ------------------------------------------------------------------ worker transforms
 
-def test_train_transform_returns_uint8_crops_of_the_input_size(tmp_path):
+def test_train_transform_returns_crops_of_the_input_size_some_to_mirror(tmp_path):
     img = decode_rgb(_noise(tmp_path / "a.JPEG"))
-    out = build_train_transform(12, scale=(0.5, 1.0))(img)
-    assert out.shape == (3, 12, 12) and out.dtype == torch.uint8
+    torch.manual_seed(0)
+    outs = [build_train_transform(12, scale=(0.5, 1.0))(img) for _ in range(8)]
+    assert any(isinstance(o, Mirrored) for o in outs) and not all(isinstance(o, Mirrored) for o in outs)
+    for out in outs:
+        crop = out.image if isinstance(out, Mirrored) else out
+        assert crop.mode == "RGB" and crop.size == (12, 12)
+
+
+@pytest.mark.parametrize("opencv", [True, False], ids=["opencv", "numpy"])
+def test_mirrored_crops_are_torchvisions_flips_for_the_same_seed(tmp_path, monkeypatch, opencv):
+    if not opencv:
+        monkeypatch.setattr(images_module, "cv2_or_none", lambda: None)
+    elif images_module.cv2_or_none() is None:
+        pytest.skip("OpenCV is not installed (it comes with the seg extra)")
+    files = [_noise(tmp_path / f"{i}.JPEG", size=(31 + i, 23), seed=i) for i in range(8)]
+    reference = T.Compose([T.RandomResizedCrop(13, interpolation=T.InterpolationMode.BICUBIC),
+                           T.RandomHorizontalFlip(), T.PILToTensor()])
+    torch.manual_seed(5)
+    want = torch.stack([reference(decode_rgb(f)) for f in files])
+    torch.manual_seed(5)
+    got = collate([(build_train_transform(13)(decode_rgb(f)), 0, i, None) for i, f in enumerate(files)])["images"]
+    assert torch.equal(got, want)
+    torch.manual_seed(5)
+    assert sum(isinstance(build_train_transform(13)(decode_rgb(f)), Mirrored) for f in files) >= 2
 
 
 def test_eval_transform_keeps_the_center_of_the_short_side(tmp_path):
@@ -86,8 +111,8 @@ def test_eval_transform_keeps_the_center_of_the_short_side(tmp_path):
     pixels = np.zeros((30, 90, 3), dtype=np.uint8)
     pixels[:, 30:60] = 255
     Image.fromarray(pixels).save(tmp_path / "wide.png")
-    out = build_eval_transform(10, crop_pct=1.0)(decode_rgb(tmp_path / "wide.png"))
-    assert out.shape == (3, 10, 10) and out[:, :, 2:8].min() == 255
+    out = np.asarray(build_eval_transform(10, crop_pct=1.0)(decode_rgb(tmp_path / "wide.png")))
+    assert out.shape == (10, 10, 3) and out[:, 2:8].min() == 255
 
 
 def test_unknown_interpolation_is_a_config_error():
@@ -95,11 +120,20 @@ def test_unknown_interpolation_is_a_config_error():
         build_train_transform(12, interpolation="nearest")
 
 
-def test_stacked_batch_equals_a_plain_stack_of_the_crops(tmp_path):
-    tf = build_train_transform(12)
-    crops = [tf(decode_rgb(_noise(tmp_path / f"{i}.JPEG", seed=i))) for i in range(3)]
-    batch = stack_images(crops)
-    assert batch.shape == (3, 3, 12, 12) and torch.equal(batch, torch.stack(crops))
+def test_batch_holds_each_crops_pixels_channel_by_channel(tmp_path):
+    crops = [build_eval_transform(12)(decode_rgb(_noise(tmp_path / f"{i}.JPEG", seed=i))) for i in range(3)]
+    batch = batch_images(crops)
+    assert batch.shape == (3, 3, 12, 12) and batch.is_contiguous()
+    tensors = [torch.from_numpy(np.asarray(c).copy()).permute(2, 0, 1) for c in crops]
+    assert torch.equal(batch, torch.stack(tensors))
+    assert torch.equal(batch_images(tensors), batch)   # uint8 CHW tensors are batched alike
+    assert torch.equal(batch_images([Mirrored(c) for c in crops]), batch.flip(-1))
+
+
+def test_crops_of_different_sizes_cannot_share_a_batch(tmp_path):
+    img = decode_rgb(_noise(tmp_path / "a.JPEG"))
+    with pytest.raises(ValueError, match=r"different shapes.*\(3, 12, 12\).*\(3, 14, 14\)"):
+        batch_images([build_eval_transform(12)(img), build_eval_transform(14)(img)])
 
 
 def test_two_workers_yield_uint8_batches(tmp_path):
@@ -110,7 +144,7 @@ def test_two_workers_yield_uint8_batches(tmp_path):
     assert [b["indices"].tolist() for b in batches] == [[0, 1, 2], [3, 4, 5]]
     for batch in batches:
         assert batch["images"].dtype == torch.uint8 and batch["images"].shape == (3, 3, 16, 16)
-    # Stacked in shared memory by the workers, the pixels are those of this process's batch.
+    # Written into shared memory by the workers, the pixels are those of this process's batch.
     assert torch.equal(batches[1]["images"], collate([dataset[i] for i in (3, 4, 5)])["images"])
 
 

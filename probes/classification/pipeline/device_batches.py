@@ -4,6 +4,10 @@ Workers stop at uint8 (see :mod:`probes.classification.pipeline.images`); here e
 with ``non_blocking=True`` and turned into float32, normalised on the device. On CUDA the copy of
 the next batch runs on a side stream while the consumer works on the current one (the pattern of
 timm's ``PrefetchLoader``); on other devices the same one-ahead loop simply runs in order.
+
+On a CPU the normalisation is a table look-up (:class:`~probes.classification.pipeline.normalisation.PixelTable`:
+the 256 uint8 values put through the very float32 operations of :func:`normalize_on_device`, so the same
+values bit for bit) written into reused memory (:class:`~probes.classification.pipeline.batch_memory.BufferPool`).
 """
 from __future__ import annotations
 
@@ -12,26 +16,14 @@ from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, MutableSet,
 
 import torch
 
+from probes.classification.pipeline.batch_memory import BufferPool
 from probes.classification.pipeline.images import check_errors
+from probes.classification.pipeline.normalisation import IMAGE_DTYPE, PixelTable, normalize_on_device
 
-# The one place that decides the images' dtype and layout on the device: float32 (autocast
-# casts inside the encoder), and channels_last only when asked for.
-IMAGE_DTYPE = torch.float32
+__all__ = ["DeviceBatches", "IMAGE_DTYPE", "normalize_on_device"]
 
 HostBatch = Mapping[str, Any]
 Mix = Callable[[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
-
-
-def normalize_on_device(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                        channels_last: bool = False) -> torch.Tensor:
-    """uint8 NCHW (any device) → float32 ``(x / 255 - mean) / std`` on the device of mean/std.
-
-    The same three float32 operations as ToTensor + Normalize in a worker, so the result is
-    bit-identical to the old worker-normalised batch.
-    """
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    images = images.to(mean.device, non_blocking=True)
-    return images.to(IMAGE_DTYPE, memory_format=fmt).div_(255.0).sub_(mean).div_(std)
 
 
 class DeviceBatches:
@@ -45,18 +37,25 @@ class DeviceBatches:
     ``targets`` are soft; odd batches lose their last image, since Mixup pairs images.
     ``decode``, when given, turns each host batch into a batch whose ``images`` are uint8 already
     on the device (:mod:`~probes.classification.pipeline.device_crops`,
-    :mod:`~probes.classification.pipeline.gpu_decode`).
+    :mod:`~probes.classification.pipeline.gpu_decode`). On a CPU the float batches come from ``pool``
+    (a run passes one pool to all its passes; None: this object's own).
     """
 
     def __init__(self, loader: Iterable[HostBatch], device: torch.device, mean: Sequence[float],
                  std: Sequence[float], on_corrupt: str = "error", mixup: Optional[Mix] = None,
                  min_images: int = 1, channels_last: bool = False,
                  decode: Optional[Callable[[HostBatch], HostBatch]] = None,
-                 skipped: Optional[MutableSet[str]] = None, logged: Optional[MutableSet[str]] = None) -> None:
+                 skipped: Optional[MutableSet[str]] = None, logged: Optional[MutableSet[str]] = None,
+                 pool: Optional[BufferPool] = None) -> None:
         self.loader = loader
         self.device = torch.device(device)
         self.mean = torch.tensor(mean, dtype=IMAGE_DTYPE, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=IMAGE_DTYPE, device=self.device).view(1, -1, 1, 1)
+        # CPU only: on CUDA the arithmetic is four elementwise kernels at the GPU's bandwidth, and a
+        # gather there was never timed (no GPU lent yet); its pixels would be the same either way.
+        cpu = self.device.type == "cpu"
+        self._pool: Optional[BufferPool] = (pool if pool is not None else BufferPool()) if cpu else None
+        self._table = PixelTable(self.mean, self.std) if self._pool is not None else None
         self.on_corrupt = on_corrupt
         self.mixup = mixup
         self.min_images = max(min_images, 2 if mixup is not None else 1)
@@ -104,13 +103,19 @@ class DeviceBatches:
             if n < self.min_images:
                 return None
             images, targets = self._pinned(images[:n]), self._pinned(targets[:n])
-            staged = {"images": normalize_on_device(images, self.mean, self.std, self.channels_last),
+            staged = {"images": self._normalize(images),
                       "targets": targets.to(self.device, non_blocking=True),
                       "indices": batch["indices"][:n]}
             if self._stream is not None:
                 staged["ready"] = torch.cuda.Event()
                 staged["ready"].record(self._stream)
         return staged
+
+    def _normalize(self, images: torch.Tensor) -> torch.Tensor:
+        if self._pool is not None and images.device.type == "cpu" and images.dtype == torch.uint8:
+            out = self._pool.take(tuple(images.shape), self.channels_last)
+            return self._table(images, out)
+        return normalize_on_device(images, self.mean, self.std, self.channels_last)
 
     def _pinned(self, tensor: torch.Tensor) -> torch.Tensor:
         # Only page-locked host memory copies asynchronously; a pinning DataLoader did it already.

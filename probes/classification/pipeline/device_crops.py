@@ -18,9 +18,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import get_worker_info
 from torchvision import transforms as T
 
+from probes.classification.pipeline.batch_memory import shared_bytes
 from probes.classification.pipeline.images import build_eval_transform, interpolation_mode
 from probes.classification.pipeline.pil_resample import (
     AxisWeights, axis_weights, pass_order, pil_filter, resize_pil_exact, resize_planned, stack_axes,
@@ -110,19 +110,12 @@ def _used_inputs(axis: AxisWeights) -> Tuple[AxisWeights, Tuple[int, int]]:
     return AxisWeights(hi - lo, axis.first - lo, axis.weights), (lo, hi)
 
 
-def _shared_bytes(n: int) -> torch.Tensor:
-    """n uint8 that a DataLoader worker hands over without a copy (shared memory, as default_collate)."""
-    if n and get_worker_info() is not None:
-        return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(n))
-    return torch.empty(n, dtype=torch.uint8)
-
-
 def collate_plans(batch: List[Tuple[Any, int, int, Optional[str]]]) -> Dict[str, Any]:
     """Pack the readable samples' plans into a few tensors; keep the errors of the unreadable ones."""
     good = [b for b in batch if b[3] is None]
     plans: List[CropPlan] = [b[0] for b in good]
     sizes = [p.pixels.size for p in plans]
-    pixels = _shared_bytes(sum(sizes))
+    pixels = shared_bytes(sum(sizes))
     flat, at = pixels.numpy(), 0
     for plan, size in zip(plans, sizes):
         flat[at:at + size] = plan.pixels.reshape(-1)

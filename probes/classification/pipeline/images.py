@@ -1,24 +1,30 @@
-"""Decoding image files into uint8 tensors: by content, to RGB, with corrupt files named or counted.
+"""Decoding image files into uint8 batches: by content, to RGB, with corrupt files named or counted.
 
-Workers only decode, crop and flip; they return uint8 CHW tensors (or, with ``data.crop_on='device'``,
-leave the resize to the accelerator: :mod:`probes.classification.pipeline.device_crops`). Conversion to float
-and the mean/std normalisation happen on the accelerator (:mod:`probes.classification.pipeline.device_batches`),
-where they cost microseconds; in a worker they, and moving 4x the bytes, took about 40% of its
-time (benchmarks/data_pipeline.py).
+Workers only decode and crop with Pillow; :func:`collate` writes each crop's channels straight into
+one uint8 NCHW batch (shared memory in a worker, see :mod:`.batch_memory`), mirroring the crops the
+flip drew (:class:`MirrorLater`). With
+``data.crop_on='device'`` the resize is left to the accelerator
+(:mod:`probes.classification.pipeline.device_crops`). Conversion to float and the mean/std
+normalisation happen in the consumer (:mod:`probes.classification.pipeline.device_batches`); in a
+worker they, and moving 4x the bytes, took about 40% of its time (benchmarks/data_pipeline.py).
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, List, Mapping, MutableSet, Optional, Sequence, Tuple, Union
+from typing import (
+    Any, BinaryIO, Callable, Dict, List, Mapping, MutableSet, NamedTuple, Optional, Sequence, Tuple, Union)
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from timm.data import create_transform
-from torch.utils.data import Dataset, default_collate
+from timm.data.transforms import MaybePILToTensor
+from torch.utils.data import Dataset
 from torchvision import transforms as T
 
+from probes.classification.pipeline.batch_memory import shared_bytes
+from probes.classification.pipeline.opencv import cv2_or_none
 from probes.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -50,7 +56,7 @@ def _high_byte(img: Image.Image) -> Image.Image:
 
 
 class ImageFiles(Dataset):
-    """(image tensor, class index, position) per file; unreadable files yield an error record."""
+    """(transformed image, class index, position) per file; unreadable files yield an error record."""
 
     def __init__(self, files: Sequence[Path], targets: Sequence[int], transform: Callable,
                  decode: Callable[[Path], Image.Image] = decode_rgb) -> None:
@@ -62,7 +68,7 @@ class ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> Tuple[Optional[torch.Tensor], int, int, Optional[str]]:
+    def __getitem__(self, i: int) -> Tuple[Any, int, int, Optional[str]]:
         path = self.files[i]
         try:
             img = self.decode(path)
@@ -74,11 +80,11 @@ class ImageFiles(Dataset):
 
 
 def collate(batch: List[Tuple[Any, int, int, Optional[str]]]) -> Dict[str, Any]:
-    """Stack the readable samples; keep the errors of the unreadable ones."""
+    """Write the readable samples' crops into one uint8 batch; keep the errors of the unreadable ones."""
     good = [b for b in batch if b[3] is None]
     errors = [b[3] for b in batch if b[3] is not None]
     if good:
-        images = stack_images([b[0] for b in good])
+        images = batch_images([b[0] for b in good])
     else:
         images = torch.empty(0, dtype=torch.uint8)
     return {"images": images,
@@ -87,16 +93,72 @@ def collate(batch: List[Tuple[Any, int, int, Optional[str]]]) -> Dict[str, Any]:
             "errors": errors}
 
 
-def stack_images(images: List[torch.Tensor]) -> torch.Tensor:
-    """Stack CHW images into NCHW, straight into shared memory inside a DataLoader worker.
+class Mirrored(NamedTuple):
+    """A crop to be mirrored left-right as it is written into the batch (see :class:`MirrorLater`)."""
+    image: Image.Image
 
-    PILToTensor returns a CHW view of PIL's HWC bytes: those are stacked as they lie (a plain
-    copy, where a transposing stack costs about twice as much) and the batch comes back as an
-    NCHW view in channels-last memory; the device lays it out as it wants when converting.
+
+class MirrorLater:
+    """torchvision's RandomHorizontalFlip, its mirror done by :func:`collate` while it copies the crop anyway.
+
+    The draw is RandomHorizontalFlip's own (``torch.rand(1) < p``, one number per image), so the
+    crops and flips of a seed do not change; Pillow's flip would write a whole new image first.
     """
-    if all(t.dim() == 3 and t.permute(1, 2, 0).is_contiguous() for t in images):
-        return default_collate([t.permute(1, 2, 0) for t in images]).permute(0, 3, 1, 2)
-    return default_collate(images)
+
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = p
+
+    def __call__(self, img: Image.Image) -> Union[Image.Image, Mirrored]:
+        return Mirrored(img) if torch.rand(1) < self.p else img
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(p={self.p})"
+
+
+Crop = Union[Image.Image, Mirrored, torch.Tensor]
+
+
+def _chw(crop: Crop) -> Tuple[int, int, int]:
+    if isinstance(crop, Mirrored):
+        crop = crop.image
+    if isinstance(crop, Image.Image):
+        return len(crop.getbands()), crop.height, crop.width
+    return tuple(crop.shape)  # type: ignore[return-value]
+
+
+def _mirror_into(src: np.ndarray, dst: np.ndarray) -> None:
+    cv2 = cv2_or_none()
+    if cv2 is None or cv2.flip(src, 1, dst=dst) is not dst:   # numpy's reversed copy: same bytes, ~4x slower
+        dst[...] = src[:, ::-1]
+
+
+def batch_images(crops: Sequence[Crop]) -> torch.Tensor:
+    """Same-sized crops (Pillow images, :class:`Mirrored` ones, or uint8 CHW tensors) as one uint8 NCHW batch.
+
+    Each crop's channels (Pillow's ``split``) are copied straight into the batch, with no per-image
+    tensor and no stacking copy (a mirrored crop is mirrored by that copy); inside a DataLoader worker
+    the batch lies in shared memory, handed over without a further copy. Planar channels let the
+    consumer read each channel contiguously.
+    """
+    shapes = [_chw(c) for c in crops]
+    if any(s != shapes[0] for s in shapes):
+        raise ValueError(f"crops of different shapes cannot share a batch: {sorted(set(shapes))} "
+                         "(channels, height, width)")
+    c, h, w = shapes[0]
+    out = shared_bytes(len(crops) * c * h * w).view(len(crops), c, h, w)
+    planes = out.numpy()
+    for k, crop in enumerate(crops):
+        mirrored = isinstance(crop, Mirrored)
+        crop = crop.image if mirrored else crop
+        if isinstance(crop, Image.Image):
+            for i, band in enumerate(crop.split()):
+                if mirrored:
+                    _mirror_into(np.asarray(band), planes[k, i])
+                else:
+                    planes[k, i] = np.asarray(band)
+        else:
+            out[k].copy_(crop.flip(-1) if mirrored else crop)
+    return out
 
 
 def check_errors(batch: Mapping[str, Any], on_corrupt: str, logged: Optional[MutableSet[str]] = None) -> int:
@@ -126,27 +188,29 @@ def interpolation_mode(name: str) -> T.InterpolationMode:
 
 def build_train_transform(image_size: int, interpolation: str = "bicubic",
                           scale: Sequence[float] = (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3),
-                          hflip: float = 0.5) -> Callable[[Image.Image], torch.Tensor]:
-    """RandomResizedCrop + horizontal flip on the PIL image, returned as uint8 CHW.
+                          hflip: float = 0.5) -> Callable[[Image.Image], Union[Image.Image, Mirrored]]:
+    """RandomResizedCrop + horizontal flip on the PIL image; :func:`collate` makes the crops a uint8 batch.
 
-    The torchvision classes of the official recipe, drawing from torch's RNG: for a given seed the
-    crops are those of the float pipeline, bit for bit. Mixup/CutMix run per batch on the device.
+    torchvision's RandomResizedCrop and RandomHorizontalFlip's draw (the mirror itself is done by
+    :func:`collate`, :class:`MirrorLater`), drawing from torch's RNG: for a given seed the crops
+    are those of the float pipeline, bit for bit. Mixup/CutMix run per batch on the device.
     """
     return T.Compose([
         T.RandomResizedCrop(image_size, scale=tuple(scale), ratio=tuple(ratio),
                             interpolation=interpolation_mode(interpolation)),
-        T.RandomHorizontalFlip(hflip),
-        T.PILToTensor(),
+        MirrorLater(hflip),
     ])
 
 
 def build_eval_transform(image_size: int, interpolation: str = "bicubic",
-                         crop_pct: float = 1.0) -> Callable[[Image.Image], torch.Tensor]:
-    """timm's evaluation transform in its prefetcher form: resize, center crop, uint8 CHW.
+                         crop_pct: float = 1.0) -> Callable[[Image.Image], Image.Image]:
+    """timm's evaluation transform in its prefetcher form (resize, center crop), Pillow images out.
 
     With crop_pct 1.0 (the published protocol) the short side is resized to the input size and
-    the center square kept.
+    the center square kept. timm's last step (to a uint8 tensor) is left to :func:`collate`, which
+    writes the crop into the batch directly.
     """
     interpolation_mode(interpolation)
-    return create_transform(input_size=image_size, is_training=False, interpolation=interpolation,
-                            crop_pct=crop_pct, crop_mode="center", use_prefetcher=True)
+    steps = create_transform(input_size=image_size, is_training=False, interpolation=interpolation,
+                             crop_pct=crop_pct, crop_mode="center", use_prefetcher=True).transforms
+    return T.Compose([step for step in steps if not isinstance(step, MaybePILToTensor)])

@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from probes.classification.datasets import ImageSet
 from probes.classification.distributed import DistInfo, ShardSampler, all_gather_objects
+from probes.classification.pipeline.batch_memory import BufferPool
 from probes.classification.pipeline.device_batches import DeviceBatches
 from probes.classification.pipeline.image_paths import CropPaths
 from probes.classification.pipeline.mixup import GroupedMixup
@@ -40,6 +41,7 @@ class ImagePipeline:
         self.batch, self.eval_batch = batch, eval_batch
         self.skipped: Dict[str, Set[str]] = {}
         self.logged: Set[str] = set()   # one log line per file, though several sets and epochs read it
+        self.pool = BufferPool()         # float batches on a CPU, reused across the run's passes
 
     def loader(self, dataset, batch: int, sampler, drop_last: bool, collate_fn: Callable) -> DataLoader:
         """A loader over `dataset` with this run's workers and pinning."""
@@ -50,7 +52,7 @@ class ImagePipeline:
         """The device-side step over `loader`: decode/resample hook, normalisation, Mixup, skipped files."""
         return DeviceBatches(loader, self.dist.device, self.pre.mean, self.pre.std, on_corrupt=self.on_corrupt,
                              mixup=mixup, min_images=min_images, decode=decode,
-                             skipped=self.skipped.setdefault(name, set()), logged=self.logged)
+                             skipped=self.skipped.setdefault(name, set()), logged=self.logged, pool=self.pool)
 
     def train_batches(self, epoch: int) -> DeviceBatches:
         """One epoch of training device batches (Mixup/CutMix per group when the recipe asks)."""
