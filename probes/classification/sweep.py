@@ -15,6 +15,7 @@ import torch
 from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 from torch import nn
+from torch.profiler import record_function
 
 from probes.classification.heads import build_head, linear_input, token_summaries
 from probes.errors import TrainingDivergedError
@@ -218,8 +219,47 @@ class SweepTrainer:
         if per_replica and grid_keep is not None:
             raise ValueError("per-replica batches take no grid_keep mask (cached runs keep no held-out image)")
         self.model.train()
-        with self.autocast():
+        # The record_function labels name the step's phases in a profile (benchmarks/heads_step.py).
+        with record_function("heads.forward"), self.autocast():
             logits = self.model(feats)
+        with record_function("heads.loss"):
+            losses = self._losses(logits, soft_targets, loss_fn, grid_keep, per_replica)
+            stacked = torch.stack(list(losses.values()))
+            finite = torch.isfinite(stacked).tolist()   # one device sync for every head
+        for (key, loss), ok in zip(losses.items(), finite):
+            if not ok:
+                raise TrainingDivergedError(
+                    f"head {key} has a non-finite loss ({loss.item()}) at step {self.step_count + 1} (likely an "
+                    "fp16 overflow: try train.precision=bf16 or fp32, or a lower lr); no rows written")
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        # Heads share no parameters, so the sum's gradient is each head's own (scaled) loss gradient.
+        with record_function("heads.backward"):
+            torch.stack([self.scalers[k].scale(loss) for k, loss in losses.items()]).sum().backward()
+        # Each head's update runs to its end before the next head's starts (unscale, clip, SGD step, EMA), so
+        # its gradients, momentum and weights are still in the CPU's cache from one pass to the next.
+        decay = self.ema.get_decay()
+        for key, opt in self.optimizers.items():
+            scaler = self.scalers[key]
+            with record_function("heads.clip"):
+                scaler.unscale_(opt)
+                if self.clip_grad:
+                    self._clip(key, self.clip_grad)
+            with record_function("heads.sgd"):
+                scaler.step(opt)
+                scaler.update()
+            with record_function("heads.ema"):
+                self._update_ema(key, decay)
+        # The official loop calls `lr_scheduler.step_update(epoch * num_steps + idx)` after step `idx`, so
+        # step k runs at the schedule's value for k - 1 (steps 0 and 1 both at the warm-up's start).
+        for scheduler in self.schedulers.values():
+            scheduler.step_update(self.step_count)
+        self.step_count += 1
+        return dict(zip(losses, stacked.detach().tolist()))
+
+    def _losses(self, logits: Mapping[str, torch.Tensor], soft_targets: Union[torch.Tensor, Mapping[int, torch.Tensor]],
+                loss_fn: nn.Module, grid_keep: Optional[torch.Tensor], per_replica: bool) -> Dict[str, torch.Tensor]:
+        """Each head's loss: the published heads' on every sample, the grid heads' on the kept ones."""
         # One host sync per step for the mask, not one per head.
         kept = grid_keep.nonzero().squeeze(1) if grid_keep is not None else None
         kept_targets = soft_targets.index_select(0, kept) if kept is not None and len(kept) else None
@@ -234,34 +274,7 @@ class SweepTrainer:
                 losses[key] = loss_fn(value.float().index_select(0, kept), kept_targets) * share
             else:   # no sample a grid head may learn from in this batch: no gradient
                 losses[key] = value.float().sum() * 0.0
-        stacked = torch.stack(list(losses.values()))
-        finite = torch.isfinite(stacked).tolist()   # one device sync for every head
-        for (key, loss), ok in zip(losses.items(), finite):
-            if not ok:
-                raise TrainingDivergedError(
-                    f"head {key} has a non-finite loss ({loss.item()}) at step {self.step_count + 1} (likely an "
-                    "fp16 overflow: try train.precision=bf16 or fp32, or a lower lr); no rows written")
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        # Heads share no parameters, so the sum's gradient is each head's own (scaled) loss gradient.
-        torch.stack([self.scalers[k].scale(loss) for k, loss in losses.items()]).sum().backward()
-        # Each head's update runs to its end before the next head's starts (unscale, clip, SGD step, EMA), so
-        # its gradients, momentum and weights are still in the CPU's cache from one pass to the next.
-        decay = self.ema.get_decay()
-        for key, opt in self.optimizers.items():
-            scaler = self.scalers[key]
-            scaler.unscale_(opt)
-            if self.clip_grad:
-                self._clip(key, self.clip_grad)
-            scaler.step(opt)
-            scaler.update()
-            self._update_ema(key, decay)
-        # The official loop calls `lr_scheduler.step_update(epoch * num_steps + idx)` after step `idx`, so
-        # step k runs at the schedule's value for k - 1 (steps 0 and 1 both at the warm-up's start).
-        for scheduler in self.schedulers.values():
-            scheduler.step_update(self.step_count)
-        self.step_count += 1
-        return dict(zip(losses, stacked.detach().tolist()))
+        return losses
 
     def _clip(self, key: str, max_norm: float) -> None:
         """Clip one head's gradient norm to ``max_norm`` with ``clip_grad_norm_``'s numbers.
