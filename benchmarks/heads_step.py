@@ -130,9 +130,12 @@ def main() -> None:
     for b in args.batches:
         print(f"(a) batch {b}: step {steps[str(b)] * 1e3:.0f} ms ({steps[str(b)] / b * 1e3:.1f} ms per image)")
     profiled = sum(phases.values())
-    print(f"(b) batch {first}, one profiled step, share of its labelled phases: "
-          + ", ".join(f"{p} {phases[p] / profiled:.0%}" for p in PHASES))
-    update_share = sum(phases[p] for p in UPDATE) / profiled
+    if profiled:
+        print(f"(b) batch {first}, one profiled step, share of its labelled phases: "
+              + ", ".join(f"{p} {phases[p] / profiled:.0%}" for p in PHASES))
+    else:   # a SweepTrainer older than its record_function labels (timing an earlier commit)
+        print("(b) no labelled phases in this SweepTrainer.step")
+    update_share = sum(phases[p] for p in UPDATE) / profiled if profiled else float("nan")
     ratio = sgd["foreach"] / sgd["fused"]
     print(f"(c) the heads' SGD steps: fused {sgd['fused'] * 1e3:.0f} ms, foreach {sgd['foreach'] * 1e3:.0f} ms")
     print(f"step_ms={steps[str(first)] * 1e3:.0f} update_share={update_share:.2f} foreach_over_fused={ratio:.2f}")
