@@ -12,7 +12,7 @@ the shape a 224px (``--tokens 257``) or 448px (``--tokens 1025``) backbone gives
 (c) the 16 heads' SGD step as the trainer takes it (``fused=True``) vs ``foreach=True`` on the same
     gradients (median of the same rounds, alternating).
 
-    python benchmarks/heads_step.py --quick    # ~1 min on one CPU thread: batches 8 and 64, 224px tokens
+    python benchmarks/heads_step.py --quick    # ~30 s on one CPU thread: batches 8 and 64, 224px tokens
     python benchmarks/heads_step.py --smoke    # seconds, toy width: proves the script runs
 
 The last printed line is exactly ``step_ms=X update_share=Y foreach_over_fused=Z`` (the first batch
@@ -44,7 +44,7 @@ UPDATE = ("clip", "sgd", "ema")
 def parse_args() -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="300M width, batches 8 and 64 (~1 min)")
+    parser.add_argument("--quick", action="store_true", help="300M width, batches 8 and 64 (~30 s)")
     parser.add_argument("--smoke", action="store_true", help="toy width, 1 round: proves the script runs")
     parser.add_argument("--batches", help="comma-separated batch sizes (default 8,64; smoke 4)")
     parser.add_argument("--tokens", type=int, help="tokens per image (default 257 = 224px; 1025 = 448px)")
