@@ -12,15 +12,24 @@
     Beside it: the cache's build time (the live pass that writes it), the break-even epoch count
     (the fewest epochs after which build + cached epochs cost less than live ones), and for
     reference the augmented live epoch a live run trains on (RandomResizedCrop, flip, Mixup/CutMix).
+    Also timed: the cached epoch's feature reading alone (the same reads, no heads), to say how much of
+    the cached epoch is the cache and how much the heads' own steps.
 
 Every timing here is the median of the same number of rounds (``--rounds``) after one untimed
 warm-up of each side, the sides alternating round by round (order rotated) so machine drift hits
 them alike; on CUDA each timed region ends with a synchronise.
 
 The backbone is a random-weight, 300M-shaped InternViT (C 1024, 16 heads, MLP 4096) at 224px with
-fewer blocks (``--depth``), written as a Hugging Face folder and loaded with ``probes.load_encoder``.
+``--depth`` blocks, written as a Hugging Face folder and loaded with ``probes.load_encoder``.
 
-    python benchmarks/probe_sweep.py --quick      # CPU, ~4 min: 10 blocks, batch 8
+Both ratios are (backbone + heads) over (heads), per step: they grow with the backbone's work per image
+(blocks, tokens) and with the batch, over which the heads' fixed per-step work (SGD, EMA and clipping over
+their 58M parameters) spreads. ``--quick`` is a CPU-sized proxy small on both counts (10 of 24 blocks,
+batch 8 where the recipe has 1024); ``--recipe`` is closer on both (all 24 blocks, batch 16) and leaves out
+the augmented reference epoch to fit its time. Neither runs 448px (4x the tokens).
+
+    python benchmarks/probe_sweep.py --quick      # CPU, ~4 min: 10 blocks, batch 8, 3 rounds
+    python benchmarks/probe_sweep.py --recipe     # CPU, ~6 min quiet: 24 blocks, batch 16, 2 rounds
     python benchmarks/probe_sweep.py --smoke      # seconds: proves the script runs (figures meaningless)
 
 The last printed line is exactly
@@ -140,6 +149,8 @@ def parse_args() -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CPU-sized run (~4 minutes)")
+    parser.add_argument("--recipe", action="store_true",
+                        help="all 24 blocks, batch 16, 2 rounds, no augmented reference epoch (~6 minutes quiet)")
     parser.add_argument("--smoke", action="store_true",
                         help="toy run (1 block, 56px, 1 round): proves the script works, figures meaningless")
     parser.add_argument("--depth", type=int, help="backbone blocks (default 10 quick, 24 full)")
@@ -151,12 +162,17 @@ def parse_args() -> argparse.Namespace:
                         help="torch CPU threads (default: 1 with --quick/--smoke on CPU, else torch's choice)")
     parser.add_argument("--record", type=Path, help="append the measurement to this markdown file")
     args = parser.parse_args()
-    small = args.quick or args.smoke
+    if args.quick + args.smoke + args.recipe > 1:
+        parser.error("choose one of --quick, --recipe, --smoke")
+    small = args.quick or args.smoke or args.recipe
+    args.mode = "--smoke" if args.smoke else "--quick" if args.quick else "--recipe" if args.recipe else None
     args.depth = args.depth or (1 if args.smoke else 10 if args.quick else 24)
-    args.batch = args.batch or (4 if args.smoke else 8)
+    args.batch = args.batch or (4 if args.smoke else 16 if args.recipe else 8)
     args.image_size = args.image_size or (56 if args.smoke else 224)
-    args.rounds = args.rounds or (1 if args.smoke else 3 if args.quick else 5)
-    args.train_per_class = 2 if args.smoke else 4 if args.quick else 16
+    args.rounds = args.rounds or (1 if args.smoke else 3 if args.quick else 2 if args.recipe else 5)
+    # Two steps per epoch in the small modes (4 classes).
+    args.train_per_class = 2 if args.smoke else 4 if args.quick else 8 if args.recipe else 16
+    args.augmented = not args.recipe   # a reference only; --recipe leaves it out to fit its time
     args.lrs = LRS[3:5] if args.smoke else LRS  # smoke: 4 heads, the same code
     # On a shared 2-core machine an OpenMP barrier waiting for a descheduled thread made small
     # ops up to 100x slower here (the neighbour gets measured, not the code): small runs use one thread.
@@ -206,15 +222,19 @@ def main() -> None:
         store = build_store(tmp / "cache" / "train", train, live, dist, ["pooled", "tokens"], False, 60.0)
         cached = CachedSource({"train": store}, train, cfg.cache, cfg.train, 1000, dist, probe_bank.needs)
         iters = cached.iters_per_epoch
-        trainers = {side: _trainer(specs, enc, iters, args.batch, autocast) for side in ("live", "cached", "augmented")}
-        epochs = {side: itertools.count() for side in trainers}
+        names = ("live", "cached", "augmented") if args.augmented else ("live", "cached")
+        trainers = {side: _trainer(specs, enc, iters, args.batch, autocast) for side in names}
+        epochs = {side: itertools.count() for side in (*names, "read")}
         sides = {
             "live": lambda: run_epoch(trainers["live"], same_work_live(live, train, iters, cfg.train.smoothing)),
             "cached": lambda: run_epoch(trainers["cached"], cached.train_batches(next(epochs["cached"]))),
             "augmented": lambda: run_epoch(trainers["augmented"], live.train_batches(next(epochs["augmented"]))),
+            # The cached epoch's reads alone: memmap rows, bf16 -> float32, targets.
+            "read": lambda: list(cached.train_batches(next(epochs["read"]))),
         }
-        times = interleaved(sides, args.rounds, device)
-        t_live, t_cached, t_aug = (statistics.median(times[s]) for s in ("live", "cached", "augmented"))
+        times = interleaved({name: sides[name] for name in (*names, "read")}, args.rounds, device)
+        t_live, t_cached, t_read = (statistics.median(times[s]) for s in ("live", "cached", "read"))
+        t_aug = statistics.median(times["augmented"]) if args.augmented else None
         speedup = t_live / t_cached
         saved = t_live - t_cached
         break_even = math.floor(build_s / saved) + 1 if saved > 0 else None
@@ -222,18 +242,21 @@ def main() -> None:
     threads = torch.get_num_threads()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"backbone: 300M-shaped InternViT, {args.depth} blocks, {args.image_size}px, batch {args.batch}, "
-          f"{device} ({name}), {threads} threads; every figure the median of {args.rounds} rounds after a warm-up")
+          f"{device} ({name}), {threads} threads; every figure the median of {args.rounds} rounds after a warm-up"
+          + (f" ({args.mode})" if args.mode else ""))
     heads = len(specs)
     print(f"(a) step with {heads} heads {t_many * 1e3:.0f} ms vs 1 head {t_one * 1e3:.0f} ms; with the grid heads' "
           f"held-out mask {t_masked * 1e3:.0f} ms")
+    augmented = f"{t_aug:.3f} s" if t_aug is not None else "not run (--recipe leaves it out)"
     print(f"(b) epoch of {iters} steps x {args.batch} images, {heads} heads: live {t_live:.3f} s (the cached "
-          f"features recomputed), cached {t_cached:.3f} s; augmented live epoch {t_aug:.3f} s")
+          f"features recomputed), cached {t_cached:.3f} s, of which reading the features {t_read:.3f} s "
+          f"(timed alone); augmented live epoch {augmented}")
     print(f"    cache build {build_s:.3f} s (one pass of {len(train)} images); break-even after "
           f"{break_even if break_even else 'never'} epochs (build + n cached < n live)")
     print(f"total {total:.0f} s")
     if args.record:
         _record(args.record, args, f"{device} ({name})", threads, ratio, speedup, t_many, t_one, t_live,
-                t_cached, t_aug, build_s, break_even, iters, t_masked, masked_ratio)
+                t_cached, t_aug, build_s, break_even, iters, t_masked, masked_ratio, t_read)
     print(f"sweep_cost_ratio={ratio:.2f} cache_speedup={speedup:.1f} cache_build_s={build_s:.2f} "
           f"break_even_epochs={break_even if break_even else 'never'} masked_step_ratio={masked_ratio:.2f}")
 
@@ -260,17 +283,19 @@ HEADER = ("| date | device | backbone | batch | rounds | 16 heads / 1 head (ms) 
 
 
 def _record(path: Path, args, device: str, threads: int, ratio: float, speedup: float, t_many: float,
-            t_one: float, t_live: float, t_cached: float, t_aug: float, build_s: float,
-            break_even: Optional[int], iters: int, t_masked: float, masked_ratio: float) -> None:
+            t_one: float, t_live: float, t_cached: float, t_aug: Optional[float], build_s: float,
+            break_even: Optional[int], iters: int, t_masked: float, masked_ratio: float, t_read: float) -> None:
     """Add one row to the probe_sweep table of ``path`` (a RESULTS.md)."""
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = path.read_text() if path.is_file() else ""
     if "## probe_sweep" not in text:
         text += "\n## probe_sweep\n\n" + HEADER
-    row = (f"| {when} | {device}, {threads} threads | 300M-shaped, {args.depth} blocks, {args.image_size}px | "
+    mode = f" (`{args.mode}`)" if args.mode else ""
+    row = (f"| {when} | {device}, {threads} threads | 300M-shaped, {args.depth} blocks, {args.image_size}px{mode} | "
            f"{args.batch} | {args.rounds} (median) | {t_many * 1e3:.0f} / {t_one * 1e3:.0f} | {ratio:.2f} | "
-           f"{t_live:.2f} / {t_cached:.3f} ({iters} steps) | {speedup:.1f} | {build_s:.2f} | "
-           f"{break_even if break_even else 'never'} | {t_aug:.2f} | {t_masked * 1e3:.0f} | {masked_ratio:.2f} |\n")
+           f"{t_live:.2f} / {t_cached:.3f} ({iters} steps; reading {t_read:.3f}) | {speedup:.1f} | {build_s:.2f} | "
+           f"{break_even if break_even else 'never'} | {f'{t_aug:.2f}' if t_aug is not None else '— (not run)'} | "
+           f"{t_masked * 1e3:.0f} | {masked_ratio:.2f} |\n")
     head, sep, tail = text.partition("## probe_sweep")
     # Keep our rows together under our heading even if other sections follow it.
     nxt = tail.find("\n## ", 1)

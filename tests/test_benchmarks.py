@@ -47,6 +47,13 @@ def test_probe_sweep_smoke():
     assert values["break_even_epochs"] == "never" or int(values["break_even_epochs"]) >= 1
 
 
+def test_heads_step_smoke():
+    values = summary(run_benchmark("heads_step.py", "--smoke"))
+    assert list(values) == ["step_ms", "update_share", "foreach_over_fused"]
+    assert all(re.fullmatch(NUMBER, v) and float(v) > 0 for v in values.values()), values
+    assert float(values["update_share"]) < 1
+
+
 def test_data_pipeline_smoke():
     values = summary(run_benchmark("data_pipeline.py", "--smoke", "--device", "cpu"))
     assert list(values) == ["pipeline_img_s_per_core", "ratio_vs_float_pipeline", "path"]

@@ -1,7 +1,7 @@
 """The two published probe heads: linear (class token ⊕ mean patch) and attention pooling."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +70,8 @@ class AttentionPoolingHead(nn.Module):
         self.norm = GlobalBatchNorm(dim, eps=1e-6)   # global-batch statistics, as the released SyncBatchNorm
         self.fc = _classifier(dim, num_classes)
 
-    def pool(self, tokens: torch.Tensor, normalized: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def pool(self, tokens: torch.Tensor, normalized: Optional[torch.Tensor] = None,
+             mean: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B, T, C) tokens -> (B, C) attention-pooled feature.
 
         Computes exactly LayerNorm -> projection -> one-query attention, rearranged for speed:
@@ -80,6 +81,7 @@ class AttentionPoolingHead(nn.Module):
         - LayerNorm(x) = γ ⊙ x̂ + β, and x̂ (the affine-free normalisation) is the same for every
           attention head of a sweep, so it may be passed in once (``normalized``); γ and β fold
           into the query-side vectors. Terms constant over tokens cancel in the softmax.
+        - the query's input, the mean of all tokens, is also the same for every head (``mean``).
         This is what lets 16 heads ride on one backbone pass almost for free.
         """
         b, t, c = tokens.shape
@@ -87,7 +89,7 @@ class AttentionPoolingHead(nn.Module):
         d = c // h
         if normalized is None:
             normalized = normalize_tokens(tokens, self.norm_k.eps)
-        query = tokens.mean(dim=1)  # mean of all tokens, class token included, as published
+        query = token_mean(tokens) if mean is None else mean
         q = F.linear(self.norm_q(query), self.q.weight, self.q_bias).view(b, h, d)
         # Keys: q·(W_k (γ_k ⊙ x̂_t + β_k) + b_k) = ((W_kᵀ q) ⊙ γ_k)·x̂_t + (terms equal for all t).
         q_on_keys = torch.einsum("bhd,hdc->bhc", q, self.k.weight.view(h, d, c)) * self.norm_k.weight
@@ -102,14 +104,29 @@ class AttentionPoolingHead(nn.Module):
         out = torch.einsum("bhc,hdc->bhd", mixed, self.v.weight.view(h, d, c)) + self.v_bias.view(h, d)
         return self.proj(out.reshape(b, c))
 
-    def forward(self, tokens: torch.Tensor, normalized: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(B, T, C) tokens -> (B, classes) logits."""
-        return self.fc(self.norm(self.pool(tokens, normalized)))
+    def forward(self, tokens: torch.Tensor, normalized: Optional[torch.Tensor] = None,
+                mean: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, T, C) tokens -> (B, classes) logits (``normalized``, ``mean``: see ``token_summaries``)."""
+        return self.fc(self.norm(self.pool(tokens, normalized, mean)))
 
 
 def normalize_tokens(tokens: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """LayerNorm without its affine part, shared by every attention-pooling head of a sweep."""
     return F.layer_norm(tokens, tokens.shape[-1:], eps=eps)
+
+
+def token_mean(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, T, C) -> (B, C): the attention-pooling query's input, the mean of all tokens (class token included)."""
+    return tokens.mean(dim=1)
+
+
+def token_summaries(tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """What every attention-pooling head of a sweep reads alike from one token batch: (normalized, mean).
+
+    Computed once per batch and passed to each head, it gives each head exactly the tensors it would
+    compute alone (the same ops on the same input), once instead of once per head.
+    """
+    return normalize_tokens(tokens), token_mean(tokens)
 
 
 def build_head(probe: str, embed_dim: int, num_heads: int, num_prefix_tokens: int,

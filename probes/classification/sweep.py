@@ -9,14 +9,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from dataclasses import dataclass, replace
-from typing import Callable, ContextManager, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Callable, ContextManager, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 from torch import nn
+from torch.profiler import record_function
 
-from probes.classification.heads import build_head, linear_input, normalize_tokens
+from probes.classification.heads import build_head, linear_input, token_summaries
 from probes.errors import TrainingDivergedError
 
 
@@ -133,7 +134,8 @@ class HeadBank(nn.Module):
         A replica reads ``replica_feature(feature, r)`` where the batch has it (a cached run gives each
         replica its own data order), else the shared feature (the backbone pass, evaluation).
         """
-        normalized: Dict[str, torch.Tensor] = {}   # one affine-free LayerNorm per token batch serves every head
+        # One affine-free LayerNorm and one token mean per token batch serve every attention-pooling head.
+        shared: Dict[str, Tuple[torch.Tensor, torch.Tensor]] = {}
         logits = {}
         for s in self.specs:
             name = replica_feature(s.feature, s.replica)
@@ -141,9 +143,9 @@ class HeadBank(nn.Module):
             if s.probe == "linear":
                 logits[s.key] = self.heads[s.key](feats[name])
                 continue
-            if name not in normalized:
-                normalized[name] = normalize_tokens(feats[name])
-            logits[s.key] = self.heads[s.key](feats[name], normalized[name])
+            if name not in shared:
+                shared[name] = token_summaries(feats[name])
+            logits[s.key] = self.heads[s.key](feats[name], *shared[name])
         return logits
 
 
@@ -217,8 +219,47 @@ class SweepTrainer:
         if per_replica and grid_keep is not None:
             raise ValueError("per-replica batches take no grid_keep mask (cached runs keep no held-out image)")
         self.model.train()
-        with self.autocast():
+        # The record_function labels name the step's phases in a profile (benchmarks/heads_step.py).
+        with record_function("heads.forward"), self.autocast():
             logits = self.model(feats)
+        with record_function("heads.loss"):
+            losses = self._losses(logits, soft_targets, loss_fn, grid_keep, per_replica)
+            stacked = torch.stack(list(losses.values()))
+            finite = torch.isfinite(stacked).tolist()   # one device sync for every head
+        for (key, loss), ok in zip(losses.items(), finite):
+            if not ok:
+                raise TrainingDivergedError(
+                    f"head {key} has a non-finite loss ({loss.item()}) at step {self.step_count + 1} (likely an "
+                    "fp16 overflow: try train.precision=bf16 or fp32, or a lower lr); no rows written")
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        # Heads share no parameters, so the sum's gradient is each head's own (scaled) loss gradient.
+        with record_function("heads.backward"):
+            torch.stack([self.scalers[k].scale(loss) for k, loss in losses.items()]).sum().backward()
+        # Each head's update runs to its end before the next head's starts (unscale, clip, SGD step, EMA), so
+        # its gradients, momentum and weights are still in the CPU's cache from one pass to the next.
+        decay = self.ema.get_decay()
+        for key, opt in self.optimizers.items():
+            scaler = self.scalers[key]
+            with record_function("heads.clip"):
+                scaler.unscale_(opt)
+                if self.clip_grad:
+                    self._clip(key, self.clip_grad)
+            with record_function("heads.sgd"):
+                scaler.step(opt)
+                scaler.update()
+            with record_function("heads.ema"):
+                self._update_ema(key, decay)
+        # The official loop calls `lr_scheduler.step_update(epoch * num_steps + idx)` after step `idx`, so
+        # step k runs at the schedule's value for k - 1 (steps 0 and 1 both at the warm-up's start).
+        for scheduler in self.schedulers.values():
+            scheduler.step_update(self.step_count)
+        self.step_count += 1
+        return dict(zip(losses, stacked.detach().tolist()))
+
+    def _losses(self, logits: Mapping[str, torch.Tensor], soft_targets: Union[torch.Tensor, Mapping[int, torch.Tensor]],
+                loss_fn: nn.Module, grid_keep: Optional[torch.Tensor], per_replica: bool) -> Dict[str, torch.Tensor]:
+        """Each head's loss: the published heads' on every sample, the grid heads' on the kept ones."""
         # One host sync per step for the mask, not one per head.
         kept = grid_keep.nonzero().squeeze(1) if grid_keep is not None else None
         kept_targets = soft_targets.index_select(0, kept) if kept is not None and len(kept) else None
@@ -233,31 +274,35 @@ class SweepTrainer:
                 losses[key] = loss_fn(value.float().index_select(0, kept), kept_targets) * share
             else:   # no sample a grid head may learn from in this batch: no gradient
                 losses[key] = value.float().sum() * 0.0
-        stacked = torch.stack(list(losses.values()))
-        finite = torch.isfinite(stacked).tolist()   # one device sync for every head
-        for (key, loss), ok in zip(losses.items(), finite):
-            if not ok:
-                raise TrainingDivergedError(
-                    f"head {key} has a non-finite loss ({loss.item()}) at step {self.step_count + 1} (likely an "
-                    "fp16 overflow: try train.precision=bf16 or fp32, or a lower lr); no rows written")
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        # Heads share no parameters, so the sum's gradient is each head's own (scaled) loss gradient.
-        torch.stack([self.scalers[k].scale(loss) for k, loss in losses.items()]).sum().backward()
-        for key, opt in self.optimizers.items():
-            scaler = self.scalers[key]
-            scaler.unscale_(opt)
-            if self.clip_grad:
-                torch.nn.utils.clip_grad_norm_(self.bank.heads[key].parameters(), self.clip_grad)
-            scaler.step(opt)
-            scaler.update()
-        # The official loop calls `lr_scheduler.step_update(epoch * num_steps + idx)` after step `idx`, so
-        # step k runs at the schedule's value for k - 1 (steps 0 and 1 both at the warm-up's start).
-        for scheduler in self.schedulers.values():
-            scheduler.step_update(self.step_count)
-        self.step_count += 1
-        self.ema.update(self.bank)
-        return dict(zip(losses, stacked.detach().tolist()))
+        return losses
+
+    def _clip(self, key: str, max_norm: float) -> None:
+        """Clip one head's gradient norm to ``max_norm`` with ``clip_grad_norm_``'s numbers.
+
+        torch rescales the gradients by min(1, max_norm / (norm + 1e-6)) even when that is 1, so as not to wait
+        on the device; on the CPU, where reading the factor costs no wait, a head within the limit keeps its
+        gradients untouched: the same numbers without a pass over them.
+        """
+        params = [p for p in self.bank.heads[key].parameters() if p.grad is not None]
+        if not params:
+            return
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params], 2.0)
+        if norm.device.type == "cpu" and torch.clamp(max_norm / (norm + 1e-6), max=1.0).item() == 1.0:
+            return   # the very factor clip_grads_with_norm_ would multiply by
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+
+    @torch.no_grad()
+    def _update_ema(self, key: str, decay: float) -> None:
+        """One head's EMA step, as ``ModelEmaV3.update`` does it for the whole bank (lerp floats, copy counters)."""
+        floats: List[List[torch.Tensor]] = [[], []]
+        for ema_v, v in zip(self.ema.module.heads[key].state_dict().values(),
+                            self.bank.heads[key].state_dict().values()):
+            if ema_v.is_floating_point():
+                floats[0].append(ema_v)
+                floats[1].append(v)
+            else:
+                ema_v.copy_(v)
+        torch._foreach_lerp_(floats[0], floats[1], weight=1.0 - decay)
 
     def current_lrs(self) -> Dict[str, float]:
         """The lr each head uses at the next step."""

@@ -136,3 +136,15 @@ def test_shared_normalisation_gives_the_same_logits():
     nn.init.normal_(head.norm_v.bias)
     tokens = torch.randn(2, 17, 48)
     torch.testing.assert_close(head(tokens, normalize_tokens(tokens)), head(tokens))
+
+
+def test_shared_token_summaries_give_bit_identical_logits_and_the_mean_is_the_query():
+    from probes.classification.heads import token_summaries
+
+    head = AttentionPoolingHead(48, 4).eval()
+    nn.init.normal_(head.norm_k.weight)
+    nn.init.normal_(head.norm_v.bias)
+    tokens = torch.randn(2, 17, 48)
+    normalized, mean = token_summaries(tokens)
+    assert torch.equal(head(tokens, normalized, mean), head(tokens))   # what a head alone computes, bit for bit
+    assert not torch.allclose(head(tokens, normalized, mean + 1.0), head(tokens))   # the passed mean is read

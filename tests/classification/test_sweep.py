@@ -94,13 +94,80 @@ def test_heads_trained_together_equal_heads_trained_alone():
         together.step(feats, soft, loss)
         for t in alone.values():
             t.step(feats, soft, loss)
-    for spec in specs:
+    for spec in specs:   # bit for bit: the grid beside a head changes none of its numbers
         for a, b in zip(together.bank.heads[spec.key].state_dict().values(),
                         alone[spec.key].bank.heads[spec.key].state_dict().values()):
-            torch.testing.assert_close(a, b)
+            assert torch.equal(a, b), spec.key
         for a, b in zip(together.ema.module.heads[spec.key].state_dict().values(),
                         alone[spec.key].ema.module.heads[spec.key].state_dict().values()):
-            torch.testing.assert_close(a, b)
+            assert torch.equal(a, b), spec.key
+
+
+def test_the_bank_summarises_each_token_batch_once_for_all_attention_pooling_heads(monkeypatch):
+    from probes.classification import sweep
+
+    calls = []
+    real = sweep.token_summaries
+    monkeypatch.setattr(sweep, "token_summaries", lambda tokens: calls.append(tokens) or real(tokens))
+    bank = HeadBank(head_specs(["linear", "attention_pooling"], [0.1, 0.2, 0.5]), DIM, HEADS, PREFIX)
+    bank(_feats(0)[0])
+    assert len(calls) == 1
+
+
+def _grads_at_optimizer_step(trainer, monkeypatch):
+    """Each head's gradients as its optimizer receives them (filled by the next step)."""
+    seen = {}
+    for key, opt in trainer.optimizers.items():
+        def spy(*a, _real=opt.step, _key=key, **k):
+            seen[_key] = [p.grad.clone() for p in trainer.bank.heads[_key].parameters()]
+            return _real(*a, **k)
+        monkeypatch.setattr(opt, "step", spy)
+    return seen
+
+
+def test_clipping_rescales_only_the_heads_over_the_limit_with_clip_grad_norms_numbers(monkeypatch):
+    specs = head_specs(["linear", "attention_pooling"], [0.1])
+    feats, soft = _feats(0)
+    raw_trainer = _trainer(specs, clip_grad=None)
+    raw = _grads_at_optimizer_step(raw_trainer, monkeypatch)
+    raw_trainer.step(feats, soft, SoftTargetCrossEntropy())
+    norms = {k: torch.nn.utils.get_total_norm(g).item() for k, g in raw.items()}
+    low, high = sorted(norms, key=norms.get)
+    limit = (norms[low] * norms[high]) ** 0.5   # one head over the limit, one within it
+    expected = {}
+    for key, grads in raw.items():   # torch's own clipping of the same gradients
+        params = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        torch.nn.utils.clip_grad_norm_(params, limit)
+        expected[key] = [p.grad for p in params]
+
+    trainer = _trainer(specs, clip_grad=limit)
+    seen = _grads_at_optimizer_step(trainer, monkeypatch)
+    rescaled = []
+    real_mul = torch._foreach_mul_
+    monkeypatch.setattr(torch, "_foreach_mul_", lambda tensors, *a, **k: rescaled.append(tensors[0]) or
+                        real_mul(tensors, *a, **k))
+    trainer.step(feats, soft, SoftTargetCrossEntropy())
+    for key in expected:
+        assert all(torch.equal(a, b) for a, b in zip(seen[key], expected[key])), key
+    # Only the clipped head's gradients took a rescaling pass (torch scales every head, by 1 when within the limit).
+    high_grads = {id(p.grad) for p in trainer.bank.heads[high].parameters()}
+    assert len(rescaled) == 1 and id(rescaled[0]) in high_grads
+
+
+def test_each_heads_ema_step_equals_timms_model_ema_update():
+    from timm.utils import ModelEmaV3
+
+    specs = head_specs(["linear", "attention_pooling"], [0.1, 1.0])
+    trainer = _trainer(specs, iters_per_epoch=1, warmup_epochs=0)
+    reference = ModelEmaV3(trainer.bank, decay=0.998)
+    for step in range(3):
+        trainer.step(*_feats(step), SoftTargetCrossEntropy())
+        reference.update(trainer.bank)
+    ours, theirs = trainer.ema.module.state_dict(), reference.module.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)   # BN statistics and counters included
 
 
 def test_gradients_are_clipped_per_head(monkeypatch):
