@@ -56,10 +56,13 @@ def gather_on_first(entries: dict[int, dict[str, Any]], owner_of: Sequence[int],
         owner = owner_of[index]
         for key in sorted(layout[index]):
             kind, *spec = layout[index][key]
-            if kind == "value" or owner == 0:
+            if kind == "value":   # a plain value travelled in the layout itself: rank 0 may not own it
                 if gathered is not None:
-                    value = entries[index][key]
-                    gathered.setdefault(index, {})[key] = value.detach().cpu().clone() if kind == "tensor" else value
+                    gathered.setdefault(index, {})[key] = spec[0]
+                continue
+            if owner == 0:
+                if gathered is not None:
+                    gathered.setdefault(index, {})[key] = entries[index][key].detach().cpu().clone()
                 continue
             # NCCL moves device tensors only: a CPU tensor (AdamW's `step`) travels through the device.
             shape, dtype = spec

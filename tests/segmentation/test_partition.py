@@ -135,3 +135,21 @@ def test_a_partitioned_checkpoint_has_the_replicated_layout_and_resumes_bitwise(
         assert all(torch.equal(entry[k].cpu(), ours["state"][index][k]) for k in entry)
     for a, b in zip(ours[MASTERS_KEY], theirs[MASTERS_KEY]):
         assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def _gather(rank: int, world: int) -> object:
+    from probes.segmentation.partition import gather_on_first
+
+    # Parameter 0 on rank 0, parameter 1 on rank 1; each has a tensor and a plain value (an optimizer may keep
+    # a Python number in its state), which rank 0 must receive from the owner it is not.
+    owner_of = [0, 1]
+    mine = {rank: {"exp_avg": torch.full((2,), float(rank + 1)), "step": 10 * (rank + 1)}}
+    return gather_on_first(mine, owner_of, torch.device("cpu"))
+
+
+def test_rank_0_gathers_tensors_and_plain_values_it_does_not_own(tmp_path: Path) -> None:
+    first, second = run_ranks(_gather, 2, tmp_path)
+    assert second is None
+    assert sorted(first) == [0, 1]
+    assert first[1]["step"] == 20 and torch.equal(first[1]["exp_avg"], torch.full((2,), 2.0))
+    assert first[0]["step"] == 10 and torch.equal(first[0]["exp_avg"], torch.full((2,), 1.0))
