@@ -308,7 +308,8 @@ def fsdp_one_process(device: torch.device, tmp: Path, tiny: bool, depth_6b: int)
                             "default_hooks.logger.interval=1"], cwd=tmp, nproc=1, timeout=900)
     if done.returncode:
         raise RuntimeError(f"probes segment --strategy fsdp (1 process) failed:\n{done.stderr[-3000:]}")
-    times = _logged(out, "time")[1:] or _logged(out, "time")   # the first iteration carries the warm-up
+    logged = _logged(out, "time")
+    times = logged[1:] or logged   # the first iteration carries the warm-up
     memory = _logged(out, "memory") if device.type == "cuda" else []
     shape = ("tiny 6B-style encoder, crop 56, heads 16/8 ch" if tiny else
              f"6B width 3200, {depth_6b} blocks, crop {crop}, heads at the released 1536 ch")
