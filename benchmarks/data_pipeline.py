@@ -5,7 +5,8 @@ the same pixels:
 - "float", the pipeline before DeviceBatches: Pillow resize, ToTensor + Normalize in the worker, a
   plain torch.stack; the main process moves the batch to the device;
 - "worker" (data.crop_on='worker'): Pillow resizes in the worker and the crop's channels are written
-  straight into a uint8 batch in shared memory; the main process copies the batch to the device, which
+  straight into a uint8 batch in shared memory the main process lends (a slot of a BatchRing, reused
+  once the batch was copied out); the main process copies the batch to the device, which
   converts and normalises it (DeviceBatches; on a CPU one table look-up per pixel into reused memory);
 - "device" (data.crop_on='device'): the worker decodes, crops and computes Pillow's integer
   weights; the device resamples (float64 products, exact) and normalises (DeviceCrops + DeviceBatches).
@@ -55,6 +56,7 @@ from probes.classification.pipeline.device_crops import (  # noqa: E402
     DeviceCrops, EvalCropPlans, TrainCropPlans, collate_plans)
 from probes.classification.pipeline.images import (  # noqa: E402
     ImageFiles, build_eval_transform, build_train_transform, collate, decode_rgb)
+from probes.classification.pipeline.loaders import PREFETCH, data_loader, lending, ring_for  # noqa: E402
 from probes.classification.pipeline.normalisation import PixelTable  # noqa: E402
 from probes.runtime import resolve_device  # noqa: E402
 
@@ -119,10 +121,18 @@ def float_collate(batch):
             "errors": [b[3] for b in batch if b[3] is not None]}
 
 
-def one_worker_loader(dataset: ImageFiles, batch_size: int, collate_fn: Callable) -> DataLoader:
-    """A DataLoader whose single worker process stands for one core."""
-    return DataLoader(dataset, batch_size=batch_size, num_workers=1, collate_fn=collate_fn,
-                      persistent_workers=True, prefetch_factor=2)
+def one_worker_loader(path: str, dataset: ImageFiles, batch_size: int, collate_fn: Callable,
+                      device: torch.device) -> DataLoader:
+    """A DataLoader whose single worker process stands for one core.
+
+    The worker and device paths' loader is a run's (`data_loader`: its prefetch, pinning and worker
+    set-up), but persistent, unlike a run's (one per epoch), so that its CPU seconds can be read from /proc
+    between passes. The float path's is a plain DataLoader with the same prefetch, as before DeviceBatches.
+    """
+    if path == "float":
+        return DataLoader(dataset, batch_size=batch_size, num_workers=1, collate_fn=collate_fn,
+                          persistent_workers=True, prefetch_factor=PREFETCH)
+    return data_loader(dataset, batch_size, None, False, collate_fn, 1, device, persistent=True)
 
 
 def workers_cpu_seconds() -> float:
@@ -199,7 +209,9 @@ def main() -> None:
                   "worker": {"train": build_train_transform(size), "eval": build_eval_transform(size)},
                   "device": {"train": TrainCropPlans(size), "eval": EvalCropPlans(size)}}
     decoders = {"float": pillow_decode, "worker": decode_rgb, "device": decode_rgb}
-    collates = {"float": float_collate, "worker": collate, "device": collate_plans}
+    # The worker path writes into slots of shared memory lent for the whole run, as ImagePipeline.loader does.
+    lent = lending(collate, ring_for(args.batch_size, size, workers=1))
+    collates = {"float": float_collate, "worker": lent, "device": collate_plans}
     hooks = {"float": None, "worker": None, "device": DeviceCrops(device)}
     runs = {(k, p): [] for k in KINDS for p in PATHS}   # (worker CPU, main CPU, wall) per pass
     load_before = os.getloadavg()[0]
@@ -214,7 +226,7 @@ def main() -> None:
         for kind in KINDS:
             for path in PATHS:
                 dataset = ImageFiles(files, [0] * len(files), transforms[path][kind], decoders[path])
-                loader = one_worker_loader(dataset, args.batch_size, collates[path])
+                loader = one_worker_loader(path, dataset, args.batch_size, collates[path], device)
                 passes[(kind, path)] = consumer(path, loader, device, hooks[path])
         for run in passes.values():  # warm-up: worker start, page cache, allocator, kernels
             one_pass(run, device)

@@ -4,22 +4,29 @@ A batch is megabytes of fresh memory, and each 4 KiB page of fresh memory costs 
 written. On the 2-core VM of benchmarks/RESULTS.md (data_pipeline) a fault cost about 2 µs: filling fresh
 shared memory took 0.85 ms per 0.8 MB, 0.25 ms when its pages were asked for in one call first (Linux's
 MADV_POPULATE_WRITE, :func:`prefault`). The float batches a CPU consumer
-writes (4 bytes per pixel) are reused instead (:class:`BufferPool`): no fault at all after the first.
-Neither changes a value.
+writes (4 bytes per pixel) are reused instead (:class:`BufferPool`), and so is the shared memory workers
+write into when the main process lends them slots (:class:`BatchRing`): no fault after a slot's first use.
+None of them changes a value.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import math
 import mmap
+import multiprocessing
+import os
 import sys
 import weakref
-from typing import List, Tuple
+from multiprocessing.context import BaseContext
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
 MADV_POPULATE_WRITE = 23   # linux/mman.h, Linux >= 5.14
+_LOCK_WAIT_S = 10.0        # a BatchRing's lock is held for microseconds; past this its holder died
 _madvise = None            # libc's madvise once looked up; False where there is none to call
 
 
@@ -93,3 +100,128 @@ class BufferPool:
         self._buffers[i] = (buffer, weakref.ref(view))
         out = torch.from_numpy(view)
         return out.permute(0, 3, 1, 2) if channels_last else out
+
+
+class BatchRing:
+    """Slots of shared memory the main process lends its DataLoader workers, one uint8 batch each, reused.
+
+    Why: fresh shared memory for every batch (:func:`shared_bytes`) cost ~0.8 ms per 448 px image on the
+    VM of benchmarks/RESULTS.md (allocating it, faulting its pages, the main process mapping and freeing
+    it); a slot's pages are faulted once. Safety: a worker writes only a slot it took while it was free
+    (under a lock shared with every worker), and only the one :class:`LentBatch` the main process received
+    for that slot frees it, after the bytes were copied out of it. When no slot is free, or a batch does
+    not fit, the worker takes fresh shared memory as before: a ring too small is slower, never wrong.
+    The ring is made in the main process before the workers start (they inherit or unpickle it), with
+    the start method of the DataLoader's workers.
+    """
+
+    def __init__(self, slots: int, slot_bytes: int, context: Optional[BaseContext] = None) -> None:
+        if slots < 1 or slot_bytes < 1:
+            raise ValueError(f"BatchRing: need at least one slot of one byte, got {slots} x {slot_bytes}")
+        self.slots, self.slot_bytes = int(slots), int(slot_bytes)
+        # Pages are backed on first write (ftruncate'd shared memory), so unused slots cost no memory.
+        self.memory = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(slots * slot_bytes))
+        self.state = torch.zeros(slots + 2, dtype=torch.int64).share_memory_()   # per slot 1 = lent; lends; fresh
+        # The DataLoader's start method (``context``; None: the default one, as a DataLoader's default).
+        self._lock = (context or multiprocessing).Lock()
+        self.token = int.from_bytes(os.urandom(8), "little")
+        _RINGS[self.token] = self
+
+    def lend(self, shape: Tuple[int, ...]) -> Optional["LentBatch"]:
+        """A free slot viewed as a uint8 tensor of ``shape`` (in a worker), or None: take fresh memory."""
+        slot = -1
+        if self._lock.acquire(timeout=_LOCK_WAIT_S):
+            try:
+                free = (self.state[:self.slots] == 0).nonzero()
+                if len(free) and math.prod(shape) <= self.slot_bytes:
+                    slot = int(free[0])
+                    self.state[slot] = 1
+                self.state[self.slots if slot >= 0 else self.slots + 1] += 1
+            finally:
+                self._lock.release()
+        return LentBatch(self.token, slot, tuple(shape), self) if slot >= 0 else None
+
+    def view(self, slot: int, shape: Tuple[int, ...]) -> torch.Tensor:
+        """Slot ``slot``'s memory as a uint8 tensor of ``shape``."""
+        start = slot * self.slot_bytes
+        return self.memory[start:start + math.prod(shape)].view(shape)
+
+    def give_back(self, slot: int) -> None:
+        """Mark ``slot`` free: called once per lent slot, after its bytes were copied out."""
+        # A worker killed while holding the lock must not hang the run: the slot then stays lent (unused).
+        if not self._lock.acquire(timeout=_LOCK_WAIT_S):
+            return
+        try:
+            if int(self.state[slot]) != 1:
+                raise RuntimeError(f"BatchRing: slot {slot} given back but not lent")
+            self.state[slot] = 0
+        finally:
+            self._lock.release()
+
+    def counts(self) -> Dict[str, int]:
+        """Batches written into slots, batches that took fresh memory, slots lent out now."""
+        return {"lent": int(self.state[self.slots]), "fresh": int(self.state[self.slots + 1]),
+                    "out": int(self.state[:self.slots].sum())}
+
+
+# The rings this process made, by token: a LentBatch arriving from a worker finds its slot's memory here.
+_RINGS: "weakref.WeakValueDictionary[int, BatchRing]" = weakref.WeakValueDictionary()
+
+
+def _received(token: int, slot: int, shape: Tuple[int, ...]) -> "LentBatch":
+    ring = _RINGS.get(token)
+    if ring is None:
+        raise RuntimeError("a batch arrived in a BatchRing slot that this process no longer holds "
+                           "(the ring is made in the process that reads the loader)")
+    return LentBatch(token, slot, shape, ring, received=True)
+
+
+class LentBatch:
+    """A uint8 batch in a :class:`BatchRing` slot: written by a worker, read once by the main process.
+
+    The main process copies the pixels out (:meth:`borrowed`, or :meth:`pin_memory` from a pinning
+    DataLoader) and the slot is freed at that moment; a received batch dropped unread frees its slot too.
+    """
+
+    def __init__(self, token: int, slot: int, shape: Tuple[int, ...], ring: BatchRing, received: bool = False) -> None:
+        self.token, self.slot, self.shape = token, slot, shape
+        self._ring: Optional[BatchRing] = ring
+        self._received = received   # only the main process's copy frees the slot (the worker's is a sender)
+
+    def __reduce__(self):
+        return _received, (self.token, self.slot, self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def view(self) -> torch.Tensor:
+        """The slot as a uint8 tensor of ``shape`` (the worker writes into it; readers use :meth:`borrowed`)."""
+        if self._ring is None:
+            raise RuntimeError(f"BatchRing slot {self.slot} was read already and has been given back")
+        return self._ring.view(self.slot, self.shape)
+
+    @contextlib.contextmanager
+    def borrowed(self) -> Iterator[torch.Tensor]:
+        """The pixels, valid inside the block only: the slot is freed on leaving it (copy them out first)."""
+        try:
+            yield self.view
+        finally:
+            self.release()
+
+    def pin_memory(self) -> torch.Tensor:
+        """A page-locked copy (what a pinning DataLoader's thread calls); the slot is freed."""
+        with self.borrowed() as pixels:
+            return pixels.pin_memory()
+
+    def release(self) -> None:
+        """Free the slot (once; later calls do nothing)."""
+        ring, self._ring = self._ring, None
+        if ring is not None and self._received:
+            ring.give_back(self.slot)
+
+    def __del__(self) -> None:
+        try:
+            self.release()
+        except Exception:   # interpreter shutdown: the ring may be gone already
+            pass

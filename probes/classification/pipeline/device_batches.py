@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, MutableSet,
 
 import torch
 
-from probes.classification.pipeline.batch_memory import BufferPool
+from probes.classification.pipeline.batch_memory import BufferPool, LentBatch
 from probes.classification.pipeline.images import check_errors
 from probes.classification.pipeline.normalisation import IMAGE_DTYPE, PixelTable, normalize_on_device
 
@@ -102,14 +102,29 @@ class DeviceBatches:
             n = len(images) - len(images) % 2 if self.mixup is not None else len(images)
             if n < self.min_images:
                 return None
-            images, targets = self._pinned(images[:n]), self._pinned(targets[:n])
-            staged = {"images": self._normalize(images),
-                      "targets": targets.to(self.device, non_blocking=True),
+            if isinstance(images, LentBatch):
+                images = self._from_slot(images, n)
+            else:
+                images = self._normalize(self._pinned(images[:n]))
+            staged = {"images": images,
+                      "targets": self._pinned(targets[:n]).to(self.device, non_blocking=True),
                       "indices": batch["indices"][:n]}
             if self._stream is not None:
                 staged["ready"] = torch.cuda.Event()
                 staged["ready"].record(self._stream)
         return staged
+
+    def _from_slot(self, lent: LentBatch, n: int) -> torch.Tensor:
+        """The first ``n`` images of a batch in a lent slot, normalised; the slot is freed once copied out of.
+
+        On a CPU the copy out is the normalisation itself (the table writes float batches of the pool);
+        elsewhere a page-locked copy (CUDA, when the DataLoader did not pin) or a plain one comes first.
+        """
+        with lent.borrowed() as pixels:
+            if self._pool is not None:
+                return self._normalize(pixels[:n])
+            pixels = pixels[:n].pin_memory() if self._cuda else pixels[:n].clone()
+        return self._normalize(pixels)
 
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
         if self._pool is not None and images.device.type == "cpu" and images.dtype == torch.uint8:

@@ -11,6 +11,8 @@ worker they, and moving 4x the bytes, took about 40% of its time (benchmarks/dat
 from __future__ import annotations
 
 import logging
+import math
+import os
 from pathlib import Path
 from typing import (
     Any, BinaryIO, Callable, Dict, List, Mapping, MutableSet, NamedTuple, Optional, Sequence, Tuple, Union)
@@ -20,10 +22,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from timm.data import create_transform
 from timm.data.transforms import MaybePILToTensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 from torchvision import transforms as T
 
-from probes.classification.pipeline.batch_memory import shared_bytes
+from probes.classification.pipeline.batch_memory import BatchRing, LentBatch, shared_bytes
 from probes.classification.pipeline.opencv import cv2_or_none
 from probes.errors import ConfigError, DatasetError
 
@@ -33,6 +35,18 @@ _INTERPOLATION = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.Interpol
 # Pillow's modes for one channel of 16-bit samples (Pillow < 10.1 opened 16-bit PNGs as 'I', 32-bit
 # ints; they are taken to hold 0..65535, as a 16-bit PNG, PGM or TIFF does).
 _WIDE_GRAY = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
+
+
+def keep_pillow_blocks(blocks: int) -> None:
+    """Let Pillow keep up to ``blocks`` freed image blocks for reuse (its ``PILLOW_BLOCKS_MAX``), unless the user set it.
+
+    Pillow keeps none by default, so every decoded, cropped, resized or split image takes fresh memory from
+    the allocator: ~190 page faults per 448 px crop in a DataLoader worker on the VM of benchmarks/RESULTS.md
+    (~2 µs each there), ~2 with blocks kept. Where the blocks live changes no pixel. A worker keeps at
+    most what one batch has alive at once (its crops and a few intermediates).
+    """
+    if "PILLOW_BLOCKS_MAX" not in os.environ and hasattr(Image.core, "set_blocks_max"):
+        Image.core.set_blocks_max(max(int(blocks), Image.core.get_blocks_max()))
 
 
 def decode_rgb(source: Union[Path, BinaryIO]) -> Image.Image:
@@ -79,12 +93,16 @@ class ImageFiles(Dataset):
         return self.transform(img), self.targets[i], i, None
 
 
-def collate(batch: List[Tuple[Any, int, int, Optional[str]]]) -> Dict[str, Any]:
-    """Write the readable samples' crops into one uint8 batch; keep the errors of the unreadable ones."""
+def collate(batch: List[Tuple[Any, int, int, Optional[str]]], ring: Optional[BatchRing] = None) -> Dict[str, Any]:
+    """Write the readable samples' crops into one uint8 batch; keep the errors of the unreadable ones.
+
+    With ``ring`` (in a DataLoader worker), the batch goes into a slot the main process lent: ``images``
+    is then a :class:`~probes.classification.pipeline.batch_memory.LentBatch`, read by DeviceBatches.
+    """
     good = [b for b in batch if b[3] is None]
     errors = [b[3] for b in batch if b[3] is not None]
     if good:
-        images = batch_images([b[0] for b in good])
+        images = batch_images([b[0] for b in good], ring)
     else:
         images = torch.empty(0, dtype=torch.uint8)
     return {"images": images,
@@ -126,39 +144,54 @@ def _chw(crop: Crop) -> Tuple[int, int, int]:
     return tuple(crop.shape)  # type: ignore[return-value]
 
 
+def _bands(img: Image.Image) -> List[np.ndarray]:
+    """Each channel of a Pillow image as an (H, W) uint8 array.
+
+    For RGB and L, Pillow's raw packer writes one channel's bytes straight from the image (0.11 ms for a
+    448 px RGB crop on the VM of benchmarks/RESULTS.md, against 0.20 ms through ``split()`` and
+    ``np.asarray``, which makes three images and copies each twice more); other modes go through ``split()``.
+    """
+    shape = (img.height, img.width)
+    if img.mode in ("RGB", "L"):
+        return [np.frombuffer(img.tobytes("raw", band), np.uint8).reshape(shape) for band in img.getbands()]
+    return [np.asarray(band) for band in img.split()]
+
+
 def _mirror_into(src: np.ndarray, dst: np.ndarray) -> None:
     cv2 = cv2_or_none()
     if cv2 is None or cv2.flip(src, 1, dst=dst) is not dst:   # numpy's reversed copy: same bytes, ~4x slower
         dst[...] = src[:, ::-1]
 
 
-def batch_images(crops: Sequence[Crop]) -> torch.Tensor:
+def batch_images(crops: Sequence[Crop], ring: Optional[BatchRing] = None) -> Union[torch.Tensor, LentBatch]:
     """Same-sized crops (Pillow images, :class:`Mirrored` ones, or uint8 CHW tensors) as one uint8 NCHW batch.
 
-    Each crop's channels (Pillow's ``split``) are copied straight into the batch, with no per-image
+    Each crop's channels (:func:`_bands`) are copied straight into the batch, with no per-image
     tensor and no stacking copy (a mirrored crop is mirrored by that copy); inside a DataLoader worker
-    the batch lies in shared memory, handed over without a further copy. Planar channels let the
-    consumer read each channel contiguously.
+    the batch lies in shared memory, handed over without a further copy: a slot of ``ring`` when one is
+    free (returned as a LentBatch), else fresh memory. Planar channels let the consumer read each channel
+    contiguously.
     """
     shapes = [_chw(c) for c in crops]
     if any(s != shapes[0] for s in shapes):
         raise ValueError(f"crops of different shapes cannot share a batch: {sorted(set(shapes))} "
                          "(channels, height, width)")
-    c, h, w = shapes[0]
-    out = shared_bytes(len(crops) * c * h * w).view(len(crops), c, h, w)
+    shape = (len(crops), *shapes[0])
+    lent = ring.lend(shape) if ring is not None and get_worker_info() is not None else None
+    out = lent.view if lent is not None else shared_bytes(math.prod(shape)).view(shape)
     planes = out.numpy()
     for k, crop in enumerate(crops):
         mirrored = isinstance(crop, Mirrored)
         crop = crop.image if mirrored else crop
         if isinstance(crop, Image.Image):
-            for i, band in enumerate(crop.split()):
+            for i, band in enumerate(_bands(crop)):
                 if mirrored:
-                    _mirror_into(np.asarray(band), planes[k, i])
+                    _mirror_into(band, planes[k, i])
                 else:
-                    planes[k, i] = np.asarray(band)
+                    planes[k, i] = band
         else:
             out[k].copy_(crop.flip(-1) if mirrored else crop)
-    return out
+    return lent if lent is not None else out
 
 
 def check_errors(batch: Mapping[str, Any], on_corrupt: str, logged: Optional[MutableSet[str]] = None) -> int:

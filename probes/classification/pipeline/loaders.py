@@ -1,6 +1,8 @@
 """The loaders of one run's images and the device-side step that turns their batches into model input."""
 from __future__ import annotations
 
+from functools import partial
+from multiprocessing.context import BaseContext
 from typing import Callable, Dict, Optional, Sequence, Set
 
 import torch
@@ -8,22 +10,55 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from probes.classification.datasets import ImageSet
 from probes.classification.distributed import DistInfo, ShardSampler, all_gather_objects
-from probes.classification.pipeline.batch_memory import BufferPool
+from probes.classification.pipeline.batch_memory import BatchRing, BufferPool
 from probes.classification.pipeline.device_batches import DeviceBatches
 from probes.classification.pipeline.image_paths import CropPaths
+from probes.classification.pipeline.images import collate, keep_pillow_blocks
 from probes.classification.pipeline.mixup import GroupedMixup
 from probes.classification.pipeline.preprocessing import Preprocessing
 from probes.runtime import default_workers
 
 
+PREFETCH = 4   # batches each worker may have in flight (DataLoader's prefetch_factor)
+
+
+def loader_workers(workers: Optional[int]) -> int:
+    """The DataLoader workers of a run (None: the cores available, see `default_workers`)."""
+    return default_workers() if workers is None else int(workers)
+
+
+def _start_worker(pillow_blocks: int, worker_id: int) -> None:
+    keep_pillow_blocks(pillow_blocks)
+
+
 def data_loader(dataset, batch: int, sampler, drop_last: bool, collate_fn: Optional[Callable],
-                workers: Optional[int], device: torch.device) -> DataLoader:
-    """A DataLoader with the run's workers (None: the cores available, see `default_workers`)."""
-    workers = default_workers() if workers is None else int(workers)
+                workers: Optional[int], device: torch.device, persistent: bool = False) -> DataLoader:
+    """A DataLoader with the run's workers (None: the cores available, see `default_workers`).
+
+    Each worker lets Pillow reuse the memory of a batch's images (`keep_pillow_blocks`: a batch's crops
+    plus a few intermediates). ``persistent``: workers kept across passes (benchmarks read their CPU time).
+    """
+    workers = loader_workers(workers)
     return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=drop_last,
-                      num_workers=workers, collate_fn=collate_fn,
-                      pin_memory=device.type == "cuda",
-                      persistent_workers=False, prefetch_factor=4 if workers else None)
+                      num_workers=workers, collate_fn=collate_fn, worker_init_fn=partial(_start_worker, batch + 8),
+                      pin_memory=device.type == "cuda", persistent_workers=persistent and workers > 0,
+                      prefetch_factor=PREFETCH if workers else None)
+
+
+def ring_for(batch: int, image_size: int, workers: int, prefetch: int = PREFETCH,
+             context: Optional[BaseContext] = None) -> BatchRing:
+    """Slots for every uint8 batch a DataLoader can have in flight, plus the one its consumer is reading.
+
+    A DataLoader has at most ``prefetch * workers`` batches sent and not yet handed over (in order or
+    not), and DeviceBatches copies a batch out before it asks for the next: with one more slot a
+    worker finds a free one in the steady state. (When none is free it takes fresh memory: slower, not wrong.)
+    """
+    return BatchRing(prefetch * workers + 1, batch * 3 * image_size * image_size, context)
+
+
+def lending(collate_fn: Callable, ring: Optional[BatchRing]) -> Callable:
+    """``collate_fn`` writing into ``ring``'s slots where it is the worker crops' collate (others unchanged)."""
+    return partial(collate, ring=ring) if ring is not None and collate_fn is collate else collate_fn
 
 
 class ImagePipeline:
@@ -42,10 +77,15 @@ class ImagePipeline:
         self.skipped: Dict[str, Set[str]] = {}
         self.logged: Set[str] = set()   # one log line per file, though several sets and epochs read it
         self.pool = BufferPool()         # float batches on a CPU, reused across the run's passes
+        self.rings: Dict[int, BatchRing] = {}   # shared memory lent to the workers, per batch size, for the run
 
     def loader(self, dataset, batch: int, sampler, drop_last: bool, collate_fn: Callable) -> DataLoader:
-        """A loader over `dataset` with this run's workers and pinning."""
-        return data_loader(dataset, batch, sampler, drop_last, collate_fn, self.workers, self.dist.device)
+        """A loader over `dataset` with this run's workers and pinning (worker crops written into lent slots)."""
+        workers = loader_workers(self.workers)
+        if workers and collate_fn is collate and batch not in self.rings:
+            self.rings[batch] = ring_for(batch, self.pre.size, workers)
+        return data_loader(dataset, batch, sampler, drop_last, lending(collate_fn, self.rings.get(batch)),
+                           workers, self.dist.device)
 
     def device_batches(self, name: str, loader: DataLoader, mixup: Optional[GroupedMixup], min_images: int,
                        decode: Optional[Callable] = None) -> DeviceBatches:
