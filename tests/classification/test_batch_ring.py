@@ -123,3 +123,35 @@ def test_workers_started_by_spawn_write_into_the_same_slots(tmp_path, context):
                                               torch.device("cpu"), MEAN, STD)]
     want = [b["images"] for b in DeviceBatches(_loader(dataset, None), torch.device("cpu"), MEAN, STD)]
     assert all(torch.equal(a, b) for a, b in zip(got, want)) and ring.counts()["lent"] == 2
+
+
+def test_a_pinning_loader_copies_the_slot_out_and_frees_it(tmp_path, monkeypatch):
+    from torch.utils.data._utils.pin_memory import pin_memory as pin_batch
+
+    # No accelerator here: stand a copy in for page-locking; what is checked is who copies and frees.
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: self.clone())
+    dataset = _images(tmp_path, 2)
+    ring = ring_for(BATCH, SIZE, workers=1, prefetch=2)
+    (batch,) = list(_loader(dataset, ring, workers=1))
+    pinned = pin_batch(batch)
+    assert isinstance(pinned["images"], torch.Tensor) and torch.equal(pinned["images"], _expected(dataset)[0])
+    assert ring.counts()["out"] == 0
+
+
+class _BlocksSeen(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> int:
+        return Image.core.get_blocks_max()
+
+
+def test_run_loader_workers_let_pillow_keep_a_batch_of_blocks(monkeypatch):
+    from probes.classification.pipeline.loaders import data_loader
+
+    monkeypatch.delenv("PILLOW_BLOCKS_MAX", raising=False)
+    seen = list(data_loader(_BlocksSeen(), 2, None, False, None, 1, torch.device("cpu")))
+    assert seen[0].tolist() == [10, 10]   # the batch (2) and 8 for intermediates
+    monkeypatch.setenv("PILLOW_BLOCKS_MAX", "3")   # the user's setting wins (Pillow read it at import)
+    seen = list(data_loader(_BlocksSeen(), 2, None, False, None, 1, torch.device("cpu")))
+    assert seen[0].tolist() == [Image.core.get_blocks_max()] * 2
