@@ -266,10 +266,10 @@ def _image_batches(live: LiveSource, n: int) -> list:
     images = live.images
     images.sampler.set_epoch(0)
     loader = images.loader(images.train_set, images.batch, images.sampler, drop_last=True,
-                           collate_fn=images.paths.train_collate)
+                           collate_fn=images.paths.train.collate)
     out: List[tuple] = []
     while len(out) < n:
-        for batch in images.device_batches("train", loader, None, 1, decode=images.paths.train_hook):
+        for batch in images.device_batches("train", loader, None, 1, decode=images.paths.train.hook):
             out.append((batch["images"], mixup_target(batch["targets"], 1000, 1.0, 0.1)))
             if len(out) == n:
                 break

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from probes.classification.datasets import ImageSet
-from probes.classification.pipeline import Preprocessing, image_paths
+from probes.classification.pipeline import Preprocessing, device_crops, image_paths
 from probes.classification.pipeline.crop_choice import CropTiming, crop_place, time_crop_paths
 from probes.classification.pipeline.device_crops import collate_plans
 from probes.classification.pipeline.images import collate
@@ -70,24 +70,24 @@ def test_crop_paths_follow_the_timing_on_cuda(tiny_cfg, tmp_path, monkeypatch):
     cfg = tiny_cfg(data__crop_on="auto")
     seen = []
 
-    def stub(sample, size, interpolation, recipe, device):
-        seen.append((sample, size, device))
+    def stub(sample, worker, on_device, device):
+        seen.append((sample, worker.transform.transforms[0].size, on_device.collate, device))
         return timing
 
     class NoGpuCrops:   # stands in for DeviceCrops(cuda), which needs a GPU
         def __init__(self, device, interpolation):
             self.device = device
 
-    monkeypatch.setattr(image_paths, "time_crop_paths", stub)
-    monkeypatch.setattr(image_paths, "DeviceCrops", NoGpuCrops)
+    monkeypatch.setattr(image_paths, "time_paths", stub)
+    monkeypatch.setattr(device_crops, "DeviceCrops", NoGpuCrops)
     timing = SLOW_DEVICE
     paths = image_paths.crop_paths(pre, cfg.train, cfg.data, CUDA, sample=images)
-    assert paths.train_collate is collate and paths.train_hook is None and paths.eval_hook is None
+    assert paths.train.collate is collate and paths.train.hook is None and paths.eval.hook is None
     timing = FAST_DEVICE
     paths = image_paths.crop_paths(pre, cfg.train, cfg.data, CUDA, sample=images)
-    assert paths.train_collate is collate_plans and isinstance(paths.train_hook, NoGpuCrops)
-    assert paths.eval_collate is collate_plans
-    assert seen == [(images, 32, CUDA)] * 2
+    assert paths.train.collate is collate_plans and isinstance(paths.train.hook, NoGpuCrops)
+    assert paths.eval.collate is collate_plans
+    assert seen == [(images, (32, 32), collate_plans, CUDA)] * 2
     with pytest.raises(ValueError, match="needs sample images"):
         image_paths.crop_paths(pre, cfg.train, cfg.data, CUDA)
 
@@ -109,3 +109,17 @@ def test_timing_a_set_of_unreadable_files_counts_nothing(tiny_cfg, tmp_path):
     (tmp_path / "bad.JPEG").write_bytes(b"not a jpeg")
     bad = ImageSet("train", tmp_path, [tmp_path / "bad.JPEG"], [0])
     assert time_crop_paths(bad, 32, "bicubic", tiny_cfg().train, CPU).images == 0
+
+
+def test_gpu_decoding_replaces_the_training_half_only(tiny_cfg, tmp_path):
+    from probes.classification.pipeline.gpu_decode import EncodedFiles, TensorDecodeCrops, collate_encoded
+
+    images = _image_set(tmp_path)
+    pre = Preprocessing(32, "bicubic", 1.0, MEAN, STD)
+    cfg = tiny_cfg(data__crop_on="worker", data__decode="gpu")
+    paths = image_paths.crop_paths(pre, cfg.train, cfg.data, CUDA)   # builds objects only: no GPU touched
+    assert paths.train.collate is collate_encoded and isinstance(paths.train.hook, TensorDecodeCrops)
+    assert isinstance(paths.train_set(images), EncodedFiles)
+    assert paths.eval.collate is collate and paths.eval.hook is None
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        image_paths.crop_paths(pre, cfg.train, cfg.data, CPU)

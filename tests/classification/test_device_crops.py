@@ -132,7 +132,7 @@ def test_a_padding_eval_crop_stays_in_the_workers_unless_device_is_demanded(tiny
     with pytest.raises(ConfigError, match="pads"):
         crop_paths(pre, cfg.train, cfg.data, CPU)
     paths = crop_paths(pre, cfg.train, tiny_cfg(data__crop_on="auto").data, CPU)
-    assert paths.eval_collate is collate and paths.train_hook is None
+    assert paths.eval.collate is collate and paths.train.hook is None
 
 
 def test_a_device_that_does_not_reproduce_pillow_is_refused(monkeypatch):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, List
 
 import numpy as np
@@ -21,8 +22,8 @@ from PIL import Image
 
 from probes.classification.config import TrainRecipe
 from probes.classification.datasets import ImageSet
-from probes.classification.pipeline.device_crops import CROP_PLACES, DeviceCrops, TrainCropPlans, collate_plans
-from probes.classification.pipeline.images import build_train_transform, collate, decode_rgb
+from probes.classification.pipeline.device_crops import CROP_PLACES, crops_on_device
+from probes.classification.pipeline.images import CropSpec, SetCrops, decode_rgb, worker_crops
 from probes.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -80,17 +81,22 @@ def _sync(device: torch.device) -> None:
 def time_crop_paths(images: ImageSet, size: int, interpolation: str, recipe: TrainRecipe,
                     device: torch.device, batch: int = BATCH_IMAGES, timed_batches: int = TIMED_BATCHES
                     ) -> CropTiming:
-    """Time both paths' training crops on up to (1 + timed_batches) x batch images spread over ``images``."""
+    """Time both paths' training crops for ``recipe`` on up to (1 + timed_batches) x batch images of ``images``."""
+    spec = CropSpec(size, interpolation, 1.0, recipe.scale, recipe.ratio, recipe.hflip)
     device = torch.device(device)
-    resample = DeviceCrops(device, interpolation)   # refuses a device whose products are not Pillow's
-    crop_args = (size, interpolation, recipe.scale, recipe.ratio, recipe.hflip)
-    worker, plans = build_train_transform(*crop_args), TrainCropPlans(*crop_args)
+    return time_paths(images, worker_crops(spec)[0], crops_on_device(spec, device)[0], device, batch, timed_batches)
+
+
+def time_paths(images: ImageSet, worker: SetCrops, on_device: SetCrops, device: torch.device,
+               batch: int = BATCH_IMAGES, timed_batches: int = TIMED_BATCHES,
+               decode: Callable[[Path], Image.Image] = decode_rgb) -> CropTiming:
+    """Time two built training paths on up to (1 + timed_batches) x batch images spread over ``images``."""
     wanted = min(len(images.files), (1 + timed_batches) * batch)
     picks = np.unique(np.linspace(0, len(images.files) - 1, wanted).round().astype(int)) if wanted else []
     decoded: List[Image.Image] = []
     for i in picks:   # decoding is the same on both paths: left out of the timings
         try:
-            decoded.append(decode_rgb(images.files[int(i)]))
+            decoded.append(decode(images.files[int(i)]))
         except Exception:   # an unreadable file is the loader's business, not the timing's
             continue
     groups = [decoded[s:s + batch] for s in range(0, len(decoded), batch)]
@@ -100,15 +106,15 @@ def time_crop_paths(images: ImageSet, size: int, interpolation: str, recipe: Tra
         for g, group in enumerate(groups):
             torch.manual_seed(g)   # both paths draw the same boxes and flips
             start = time.thread_time()
-            collate([(worker(img), 0, i, None) for i, img in enumerate(group)])
+            worker.collate([(worker.transform(img), 0, i, None) for i, img in enumerate(group)])
             worker_s = time.thread_time() - start
             torch.manual_seed(g)
             start = time.thread_time()
-            host = collate_plans([(plans(img), 0, i, None) for i, img in enumerate(group)])
+            host = on_device.collate([(on_device.transform(img), 0, i, None) for i, img in enumerate(group)])
             plan_s = time.thread_time() - start
             _sync(device)
             start = time.perf_counter()
-            resample(host)
+            on_device.hook(host)
             _sync(device)
             device_s = time.perf_counter() - start
             if g == 0 and len(groups) > 1:

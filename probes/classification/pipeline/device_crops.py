@@ -13,6 +13,7 @@ resample slower than Pillow does).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -21,7 +22,8 @@ from PIL import Image
 from torchvision import transforms as T
 
 from probes.classification.pipeline.batch_memory import shared_bytes
-from probes.classification.pipeline.images import build_eval_transform, interpolation_mode
+from probes.classification.pipeline.images import (
+    CropSpec, ImageFiles, SetCrops, build_eval_transform, interpolation_mode)
 from probes.classification.pipeline.pil_resample import (
     AxisWeights, axis_weights, pass_order, pil_filter, resize_pil_exact, resize_planned, stack_axes,
     vertical_first)
@@ -196,3 +198,23 @@ def check_exact_on(device: torch.device, interpolation: str) -> None:
                               "set data.crop_on='worker'.")
     _CHECKED[key] = True
 
+
+
+def crops_on_device(spec: CropSpec, device: torch.device, worker_eval: Optional[SetCrops] = None
+                    ) -> Tuple[SetCrops, SetCrops]:
+    """Training and evaluation crops planned in the workers and resized on ``device`` (the worker path's pixels).
+
+    An evaluation crop the device cannot take (a padding ``crop_pct``) raises ConfigError, or stays
+    ``worker_eval`` when one is given ('auto'). A device whose float64 products do not reproduce Pillow
+    raises ConfigError (:class:`DeviceCrops`).
+    """
+    resample = DeviceCrops(device, spec.interpolation)
+    plans = TrainCropPlans(spec.size, spec.interpolation, spec.scale, spec.ratio, spec.hflip)
+    train = SetCrops(plans, collate_plans, resample, partial(ImageFiles, transform=plans))
+    try:
+        eval_plans = EvalCropPlans(spec.size, spec.interpolation, spec.crop_pct)
+    except ConfigError:
+        if worker_eval is None:
+            raise
+        return train, worker_eval
+    return train, SetCrops(eval_plans, collate_plans, resample, partial(ImageFiles, transform=eval_plans))

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import v2
 
-from probes.classification.pipeline.images import decode_rgb, interpolation_mode
+from probes.classification.pipeline.images import CropSpec, SetCrops, decode_rgb, interpolation_mode
 from probes.errors import ConfigError
 
 DECODE_MODES = ("cpu", "gpu")
@@ -140,3 +140,9 @@ class TensorDecodeCrops:
         except (OSError, SyntaxError, ValueError) as exc:
             return None, f"{type(exc).__name__}: {exc}"
         return v2.functional.pil_to_tensor(img).to(self.device), None
+
+
+def gpu_decoded_crops(spec: CropSpec, device: torch.device) -> SetCrops:
+    """Training images as file bytes from the workers, decoded and cropped on ``device`` (not the published protocol)."""
+    return SetCrops(None, collate_encoded, TensorDecodeCrops(device, spec.size, spec.interpolation, spec.scale,
+                                                             spec.ratio, spec.hflip), EncodedFiles)

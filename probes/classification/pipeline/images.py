@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import (
     Any, BinaryIO, Callable, Dict, List, Mapping, MutableSet, NamedTuple, Optional, Sequence, Tuple, Union)
@@ -247,3 +249,30 @@ def build_eval_transform(image_size: int, interpolation: str = "bicubic",
     steps = create_transform(input_size=image_size, is_training=False, interpolation=interpolation,
                              crop_pct=crop_pct, crop_mode="center", use_prefetcher=True).transforms
     return T.Compose([step for step in steps if not isinstance(step, MaybePILToTensor)])
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """The crops a run asks for: input size, resampling, evaluation crop_pct, training scale/ratio/flip."""
+    size: int
+    interpolation: str = "bicubic"
+    crop_pct: float = 1.0
+    scale: Tuple[float, float] = (0.08, 1.0)
+    ratio: Tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = 0.5
+
+
+class SetCrops(NamedTuple):
+    """How one set's images travel: per image in a worker, per batch in the collate, then on the device."""
+    transform: Optional[Callable]   # per image, in a worker (None: the dataset hands over file bytes)
+    collate: Callable               # a worker's samples -> one host batch
+    hook: Optional[Callable]        # host batch -> uint8 batch on the device (None: the host batch is one)
+    dataset: Callable[[Sequence[Path], Sequence[int]], Dataset]   # (files, targets) -> the set's Dataset
+
+
+def worker_crops(spec: CropSpec) -> Tuple[SetCrops, SetCrops]:
+    """Training and evaluation crops resized by Pillow in the workers, written into uint8 batches by :func:`collate`."""
+    train = build_train_transform(spec.size, spec.interpolation, spec.scale, spec.ratio, spec.hflip)
+    evaluation = build_eval_transform(spec.size, spec.interpolation, spec.crop_pct)
+    return (SetCrops(train, collate, None, partial(ImageFiles, transform=train)),
+            SetCrops(evaluation, collate, None, partial(ImageFiles, transform=evaluation)))

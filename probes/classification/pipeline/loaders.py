@@ -98,16 +98,16 @@ class ImagePipeline:
         """One epoch of training device batches (Mixup/CutMix per group when the recipe asks)."""
         self.sampler.set_epoch(epoch)
         loader = self.loader(self.train_set, self.batch, self.sampler, drop_last=True,
-                             collate_fn=self.paths.train_collate)
+                             collate_fn=self.paths.train.collate)
         # Heads with BatchNorm need two images; Mixup pairs images (odd batches lose one).
-        return self.device_batches("train", loader, self.mixup, min_images=2, decode=self.paths.train_hook)
+        return self.device_batches("train", loader, self.mixup, min_images=2, decode=self.paths.train.hook)
 
     def eval_batches(self, image_set: ImageSet) -> DeviceBatches:
         """Device batches of `image_set` with the evaluation transform, sharded over ranks."""
         dataset = self.paths.eval_set(image_set)
         sampler = ShardSampler(len(dataset), self.dist.rank, self.dist.world)
-        loader = self.loader(dataset, self.eval_batch, sampler, drop_last=False, collate_fn=self.paths.eval_collate)
-        return self.device_batches(image_set.name, loader, None, 1, decode=self.paths.eval_hook)
+        loader = self.loader(dataset, self.eval_batch, sampler, drop_last=False, collate_fn=self.paths.eval.collate)
+        return self.device_batches(image_set.name, loader, None, 1, decode=self.paths.eval.hook)
 
     def skipped_counts(self, names: Sequence[str]) -> Dict[str, int]:
         """Distinct files left out per set over the run, on every process (sets are read once per epoch,
