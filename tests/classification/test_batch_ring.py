@@ -155,3 +155,24 @@ def test_run_loader_workers_let_pillow_keep_a_batch_of_blocks(monkeypatch):
     monkeypatch.setenv("PILLOW_BLOCKS_MAX", "3")   # the user's setting wins (Pillow read it at import)
     seen = list(data_loader(_BlocksSeen(), 2, None, False, None, 1, torch.device("cpu")))
     assert seen[0].tolist() == [Image.core.get_blocks_max()] * 2
+
+
+def test_a_run_lends_each_pass_of_worker_crops_its_own_ring(tmp_path, tiny_cfg):
+    import probes.classification.pipeline as pipeline
+    from probes.classification.datasets import ImageSet
+    from probes.classification.distributed import DistInfo
+
+    dataset = _images(tmp_path, 4)
+    images = ImageSet("val", tmp_path, dataset.files, dataset.targets)
+    pre = pipeline.Preprocessing(SIZE, "bicubic", 1.0, MEAN, STD)
+    cpu = DistInfo(0, 1, torch.device("cpu"))
+    for crop_on, lends in (("worker", True), ("device", False)):
+        cfg = tiny_cfg(data__crop_on=crop_on, data__workers=1)
+        built = pipeline.build_pipeline(images, pre, cfg.train, cfg.data, 4, cpu, 2, 2)
+        first, second = (built.loader(built.paths.eval_set(images), 2, None, False, built.paths.eval.collate)
+                         for _ in range(2))
+        ring = getattr(first.collate_fn, "keywords", {}).get("ring")
+        assert (ring is not None) == lends
+        if lends:
+            assert ring is not second.collate_fn.keywords["ring"] and ring.slots == 4 * 1 + 1
+            assert [len(b["images"]) for b in first] == [2, 2] and ring.counts()["lent"] == 2

@@ -107,7 +107,7 @@ class BatchRing:
 
     Why: fresh shared memory for every batch (:func:`shared_bytes`) cost ~0.8 ms per 448 px image on the
     VM of benchmarks/RESULTS.md (allocating it, faulting its pages, the main process mapping and freeing
-    it); a slot's pages are faulted once. Safety: a worker writes only a slot it took while it was free
+    it); a slot's pages are faulted once per ring (a run makes one per pass over a set). Safety: a worker writes only a slot it took while it was free
     (under a lock shared with every worker), and only the one :class:`LentBatch` the main process received
     for that slot frees it, after the bytes were copied out of it. When no slot is free, or a batch does
     not fit, the worker takes fresh shared memory as before: a ring too small is slower, never wrong.

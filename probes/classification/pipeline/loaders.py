@@ -77,15 +77,17 @@ class ImagePipeline:
         self.skipped: Dict[str, Set[str]] = {}
         self.logged: Set[str] = set()   # one log line per file, though several sets and epochs read it
         self.pool = BufferPool()         # float batches on a CPU, reused across the run's passes
-        self.rings: Dict[int, BatchRing] = {}   # shared memory lent to the workers, per batch size, for the run
 
     def loader(self, dataset, batch: int, sampler, drop_last: bool, collate_fn: Callable) -> DataLoader:
-        """A loader over `dataset` with this run's workers and pinning (worker crops written into lent slots)."""
+        """A loader over `dataset` with this run's workers and pinning (worker crops written into lent slots).
+
+        Each loader (one pass: an epoch, or one evaluation set) has its own ring, freed with it: at most
+        the memory of the batches a pass can have in flight, as with fresh memory, and its pages are faulted
+        once per pass (about a second per 2.5 GB on the VM of benchmarks/RESULTS.md).
+        """
         workers = loader_workers(self.workers)
-        if workers and collate_fn is collate and batch not in self.rings:
-            self.rings[batch] = ring_for(batch, self.pre.size, workers)
-        return data_loader(dataset, batch, sampler, drop_last, lending(collate_fn, self.rings.get(batch)),
-                           workers, self.dist.device)
+        ring = ring_for(batch, self.pre.size, workers) if workers and collate_fn is collate else None
+        return data_loader(dataset, batch, sampler, drop_last, lending(collate_fn, ring), workers, self.dist.device)
 
     def device_batches(self, name: str, loader: DataLoader, mixup: Optional[GroupedMixup], min_images: int,
                        decode: Optional[Callable] = None) -> DeviceBatches:
