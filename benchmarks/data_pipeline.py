@@ -19,7 +19,7 @@ wall time is printed beside. The paths alternate round by round (order rotated) 
 hits them alike; a ratio is the median of per-round ratios.
 
 The headline is the path 'auto' takes on this machine: off CUDA the worker path (untimed, as a run
-decides); on CUDA the faster of the two as a run times them (probes.classification.pipeline.crop_choice).
+decides); on CUDA the faster of the two as a run times them (probes.classification.pipeline.image_paths).
 
     python benchmarks/data_pipeline.py --quick        # ~3 min on 2 CPU cores
     python benchmarks/data_pipeline.py --images 256 --rounds 9
@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from probes.classification.config import load_config  # noqa: E402
 from probes.classification.datasets import ImageSet  # noqa: E402
 from probes.classification.pipeline.batch_memory import BufferPool  # noqa: E402
-from probes.classification.pipeline.crop_choice import crop_place, time_crop_paths  # noqa: E402
+from probes.classification.pipeline.image_paths import crop_place, time_crop_paths  # noqa: E402
 from probes.classification.pipeline.device_batches import DeviceBatches  # noqa: E402
 from probes.classification.pipeline.device_crops import (  # noqa: E402
     DeviceCrops, EvalCropPlans, TrainCropPlans, collate_plans)

@@ -9,7 +9,7 @@ Figures (each one measured here, on this run's device, and written with the devi
 - a tiny end-to-end ``probes classify`` on the device vs the same run on the CPU (fp16 autocast with
   loss scaling on CUDA, fp32 on CPU): per row, top-1 within one image of the set;
 - device crops vs worker crops: pixel equality on the device and both paths' per-image timings, as
-  data.crop_on='auto' times them (probes.classification.pipeline.crop_choice);
+  data.crop_on='auto' times them (probes.classification.pipeline.image_paths);
 - JPEG decode throughput through data.decode='gpu' (nvJPEG on CUDA, libjpeg on CPU);
 - segmentation step time and peak memory, head / linear / full, at 6B width (benchmarks/segmentation_step.py);
 - a tiny end-to-end ``probes segment`` (head tuning, precision='released': bf16 encoder and neck weights,
@@ -48,7 +48,7 @@ sys.path.insert(0, str(HERE))
 from probes.campaign.cost import EncoderShape, device_spec  # noqa: E402
 from probes.classification.config import load_config  # noqa: E402
 from probes.classification.datasets import ImageSet  # noqa: E402
-from probes.classification.pipeline.crop_choice import time_crop_paths  # noqa: E402
+from probes.classification.pipeline.image_paths import time_crop_paths  # noqa: E402
 from probes.classification.pipeline.device_crops import DeviceCrops, TrainCropPlans, collate_plans  # noqa: E402
 from probes.classification.pipeline.gpu_decode import EncodedFiles, TensorDecodeCrops, collate_encoded  # noqa: E402
 from probes.classification.pipeline.images import ImageFiles, build_train_transform, collate  # noqa: E402

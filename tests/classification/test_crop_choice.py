@@ -11,7 +11,7 @@ from PIL import Image
 
 from probes.classification.datasets import ImageSet
 from probes.classification.pipeline import Preprocessing, device_crops, image_paths
-from probes.classification.pipeline.crop_choice import CropTiming, crop_place, time_crop_paths
+from probes.classification.pipeline.image_paths import CropTiming, crop_place, time_crop_paths
 from probes.classification.pipeline.device_crops import collate_plans
 from probes.classification.pipeline.images import collate
 from probes.errors import ConfigError
@@ -35,7 +35,7 @@ def test_explicit_places_and_cpu_auto_are_never_timed():
 
 
 def test_auto_on_cuda_keeps_the_faster_path_and_logs_why(caplog):
-    with caplog.at_level(logging.INFO, logger="probes.classification.pipeline.crop_choice"):
+    with caplog.at_level(logging.INFO, logger="probes.classification.pipeline.image_paths"):
         assert crop_place("auto", CUDA, lambda: FAST_DEVICE) == "device"
         assert crop_place("auto", CUDA, lambda: SLOW_DEVICE) == "worker"
     lines = [r.getMessage() for r in caplog.records]

@@ -3,11 +3,12 @@
 One public builder, :func:`build_pipeline` (as timm's ``create_transform`` is for timm): from what the
 run's config decides (preprocessing, recipe, ``data.*``, the process's device) it returns the loaders and
 the device-side step. The modules behind it, each with one job:
-- :mod:`.image_paths` decides how images travel (worker crops, device crops, ``data.decode='gpu'``);
-- :mod:`.crop_choice` times worker against device crops for ``data.crop_on='auto'``;
+- :mod:`.image_paths` decides how images travel (worker crops, device crops, ``data.decode='gpu'``), timing
+  worker against device crops for ``data.crop_on='auto'``;
 - :mod:`.images` decodes and crops with Pillow in the workers; :mod:`.device_crops` and
   :mod:`.pil_resample` resize on the device exactly as Pillow would; :mod:`.gpu_decode` decodes on the GPU;
-- :mod:`.device_batches` normalises on the device; :mod:`.mixup` mixes per group of images.
+- :mod:`.device_batches` normalises on the device; :mod:`.loaders` builds the loaders (shared memory lent to
+  their workers, :mod:`.batch_memory`) and mixes per group of images.
 Nothing here imports :mod:`probes.classification.live`, which runs the backbone on these batches.
 """
 from __future__ import annotations
@@ -20,8 +21,7 @@ from probes.classification.datasets import ImageSet
 from probes.classification.distributed import DistInfo
 from probes.classification.pipeline.gpu_decode import decode_protocol_note
 from probes.classification.pipeline.image_paths import crop_paths
-from probes.classification.pipeline.loaders import ImagePipeline, data_loader
-from probes.classification.pipeline.mixup import GroupedMixup
+from probes.classification.pipeline.loaders import GroupedMixup, ImagePipeline, data_loader
 from probes.classification.pipeline.preprocessing import Preprocessing
 
 __all__ = ["build_pipeline", "ImagePipeline", "Preprocessing", "GroupedMixup", "data_loader",

@@ -6,7 +6,7 @@ most of the rest. On this path a worker decodes, draws the crop exactly as torch
 (same calls, same torch RNG), crops (a copy), and computes Pillow's integer resampling weights; the
 accelerator resizes with them (:mod:`probes.classification.pipeline.pil_resample`) and flips. The uint8
 batch equals the worker path's bit for bit (tests/classification/test_device_crops.py), so results
-carry no protocol note. ``data.crop_on`` picks the path (:mod:`probes.classification.pipeline.crop_choice`):
+carry no protocol note. ``data.crop_on`` picks the path (:func:`probes.classification.pipeline.image_paths.crop_place`):
 'auto' times both on CUDA and keeps the faster, and crops in the workers elsewhere (a CPU would
 resample slower than Pillow does).
 """

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from functools import partial
 from multiprocessing.context import BaseContext
-from typing import Callable, Dict, Optional, Sequence, Set
+from typing import Callable, Dict, Optional, Sequence, Set, Tuple
 
 import torch
+from timm.data import Mixup
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from probes.classification.datasets import ImageSet
@@ -14,7 +15,6 @@ from probes.classification.pipeline.batch_memory import BatchRing, BufferPool
 from probes.classification.pipeline.device_batches import DeviceBatches
 from probes.classification.pipeline.image_paths import CropPaths
 from probes.classification.pipeline.images import collate, keep_pillow_blocks
-from probes.classification.pipeline.mixup import GroupedMixup
 from probes.classification.pipeline.preprocessing import Preprocessing
 from probes.runtime import default_workers
 
@@ -59,6 +59,31 @@ def ring_for(batch: int, image_size: int, workers: int, prefetch: int = PREFETCH
 def lending(collate_fn: Callable, ring: Optional[BatchRing]) -> Callable:
     """``collate_fn`` writing into ``ring``'s slots where it is the worker crops' collate (others unchanged)."""
     return partial(collate, ring=ring) if ring is not None and collate_fn is collate else collate_fn
+
+
+class GroupedMixup:
+    """timm's Mixup/CutMix applied to each group of `group` images of a batch, in place.
+
+    The official run calls its Mixup on each GPU's 16-image batch: one lambda and one CutMix box per 16
+    images, each image mixed with its mirror in the group. Drawing per group of the same size keeps that
+    granularity whatever the process batch (1,024 images on one GPU are 64 groups, not one draw).
+    """
+
+    def __init__(self, mixup: Mixup, group: int) -> None:
+        self.mixup, self.group = mixup, int(group)
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        soft = []
+        for chunk, labels in zip(images.split(self.group), targets.split(self.group)):
+            mixed, chunk_soft = self.mixup(chunk, labels)
+            if mixed.data_ptr() != chunk.data_ptr():   # timm mixes in place; never lose a copy if it did not
+                chunk.copy_(mixed)
+            soft.append(chunk_soft)
+        return images, torch.cat(soft)
+
+    def partners(self, flags: torch.Tensor) -> torch.Tensor:
+        """Each sample's flag OR its Mixup partner's (the mirror image in its group)."""
+        return flags | torch.cat([chunk.flip(0) for chunk in flags.split(self.group)])
 
 
 class ImagePipeline:
