@@ -129,7 +129,7 @@ def stored_float_dtypes(source: EncoderSource, spec: Optional[CheckpointSpec] = 
     """The floating dtypes a checkpoint stores (read from safetensors headers; empty when unknown)."""
     from probes.encoders.tensor_files import SafetensorsFile
 
-    if source.kind not in ("path", "version", "hub") or (source.kind == "version" and source.path is None):
+    if not source.names_checkpoint:
         return set()
     files = [f for f in (spec or checkpoint_spec(source)).files if f.suffix == ".safetensors"]
     return {info.dtype for f in files for info in SafetensorsFile(f).tensors.values() if info.dtype.is_floating_point}

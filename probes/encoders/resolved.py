@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from probes.encoders.checkpoint import CheckpointSpec, checkpoint_spec
-from probes.encoders.describe import EncoderInfo, describe_source
+from probes.encoders.describe import EncoderInfo, describe
 from probes.encoders.fingerprint import source_fingerprint
 from probes.encoders.source import EncoderSource, PathLike, parse_source
 from probes.errors import ProbeError
@@ -67,16 +67,21 @@ def canonical_source(src: EncoderSource) -> str:
     return src.text
 
 
+def _find_checkpoint(src: EncoderSource) -> tuple[Optional[CheckpointSpec], Optional[CheckpointSpec]]:
+    """(the checkpoint with its weights, None when they are not there; the checkpoint its configs describe)."""
+    if not src.names_checkpoint:
+        return None, None
+    try:
+        spec = checkpoint_spec(src)
+    except ProbeError:   # no weights there (e.g. --print-config of a config-only folder): describe from configs
+        return None, checkpoint_spec(src, with_weights=False)
+    return spec, spec
+
+
 def resolve_encoder(source: Union[PathLike, EncoderSource], version: Optional[str] = None,
                     weights: Optional[PathLike] = None, revision: Optional[str] = None,
                     weights_required: bool = False) -> ResolvedEncoder:
     """Parse, find, describe and fingerprint a source once (config files and weight-file headers only)."""
     src = parse_source(source, version, weights, revision, weights_required=weights_required)
-    spec = None
-    if src.kind == "hub" or (src.kind in ("path", "version") and src.path is not None):
-        try:
-            spec = checkpoint_spec(src)
-        except ProbeError:
-            spec = None   # no weights there (e.g. --print-config of a config-only folder): describe from configs
-    return ResolvedEncoder(src, describe_source(src, checkpoint=spec), canonical_source(src),
-                           source_fingerprint(src, checkpoint=spec), spec)
+    spec, configs = _find_checkpoint(src)
+    return ResolvedEncoder(src, describe(src, configs), canonical_source(src), source_fingerprint(src, spec), spec)

@@ -54,6 +54,11 @@ class EncoderSource:
             return None
         return f"{self.timm_name}.{self.timm_tag}" if self.timm_tag else self.timm_name
 
+    @property
+    def names_checkpoint(self) -> bool:
+        """Whether the source names a checkpoint to find: a local folder or file, or a hub repo."""
+        return self.kind == "hub" or (self.kind in ("path", "version") and self.path is not None)
+
     def __str__(self) -> str:
         return self.text
 
