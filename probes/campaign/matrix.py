@@ -54,7 +54,7 @@ def _reference_rows(name: str) -> List[Dict[str, str]]:
 
 def encoder_source(version: str, encoders: Optional[Path]) -> str:
     """A version's weights: `ENCODERS/<version>` when that folder exists, else its hub id (read from the HF cache)."""
-    from probes.encoders.versions import hub_id
+    from probes.encoders.source import hub_id
 
     if encoders is not None and (Path(encoders) / version).is_dir():
         return str((Path(encoders) / version).resolve())
