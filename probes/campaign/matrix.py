@@ -63,7 +63,7 @@ def encoder_source(version: str, encoders: Optional[Path]) -> str:
 
 def table14_runs(encoders: Optional[Path] = None) -> List[RunSpec]:
     """Table 14: one `probes classify` run (both probes, one backbone pass) per published (version, input size)."""
-    from probes.classification.plan import published_config_for
+    from probes.classification.config import published_config_for
 
     cells = dict.fromkeys((r["encoder_version"], int(r["image_size"]))
                           for r in _reference_rows("internvl2_5_table14_classification.csv"))
