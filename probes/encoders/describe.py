@@ -57,19 +57,19 @@ def describe(src: EncoderSource, checkpoint: Optional[CheckpointSpec] = None) ->
                                  version=enc.version, name=enc.name, num_heads=enc.num_heads,
                                  patch_size=enc.patch_size)
     if not src.names_checkpoint:   # random weights or a bare version name: the version table says it all
-        cfg, data_config = VERSIONS[src.version], None
+        cfg, preprocessor = VERSIONS[src.version], None
         name = f"random:{src.version}" if src.kind == "random" else src.version
         version, config_version = src.version, src.version
     else:
         if checkpoint is None:
             raise ValueError(f"the encoder source {src.text!r} is described from its checkpoint; none was given")
-        cfg, name, version = checkpoint.config, checkpoint.name, checkpoint.version
-        config_version = src.version or matching_version(cfg)
-        data_config = read_preprocessor_config(checkpoint.preprocessor, default_data_config(cfg.image_size)) \
-            if checkpoint.preprocessor is not None else None
-    return _with_data_config(data_config or default_data_config(cfg.image_size), embed_dim=cfg.hidden_size,
-                             num_layers=cfg.num_hidden_layers, version=version, config_version=config_version,
-                             name=name, num_heads=cfg.num_attention_heads, patch_size=cfg.patch_size)
+        cfg, preprocessor = checkpoint.config, checkpoint.preprocessor
+        name, version, config_version = checkpoint.name, checkpoint.version, src.version or matching_version(cfg)
+    default = default_data_config(cfg.image_size)
+    data_config = read_preprocessor_config(preprocessor, default) if preprocessor is not None else default
+    return _with_data_config(data_config, embed_dim=cfg.hidden_size, num_layers=cfg.num_hidden_layers,
+                             version=version, config_version=config_version, name=name,
+                             num_heads=cfg.num_attention_heads, patch_size=cfg.patch_size)
 
 
 def describe_source(source: Union[PathLike, EncoderSource], version: Optional[str] = None,
