@@ -54,7 +54,7 @@ def _reference_rows(name: str) -> List[Dict[str, str]]:
 
 def encoder_source(version: str, encoders: Optional[Path]) -> str:
     """A version's weights: `ENCODERS/<version>` when that folder exists, else its hub id (read from the HF cache)."""
-    from probes.encoders.versions import hub_id
+    from probes.encoders.source import hub_id
 
     if encoders is not None and (Path(encoders) / version).is_dir():
         return str((Path(encoders) / version).resolve())
@@ -63,7 +63,7 @@ def encoder_source(version: str, encoders: Optional[Path]) -> str:
 
 def table14_runs(encoders: Optional[Path] = None) -> List[RunSpec]:
     """Table 14: one `probes classify` run (both probes, one backbone pass) per published (version, input size)."""
-    from probes.classification.plan import published_config_for
+    from probes.classification.config import published_config_for
 
     cells = dict.fromkeys((r["encoder_version"], int(r["image_size"]))
                           for r in _reference_rows("internvl2_5_table14_classification.csv"))

@@ -50,10 +50,9 @@ def plan_argv(argv: List[str], check_data: bool = True) -> Any:
     args = build_parser().parse_args(argv)
     if args.command == "classify":
         from probes.classification.commands import overrides_from_args
-        from probes.classification.config import load_config
-        from probes.classification.plan import plan_classify
+        from probes.classification.plan import plan_from_options
 
-        return plan_classify(load_config(args.config, overrides_from_args(args)))
+        return plan_from_options(args.config, overrides_from_args(args))
     from probes.segmentation.commands import options_from_args
     from probes.segmentation.datasets import register_transforms
     from probes.segmentation.mm_compat import import_mmseg

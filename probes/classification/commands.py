@@ -106,20 +106,18 @@ def run_classes(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the config, apply the overrides, plan the run, then run it (or print the plan)."""
-    from probes.classification.config import load_config
-    from probes.classification.plan import plan_classify
+    """Plan the run from the config and the flags, then run it (or print the plan)."""
+    from probes.classification.plan import plan_from_options
 
-    cfg = load_config(args.config, overrides_from_args(args))
+    plan = plan_from_options(args.config, overrides_from_args(args))
     if args.print_config:
-        from probes.classification.print_config import describe_config
+        from probes.classification.print_config import describe_plan
 
-        print(describe_config(cfg, args.print_config))
+        print(describe_plan(plan, args.print_config))
         return 0
     from probes.classification.runner import run_classify
 
-    plan = plan_classify(cfg)
-    rows = run_classify(cfg, plan)
+    rows = run_classify(plan.cfg, plan)
     if not rows:
-        print(f"run {plan.run_id} already finished in {cfg.runtime.out}: nothing to do")
+        print(f"run {plan.run_id} already finished in {plan.cfg.runtime.out}: nothing to do")
     return 0

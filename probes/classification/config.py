@@ -7,12 +7,17 @@ command. Each part of the run then receives only its own section (`EncoderSpec`,
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Tuple
 
 from probes.config_files import apply_options, check_keys, config_dir, load_file, resolve_config
+from probes.encoders.versions import VERSIONS
 from probes.errors import ConfigError
+
+if TYPE_CHECKING:   # the type only: a config is loaded without the encoder stack
+    from probes.encoders.resolved import ResolvedEncoder
 
 BASE_CONFIG = config_dir("classification") / "_base_" / "probe_recipe.py"
 # Keys whose values are open mappings (their inner keys are checked by the code that reads them).
@@ -174,23 +179,46 @@ def from_mmengine(cfg: Any, source_file: Optional[Path] = None) -> ClassifyConfi
     return resolved
 
 
+@functools.lru_cache(maxsize=1)
+def published_configs() -> Tuple[Tuple[str, int, Path], ...]:
+    """(version, image size, file) of every shipped config that names a published version (read from the files)."""
+    found = []
+    for path in sorted(config_dir("classification").glob("*.py")):
+        cfg = load_file(path)
+        version = cfg.get("encoder", {}).get("version")
+        if version:
+            found.append((str(version), int(cfg.image_size), path))
+    return tuple(found)
+
+
+def published_config_for(version: Optional[str], image_size: Optional[int] = None) -> Optional[Path]:
+    """The published config of a version: at `image_size` when one is published there, else at its own size."""
+    mine = [(size, path) for v, size, path in published_configs() if v == version]
+    if not mine:
+        return None
+    native = VERSIONS[version].image_size if version in VERSIONS else None
+    for wanted in (image_size, native):
+        for size, path in mine:
+            if size == wanted:
+                return path
+    return mine[0][1]
+
+
 def load_config(name: Optional[str] = None, options: Optional[Mapping[str, Any]] = None,
-                pick_published: bool = True) -> ClassifyConfig:
+                pick_published: bool = True, encoder: Optional[ResolvedEncoder] = None) -> ClassifyConfig:
     """A config file (name or path), then dotted-key `options` (mmengine merge).
 
-    With no `name`, a published version (or an encoder with a published version's architecture) gets its own
-    published config at its published resolution (or at `image_size` where one is published there); any other
-    encoder gets the base recipe. An auto-picked config only brings its recipe: its `encoder.version` is not
-    claimed for a source that does not name that version itself.
+    With no `name`, the run's `encoder` (resolved once, by `plan.plan_from_options`) picks the config: a published
+    version (or an encoder with a published version's architecture) gets its own published config at its
+    published resolution (or at `image_size` where one is published there); any other encoder, or none, gets the
+    base recipe. An auto-picked config only brings its recipe: its `encoder.version` is not claimed for a source
+    that does not name that version itself.
     """
     options = dict(options or {})
     reference = load_file(BASE_CONFIG).to_dict()
     picked = None
-    if name is None and pick_published:
-        from probes.classification.plan import default_config_for
-
-        picked = default_config_for(options.get("encoder.source"), options.get("encoder.version"),
-                                    options.get("image_size"))
+    if name is None and pick_published and encoder is not None:
+        picked = published_config_for(encoder.published_architecture, options.get("image_size"))
     path = picked or resolve_config(name, "classification", default=BASE_CONFIG)
     cfg = load_file(path)
     if picked is not None and options.get("encoder.source"):

@@ -7,16 +7,15 @@ same encoder would give (`probes.protocol` holds the short list of what does not
 """
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from probes.classification.config import BASE_CONFIG, ClassifyConfig, load_config
+from probes.classification.config import BASE_CONFIG, ClassifyConfig, load_config, published_config_for
 from probes.classification.pipeline import Preprocessing
 from probes.classification.sweep import head_specs
-from probes.config_files import config_dir, load_file
+from probes.config_files import config_dir
 from probes.encoders.resolved import ResolvedEncoder, resolve_encoder
 from probes.errors import ConfigError
 from probes.protocol import ProtocolWords, number_shaping, protocol_words, recipe_changes
@@ -92,45 +91,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-@functools.lru_cache(maxsize=1)
-def published_configs() -> Tuple[Tuple[str, int, Path], ...]:
-    """(version, image size, file) of every shipped config that names a published version (read from the files)."""
-    found = []
-    for path in sorted(config_dir("classification").glob("*.py")):
-        cfg = load_file(path)
-        version = cfg.get("encoder", {}).get("version")
-        if version:
-            found.append((str(version), int(cfg.image_size), path))
-    return tuple(found)
-
-
-def published_config_for(version: Optional[str], image_size: Optional[int] = None) -> Optional[Path]:
-    """The published config of a version: at `image_size` when one is published there, else at its own size."""
-    from probes.encoders.versions import VERSIONS
-
-    mine = [(size, path) for v, size, path in published_configs() if v == version]
-    if not mine:
-        return None
-    native = VERSIONS[version].image_size if version in VERSIONS else None
-    for wanted in (image_size, native):
-        for size, path in mine:
-            if size == wanted:
-                return path
-    return mine[0][1]
-
-
-def default_config_for(source: Optional[str], version: Optional[str] = None,
-                       image_size: Optional[int] = None) -> Optional[Path]:
-    """With no `--config`: the published config of the version the encoder is (or whose architecture it has)."""
-    if not source and not version:
-        return None
-    try:
-        encoder = resolve_encoder(source or version, version=version if source else None)
-    except Exception:   # a bad source is reported, in one line, when the plan resolves it
-        return None
-    return published_config_for(encoder.published_architecture, image_size)
-
-
 def _real(path: Path) -> str:
     return os.path.realpath(path.expanduser())
 
@@ -167,29 +127,51 @@ def resolved_values(cfg: ClassifyConfig, encoder: ResolvedEncoder, device: str) 
     return values
 
 
-def plan_classify(cfg: ClassifyConfig, encoder: Optional[ResolvedEncoder] = None) -> ClassifyPlan:
-    """Resolve a run from its config and its encoder's description (no weights or images are read)."""
-    from probes.classification.runner import parse_layers
-
-    source = cfg.encoder.source or cfg.encoder.version
-    if not source:
+def named_encoder(source: Optional[str], version: Optional[str], weights: Optional[str] = None,
+                  revision: Optional[str] = None) -> ResolvedEncoder:
+    """The encoder a config names: `source` (claiming `version` when given), else the published `version` by name."""
+    if not source and not version:
         raise ConfigError("encoder.source is not set (pass --encoder SRC).")
+    return resolve_encoder(str(source or version), version=version if source else None, weights=weights,
+                           revision=revision)
+
+
+def parse_layers(value: Any, num_layers: int) -> List[int]:
+    """`probe.layers`: None, a list of blocks counted from 1, or 'every:K' (K, 2K, ... below the last)."""
+    if value in (None, "", [], ()):
+        return []
+    if isinstance(value, str) and value.startswith("every:"):
+        step = int(value.split(":", 1)[1])
+        layers = list(range(step, num_layers, step))
+    elif isinstance(value, (list, tuple)):
+        layers = [int(v) for v in value]
+    else:
+        raise ConfigError(f"probe.layers={value!r}: give a list of blocks (counted from 1) or 'every:K'.")
+    bad = [v for v in layers if not 1 <= v <= num_layers]
+    if bad:
+        raise ConfigError(f"probe.layers {bad} outside 1..{num_layers} (the encoder's blocks in use).")
+    # The last block is the standard heads' own: extra heads only on the others.
+    return sorted(set(layers) - {num_layers})
+
+
+def plan_classify(cfg: ClassifyConfig, encoder: Optional[ResolvedEncoder] = None) -> ClassifyPlan:
+    """Resolve a run from its config and its encoder's description (no weights or images are read).
+
+    `encoder`: the encoder `cfg` names, already resolved (`plan_from_options`); else it is resolved here.
+    """
     if encoder is None:
-        encoder = resolve_encoder(str(source), version=cfg.encoder.version if cfg.encoder.source else None,
-                                  weights=cfg.encoder.weights, revision=cfg.encoder.revision)
+        encoder = named_encoder(cfg.encoder.source, cfg.encoder.version, cfg.encoder.weights, cfg.encoder.revision)
     device = device_type(cfg.runtime.device)
     values = resolved_values(cfg, encoder, device)
     blocks = int(values["encoder"]["num_layers"])
     layers = tuple(parse_layers(cfg.probe.layers, blocks))
     specs = head_specs(cfg.probe.probes, cfg.probe.head_lrs, layers, cfg.probe.published_lr, cfg.train.seeds)
-    probes = "+".join(p.replace("attention_pooling", "attn") for p in cfg.probe.probes)
-    run_id = make_run_id(encoder.name, [f"{cfg.image.size}px", probes, "cached" if cfg.cached else "live"],
-                         number_shaping(values))
     reference = published_config_for(encoder.published_architecture, cfg.image.size)
     published = load_config(reference or BASE_CONFIG, {}, pick_published=False)
-    changes = recipe_changes(values, resolved_values(published, encoder, "cuda"))
-    facts = [f"recipe compared with {_name(reference)}" if reference else
-             f"no published probe of this encoder's architecture: recipe compared with {_name(BASE_CONFIG)}",
+    published_values = resolved_values(published, encoder, "cuda")
+    config_file, published_config = _name(cfg.source_file or BASE_CONFIG), _name(reference or BASE_CONFIG)
+    facts = [f"recipe compared with {published_config}" if reference else
+             f"no published probe of this encoder's architecture: recipe compared with {published_config}",
              f"held-out split: {cfg.data.heldout_per_class} per class, at most {cfg.data.heldout_max_fraction:g}"
              " of a class, " + ("left out of every head's training (cached)" if cfg.cached else
                                 "left out of the grid heads' loss; the published head trains on every image")]
@@ -197,15 +179,31 @@ def plan_classify(cfg: ClassifyConfig, encoder: Optional[ResolvedEncoder] = None
         facts.append("features cached once; heads trained on them with no augmentation")
     if cfg.train.seeds > 1:
         facts.append(seeds_fact(cfg.train.seeds, cfg.cached))
-    words = protocol_words(changes, facts, cfg.runtime.protocol_label, CACHED_PROTOCOL if cfg.cached else None,
-                           random_weights=encoder.random_weights)
+    words = protocol_words(recipe_changes(values, published_values), facts, cfg.runtime.protocol_label,
+                           CACHED_PROTOCOL if cfg.cached else None, random_weights=encoder.random_weights)
+    probes = "+".join(p.replace("attention_pooling", "attn") for p in cfg.probe.probes)
+    run_id = make_run_id(encoder.name, [f"{cfg.image.size}px", probes, "cached" if cfg.cached else "live"],
+                         number_shaping(values))
     pre = values["image"]
     data_root, data_paths = values["data"]["root"], values["data"]["paths"]
     return ClassifyPlan(cfg, encoder, device, values["effective"]["precision"],
                         Preprocessing(pre["size"], pre["interpolation"], pre["crop_pct"], tuple(pre["mean"]),
                                       tuple(pre["std"])),
                         blocks, layers, tuple(s.key for s in specs), data_root, data_paths,
-                        _name(cfg.source_file or BASE_CONFIG), _name(reference or BASE_CONFIG), values, words, run_id)
+                        config_file, published_config, values, words, run_id)
+
+
+def plan_from_options(name: Optional[str], options: Mapping[str, Any]) -> ClassifyPlan:
+    """`probes classify`'s plan from `--config` and the flags' dotted-key options, its encoder resolved once.
+
+    Without `--config` the encoder the options name picks the published config, and it is the encoder that config
+    then names (a published config sets only `encoder.version`, which a named source replaces): it is handed on.
+    """
+    encoder = None
+    if name is None and (options.get("encoder.source") or options.get("encoder.version")):
+        encoder = named_encoder(options.get("encoder.source"), options.get("encoder.version"),
+                                options.get("encoder.weights"), options.get("encoder.revision"))
+    return plan_classify(load_config(name, options, encoder=encoder), encoder)
 
 
 def _name(path: Optional[Path]) -> str:

@@ -206,24 +206,6 @@ def _check_preprocessing(planned: Preprocessing, data_config: Mapping[str, Any])
                           "disagree")
 
 
-def parse_layers(value: Any, num_layers: int) -> List[int]:
-    """`probe.layers`: None, a list of blocks counted from 1, or 'every:K' (K, 2K, ... below the last)."""
-    if value in (None, "", [], ()):
-        return []
-    if isinstance(value, str) and value.startswith("every:"):
-        step = int(value.split(":", 1)[1])
-        layers = list(range(step, num_layers, step))
-    elif isinstance(value, (list, tuple)):
-        layers = [int(v) for v in value]
-    else:
-        raise ConfigError(f"probe.layers={value!r}: give a list of blocks (counted from 1) or 'every:K'.")
-    bad = [v for v in layers if not 1 <= v <= num_layers]
-    if bad:
-        raise ConfigError(f"probe.layers {bad} outside 1..{num_layers} (the encoder's blocks in use).")
-    # The last block is the standard heads' own: extra heads only on the others.
-    return sorted(set(layers) - {num_layers})
-
-
 def write_epoch_scores(path: Path, run_id: str, specs, history) -> None:
     """Each evaluated epoch's top-1 per head and set (the official loop's log), beside the results.
 

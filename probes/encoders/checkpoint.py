@@ -9,9 +9,8 @@ from typing import Any, Optional
 
 from probes.encoders.architecture import InternViTConfig, read_json_object
 from probes.encoders.source import EncoderSource, looks_like_hub_id
-from probes.encoders.tensor_files import shards_from_index
+from probes.encoders.tensor_files import INDEX_FILES, SINGLE_FILES, WEIGHT_SUFFIXES, SafetensorsFile, encoder_shards
 from probes.encoders.versions import VERSIONS
-from probes.encoders.weight_files import INDEX_FILES, SINGLE_FILES, WEIGHT_SUFFIXES, encoder_shard_names
 from probes.errors import CheckpointError, EncoderSourceError
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ class CheckpointSpec:
 def _weight_files(folder: Path) -> list[Path]:
     for name in INDEX_FILES:
         if (folder / name).is_file():
-            return shards_from_index(folder / name, encoder_shard_names(folder / name))
+            return encoder_shards(folder / name)
     for name in SINGLE_FILES:
         if (folder / name).is_file():
             return [folder / name]
@@ -127,9 +126,7 @@ def checkpoint_spec(source: EncoderSource, with_weights: bool = True) -> Checkpo
 
 def stored_float_dtypes(source: EncoderSource, spec: Optional[CheckpointSpec] = None) -> set:
     """The floating dtypes a checkpoint stores (read from safetensors headers; empty when unknown)."""
-    from probes.encoders.tensor_files import SafetensorsFile
-
-    if source.kind not in ("path", "version", "hub") or (source.kind == "version" and source.path is None):
+    if not source.names_checkpoint:
         return set()
     files = [f for f in (spec or checkpoint_spec(source)).files if f.suffix == ".safetensors"]
     return {info.dtype for f in files for info in SafetensorsFile(f).tensors.values() if info.dtype.is_floating_point}

@@ -43,14 +43,12 @@ def _with_data_config(data_config: dict, **shape) -> EncoderInfo:
                        crop_pct=float(data_config["crop_pct"]))
 
 
-def describe_source(source: Union[PathLike, EncoderSource], version: Optional[str] = None,
-                    weights: Optional[PathLike] = None, revision: Optional[str] = None,
-                    checkpoint: Optional[CheckpointSpec] = None) -> EncoderInfo:
-    """Shape, names and preprocessing of any `load_encoder` source, from config files only (never weights).
+def describe(src: EncoderSource, checkpoint: Optional[CheckpointSpec] = None) -> EncoderInfo:
+    """Shape, names and preprocessing of a parsed source, from its checkpoint as found (config files, never weights).
 
-    `checkpoint`: the source's checkpoint already found (resolve_encoder), so it is not looked up again.
+    A source that names a checkpoint (`src.names_checkpoint`) is described from `checkpoint`, which its caller
+    found once; timm models and the version table describe the rest.
     """
-    src = parse_source(source, version, weights, revision, weights_required=False)
     if src.kind == "timm":
         from probes.encoders.timm_encoder import describe_timm
 
@@ -58,16 +56,24 @@ def describe_source(source: Union[PathLike, EncoderSource], version: Optional[st
         return _with_data_config(enc.data_config, embed_dim=enc.embed_dim, num_layers=enc.num_layers,
                                  version=enc.version, name=enc.name, num_heads=enc.num_heads,
                                  patch_size=enc.patch_size)
-    if src.kind == "random" or (src.kind == "version" and src.path is None):  # the version table says it all
-        cfg, data_config = VERSIONS[src.version], None
+    if not src.names_checkpoint:   # random weights or a bare version name: the version table says it all
+        cfg, preprocessor = VERSIONS[src.version], None
         name = f"random:{src.version}" if src.kind == "random" else src.version
         version, config_version = src.version, src.version
     else:
-        spec = checkpoint or checkpoint_spec(src, with_weights=False)
-        cfg, name, version = spec.config, spec.name, spec.version
-        config_version = src.version or matching_version(cfg)
-        data_config = read_preprocessor_config(spec.preprocessor, default_data_config(cfg.image_size)) \
-            if spec.preprocessor is not None else None
-    return _with_data_config(data_config or default_data_config(cfg.image_size), embed_dim=cfg.hidden_size,
-                             num_layers=cfg.num_hidden_layers, version=version, config_version=config_version,
-                             name=name, num_heads=cfg.num_attention_heads, patch_size=cfg.patch_size)
+        if checkpoint is None:
+            raise ValueError(f"the encoder source {src.text!r} is described from its checkpoint; none was given")
+        cfg, preprocessor = checkpoint.config, checkpoint.preprocessor
+        name, version, config_version = checkpoint.name, checkpoint.version, src.version or matching_version(cfg)
+    default = default_data_config(cfg.image_size)
+    data_config = read_preprocessor_config(preprocessor, default) if preprocessor is not None else default
+    return _with_data_config(data_config, embed_dim=cfg.hidden_size, num_layers=cfg.num_hidden_layers,
+                             version=version, config_version=config_version, name=name,
+                             num_heads=cfg.num_attention_heads, patch_size=cfg.patch_size)
+
+
+def describe_source(source: Union[PathLike, EncoderSource], version: Optional[str] = None,
+                    weights: Optional[PathLike] = None, revision: Optional[str] = None) -> EncoderInfo:
+    """Shape, names and preprocessing of any `load_encoder` source, from config files only (never weights)."""
+    src = parse_source(source, version, weights, revision, weights_required=False)
+    return describe(src, checkpoint_spec(src, with_weights=False) if src.names_checkpoint else None)

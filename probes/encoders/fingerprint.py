@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import struct
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Optional
+
+from probes.encoders.checkpoint import CheckpointSpec
+from probes.encoders.source import RANDOM_SEED, EncoderSource
 
 _SAMPLE = 1 << 20  # bytes read from each end of a file's tensor data
 LENGTH = 12        # hex characters kept
@@ -46,26 +49,18 @@ def seed_fingerprint(what: str, seed: int) -> str:
     return hashlib.sha256(f"random-v1\0{what}\0{seed}".encode()).hexdigest()[:LENGTH]
 
 
-def source_fingerprint(source: object, checkpoint: object = None) -> str:
-    """The fingerprint `load_encoder(source)` would give, computed without building the model.
+def source_fingerprint(src: EncoderSource, checkpoint: Optional[CheckpointSpec]) -> str:
+    """The fingerprint `load_encoder(src)` would give, from the checkpoint as found, without building the model.
 
-    Checkpoints (folders, files, hub ids) hash their weight files; timm models their weights file or their
-    seed; `random:` sources their seed. '' when the weights are not there to read (e.g. --print-config of a
-    bare version name). `checkpoint`: its CheckpointSpec when already found (not looked up again).
+    Checkpoints (folders, files, hub ids) hash their weight files ('' when `checkpoint` is None: the weights are
+    not there to read, e.g. --print-config of a config-only folder); timm models their weights file or their
+    seed; `random:` sources their seed.
     """
-    from probes.encoders.checkpoint import checkpoint_spec
-    from probes.encoders.source import RANDOM_SEED, parse_source
-    from probes.errors import ProbeError
-
-    src = parse_source(source, weights_required=False)
-    try:
-        if src.kind in ("path", "version", "hub") and (src.path is not None or src.kind == "hub"):
-            return files_fingerprint((checkpoint or checkpoint_spec(src)).files)
-        if src.kind == "timm":
-            return (files_fingerprint([Path(src.weights)]) if src.weights
-                    else seed_fingerprint(f"timm:{src.timm_model}", RANDOM_SEED))
-        if src.kind == "random":
-            return seed_fingerprint(f"random:{src.version}", RANDOM_SEED)
-    except ProbeError:
-        return ""
+    if src.names_checkpoint:
+        return files_fingerprint(checkpoint.files) if checkpoint is not None else ""
+    if src.kind == "timm":
+        return (files_fingerprint([Path(src.weights)]) if src.weights
+                else seed_fingerprint(f"timm:{src.timm_model}", RANDOM_SEED))
+    if src.kind == "random":
+        return seed_fingerprint(f"random:{src.version}", RANDOM_SEED)
     return ""

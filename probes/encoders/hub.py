@@ -15,7 +15,7 @@ from huggingface_hub import constants
 from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, OfflineModeIsEnabled,
                                     RepositoryNotFoundError, RevisionNotFoundError)
 
-from probes.encoders.weight_files import INDEX_FILES, SINGLE_FILES, encoder_shard_names
+from probes.encoders.tensor_files import INDEX_FILES, SINGLE_FILES, encoder_shard_names
 from probes.errors import CheckpointError, EncoderSourceError
 
 _TRUE = {"1", "ON", "YES", "TRUE"}

@@ -5,12 +5,12 @@ described and fingerprinted once per run (no weights are read: the fingerprint s
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
 from probes.encoders.checkpoint import CheckpointSpec, checkpoint_spec
-from probes.encoders.describe import EncoderInfo, describe_source
+from probes.encoders.describe import EncoderInfo, describe
 from probes.encoders.fingerprint import source_fingerprint
 from probes.encoders.source import EncoderSource, PathLike, parse_source
 from probes.errors import ProbeError
@@ -18,36 +18,31 @@ from probes.errors import ProbeError
 
 @dataclass(frozen=True)
 class ResolvedEncoder:
-    """One encoder source with its description, a canonical spelling and its weights' fingerprint."""
+    """One encoder source with its description, a canonical spelling, its weights' fingerprint and its names."""
 
     source: EncoderSource
     info: EncoderInfo
     canonical: str          # the source as it is, not as typed: absolute real paths, hub id@revision
     fingerprint: str        # '' when the weights are not there to read (e.g. a bare version name)
     checkpoint: Optional[CheckpointSpec] = None   # the weight files found, for load_encoder (None: none there)
+    # Decided from the fields above when the value is made, so plans and rows read them as plain data:
+    # seeded random weights (`random:` sources, timm models without a pretrained tag or weights file);
+    random_weights: bool = field(init=False)
+    # the published version whose architecture this is (picks the published config), or None;
+    published_architecture: Optional[str] = field(init=False)
+    # a readable name for run ids (random weights say so first, never just the version's name);
+    name: str = field(init=False)
+    # the row's `encoder_version`: the version claimed by the source; random weights are never a version.
+    version_label: str = field(init=False)
 
-    @property
-    def random_weights(self) -> bool:
-        """Seeded random weights: `random:` sources and timm models without a pretrained tag or weights file."""
-        src = self.source
-        return src.kind == "random" or (src.kind == "timm" and not src.timm_tag and src.weights is None)
-
-    @property
-    def published_architecture(self) -> Optional[str]:
-        """The published version whose architecture this is (picks the published config), or None."""
-        return self.info.config_version
-
-    @property
-    def name(self) -> str:
-        """A readable name for run ids (random weights say so first, never just the version's name)."""
-        name = str(self.info.name)
-        return f"random-{name.removeprefix('random:')}" if self.random_weights else name
-
-    @property
-    def version_label(self) -> str:
-        """The row's `encoder_version`: the version claimed by the source; random weights are never a version."""
-        version = str(self.info.version)
-        return version if not self.random_weights or version.startswith(("random:", "timm:")) else f"random:{version}"
+    def __post_init__(self) -> None:
+        src, name, version = self.source, str(self.info.name), str(self.info.version)
+        random = src.kind == "random" or (src.kind == "timm" and not src.timm_tag and src.weights is None)
+        label = version if not random or version.startswith(("random:", "timm:")) else f"random:{version}"
+        for key, value in (("random_weights", random), ("published_architecture", self.info.config_version),
+                           ("name", f"random-{name.removeprefix('random:')}" if random else name),
+                           ("version_label", label)):
+            object.__setattr__(self, key, value)   # frozen: set once, here
 
 
 def _real(path: Optional[PathLike]) -> str:
@@ -72,11 +67,10 @@ def resolve_encoder(source: Union[PathLike, EncoderSource], version: Optional[st
                     weights_required: bool = False) -> ResolvedEncoder:
     """Parse, find, describe and fingerprint a source once (config files and weight-file headers only)."""
     src = parse_source(source, version, weights, revision, weights_required=weights_required)
-    spec = None
-    if src.kind == "hub" or (src.kind in ("path", "version") and src.path is not None):
+    spec = configs = None   # the checkpoint with its weights (None: not there); the one its configs describe
+    if src.names_checkpoint:
         try:
-            spec = checkpoint_spec(src)
-        except ProbeError:
-            spec = None   # no weights there (e.g. --print-config of a config-only folder): describe from configs
-    return ResolvedEncoder(src, describe_source(src, checkpoint=spec), canonical_source(src),
-                           source_fingerprint(src, checkpoint=spec), spec)
+            spec = configs = checkpoint_spec(src)
+        except ProbeError:   # no weights there (e.g. --print-config of a config-only folder): describe from configs
+            configs = checkpoint_spec(src, with_weights=False)
+    return ResolvedEncoder(src, describe(src, configs), canonical_source(src), source_fingerprint(src, spec), spec)

@@ -1,13 +1,14 @@
 """What an encoder source string means, decided in one place (every loader and describer asks here)."""
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from probes.encoders.versions import find_version, hub_id, resolve_version, version_of_repo
+from probes.encoders.versions import HUB_ORG, VERSIONS
 from probes.errors import EncoderSourceError
 
 # The seed of every seeded-random-weights encoder (`random:VERSION`, a timm model without weights): the same
@@ -54,8 +55,48 @@ class EncoderSource:
             return None
         return f"{self.timm_name}.{self.timm_tag}" if self.timm_tag else self.timm_name
 
+    @property
+    def names_checkpoint(self) -> bool:
+        """Whether the source names a checkpoint to find: a local folder or file, or a hub repo."""
+        return self.kind == "hub" or (self.kind in ("path", "version") and self.path is not None)
+
     def __str__(self) -> str:
         return self.text
+
+
+# How a source spells a published version's name, read here with the rest of it: a source is parsed in one pass.
+def _normalise(name: str) -> str:
+    return name.lower().replace(".", "-").replace("_", "-")
+
+
+def find_version(name: str) -> str | None:
+    """The canonical version name for `name` (case, '.', '_' and '-' ignored), or None."""
+    wanted = _normalise(name)
+    return next((known for known in VERSIONS if _normalise(known) == wanted), None)
+
+
+def resolve_version(name: str) -> str:
+    """The canonical version name; an unknown name is an error that suggests the closest ones."""
+    found = find_version(name)
+    if found is None:
+        close = difflib.get_close_matches(name, list(VERSIONS), n=2, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(close)}?" if close else f"; known: {', '.join(VERSIONS)}"
+        raise EncoderSourceError(f"unknown InternViT version {name!r}{hint}")
+    return found
+
+
+def hub_id(version: str) -> str:
+    """The Hugging Face repo id of a published version."""
+    return f"{HUB_ORG}/{version}"
+
+
+def version_of_repo(repo_id: str) -> Optional[str]:
+    """The published version a hub repo id holds (OpenGVLab/<version>), or None for any other repo."""
+    org, _, name = repo_id.partition("/")
+    if org.lower() != HUB_ORG.lower():
+        return None
+    version = find_version(name)
+    return version if version is not None and _normalise(name) == _normalise(version) else None
 
 
 def looks_like_hub_id(text: str) -> bool:

@@ -1,4 +1,4 @@
-"""Read checkpoint files one tensor at a time, straight into pre-allocated parameters.
+"""Checkpoint files: which of them hold the encoder, read one tensor at a time into pre-allocated parameters.
 
 Safetensors files are parsed here rather than through `safetensors.safe_open`: `safe_open`
 memory-maps the whole shard and every page it touches stays resident (and counted) until the
@@ -14,11 +14,16 @@ import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
 
 import torch
 
+from probes.encoders.keymaps import encoder_keys
 from probes.errors import CheckpointError
+
+# How a checkpoint folder stores its weights: a shard index, a single file, or (checkpoint.py) one loose file.
+INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")  # files read as weights (anything else is refused)
 
 _ST_DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -164,11 +169,16 @@ def read_weight_map(index_path: Path) -> dict[str, str]:
     return weight_map
 
 
-def shards_from_index(index_path: Path, names: Optional[Iterable[str]] = None) -> list[Path]:
-    """The shard files named by a `*.index.json` (or only `names` of them), each checked to exist."""
+def encoder_shard_names(index_path: Path) -> list[str]:
+    """The shards of a `*.index.json` that hold encoder tensors (a chat model's LLM-only shards are not needed)."""
+    weight_map = read_weight_map(index_path)
+    return sorted({weight_map[key] for key in encoder_keys(weight_map, str(index_path))})
+
+
+def encoder_shards(index_path: Path) -> list[Path]:
+    """The shard files of a `*.index.json` that hold encoder tensors, each checked to exist."""
     index_path = Path(index_path)
-    wanted = set(read_weight_map(index_path).values()) if names is None else set(names)
-    shards = sorted(index_path.parent / name for name in wanted)
+    shards = [index_path.parent / name for name in encoder_shard_names(index_path)]
     missing = [p.name for p in shards if not p.is_file()]
     if missing:
         raise CheckpointError(f"{index_path} names shard(s) that are missing: {', '.join(missing)}")

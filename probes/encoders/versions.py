@@ -1,11 +1,9 @@
-"""The published InternViT versions, as data (the README's supported-versions table), and their hub repos."""
+"""The published InternViT versions, as data (the README's supported-versions table), and their hub org."""
 from __future__ import annotations
 
-import difflib
 from typing import Optional
 
 from probes.encoders.architecture import InternViTConfig
-from probes.errors import EncoderSourceError
 
 _300M = InternViTConfig(
     hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
@@ -27,40 +25,6 @@ VERSIONS: dict[str, InternViTConfig] = {
     "InternViT-6B-448px-V2_5": _6B.replace(num_hidden_layers=45),
 }
 HUB_ORG = "OpenGVLab"  # every published version lives at OpenGVLab/<version name> on the Hugging Face hub
-
-
-def _normalise(name: str) -> str:
-    return name.lower().replace(".", "-").replace("_", "-")
-
-
-def find_version(name: str) -> str | None:
-    """The canonical version name for `name` (case, '.', '_' and '-' ignored), or None."""
-    wanted = _normalise(name)
-    return next((known for known in VERSIONS if _normalise(known) == wanted), None)
-
-
-def resolve_version(name: str) -> str:
-    """The canonical version name; an unknown name is an error that suggests the closest ones."""
-    found = find_version(name)
-    if found is None:
-        close = difflib.get_close_matches(name, list(VERSIONS), n=2, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(close)}?" if close else f"; known: {', '.join(VERSIONS)}"
-        raise EncoderSourceError(f"unknown InternViT version {name!r}{hint}")
-    return found
-
-
-def hub_id(version: str) -> str:
-    """The Hugging Face repo id of a published version."""
-    return f"{HUB_ORG}/{version}"
-
-
-def version_of_repo(repo_id: str) -> Optional[str]:
-    """The published version a hub repo id holds (OpenGVLab/<version>), or None for any other repo."""
-    org, _, name = repo_id.partition("/")
-    if org.lower() != HUB_ORG.lower():
-        return None
-    version = find_version(name)
-    return version if version is not None and _normalise(name) == _normalise(version) else None
 
 
 def matching_version(config: InternViTConfig) -> Optional[str]:

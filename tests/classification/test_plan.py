@@ -84,6 +84,18 @@ def test_a_published_version_without_config_gets_its_own_published_config(versio
     assert plan["run_id"].startswith(version)
 
 
+def test_without_config_the_encoder_is_resolved_once_for_the_pick_and_the_plan(tiny_encoder: Path, count_calls,
+                                                                             capsys: pytest.CaptureFixture) -> None:
+    """The published config is picked with the encoder the plan then uses: one parse, one checkpoint look-up."""
+    from probes.cli import main
+
+    resolved = count_calls("probes.encoders.resolved", "resolve_encoder")
+    looked_up = count_calls("probes.encoders.checkpoint", "resolve_checkpoint")
+    assert main(["classify", "--encoder", str(tiny_encoder), "--print-config", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["encoder"]["fingerprint"]
+    assert (len(resolved), len(looked_up)) == (1, 1)
+
+
 def test_random_weights_are_never_published(capsys: pytest.CaptureFixture) -> None:
     from probes.cli import main
 

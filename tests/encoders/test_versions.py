@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from probes.encoders import VERSIONS, InternViT
-from probes.encoders.versions import resolve_version
+from probes.encoders.source import resolve_version
 
 # architecture.md's parameter counts, in millions, as the model cards round them (V1-0's card repeats
 # the 224px figure although its 448px position embedding is 2.5M larger; 45-block cards say 5540 for 5536.5).
