@@ -20,6 +20,9 @@ hits them alike; a ratio is the median of per-round ratios.
 
 The headline is the path 'auto' takes on this machine: off CUDA the worker path (untimed, as a run
 decides); on CUDA the faster of the two as a run times them (probes.classification.pipeline.image_paths).
+A second table builds the worker path's training loader up step by step (decode; + crop; + the batch in
+fresh shared memory; + a lent slot, the real path; the real path without Pillow keeping its blocks), each
+a one-worker loader: CPU ms per image and the worker's page faults per image (from /proc).
 
     python benchmarks/data_pipeline.py --quick        # ~3 min on 2 CPU cores
     python benchmarks/data_pipeline.py --images 256 --rounds 9
@@ -135,18 +138,28 @@ def one_worker_loader(path: str, dataset: ImageFiles, batch_size: int, collate_f
     return data_loader(dataset, batch_size, None, False, collate_fn, 1, device, persistent=True)
 
 
-def workers_cpu_seconds() -> float:
-    """CPU seconds used so far by this process's children (the DataLoader workers), from /proc."""
-    ticks = 0
+def _children_stat(fields: Tuple[int, ...]) -> int:
+    """The sum over this process's children (the DataLoader workers) of some /proc/<pid>/stat fields."""
+    total = 0
     for task in Path("/proc/self/task").iterdir():
         for pid in (task / "children").read_text().split():
             try:
                 stat = Path(f"/proc/{pid}/stat").read_text()
             except FileNotFoundError:
                 continue
-            fields = stat.rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+            values = stat.rsplit(")", 1)[1].split()
+            total += sum(int(values[f]) for f in fields)
+    return total
+
+
+def workers_cpu_seconds() -> float:
+    """CPU seconds used so far by this process's children (the DataLoader workers), from /proc."""
+    return _children_stat((11, 12)) / os.sysconf("SC_CLK_TCK")   # utime, stime
+
+
+def workers_page_faults() -> int:
+    """Minor page faults so far of this process's children (the DataLoader workers), from /proc."""
+    return _children_stat((7,))   # minflt
 
 
 def _sync(device: torch.device) -> None:
@@ -182,6 +195,60 @@ def one_pass(run: Callable[[], int], device: torch.device) -> Tuple[float, float
     n = run()
     _sync(device)
     return (workers_cpu_seconds() - worker, time.process_time() - main, time.perf_counter() - wall, n)
+
+
+def _as_decoded(img: Image.Image) -> Image.Image:
+    return img
+
+
+def _count(batch: list) -> int:
+    """A collate that keeps nothing: what a worker does up to the batch, and no more."""
+    return len(batch)
+
+
+def _received(loader: DataLoader) -> int:
+    """Receive a loader's batches in the main process without normalising them (lent slots freed unread)."""
+    return sum(b if isinstance(b, int) else len(b["images"]) for b in loader)
+
+
+FLOOR = ("decode", "decode + RandomResizedCrop", "+ the batch, fresh shared memory",
+         "+ the batch, a lent slot (the worker path)", "the worker path, Pillow keeping no blocks")
+
+
+def floor_loaders(files: List[Path], size: int, batch: int, device: torch.device) -> Dict[str, DataLoader]:
+    """The worker path's training loader built up step by step, each step a one-worker loader of a run's kind."""
+    crop = build_train_transform(size)
+
+    def run_loader(transform: Callable, collate_fn: Callable) -> DataLoader:
+        return data_loader(ImageFiles(files, [0] * len(files), transform), batch, None, False, collate_fn, 1,
+                           device, persistent=True)
+
+    plain = DataLoader(ImageFiles(files, [0] * len(files), crop), batch_size=batch, num_workers=1,
+                       collate_fn=lending(collate, ring_for(batch, size, workers=1)), persistent_workers=True,
+                       prefetch_factor=PREFETCH)   # no worker set-up: Pillow's default of no blocks kept
+    steps = (run_loader(_as_decoded, _count), run_loader(crop, _count), run_loader(crop, collate),
+             run_loader(crop, lending(collate, ring_for(batch, size, workers=1))), plain)
+    return dict(zip(FLOOR, steps))
+
+
+def measure_floor(files: List[Path], size: int, batch: int, device: torch.device, rounds: int) -> None:
+    """Print each step's worker + main-process CPU ms and the worker's page faults per image (medians of rounds)."""
+    loaders = floor_loaders(files, size, batch, device)
+    for loader in loaders.values():
+        _received(loader)   # warm-up: worker start, a ring's first faults, Pillow's blocks
+    seen: Dict[str, list] = {step: [] for step in FLOOR}
+    for _ in range(rounds):
+        for step, loader in loaders.items():
+            torch.manual_seed(0)
+            worker, faults, main = workers_cpu_seconds(), workers_page_faults(), time.process_time()
+            n = _received(loader)
+            seen[step].append(((workers_cpu_seconds() - worker) / n, (time.process_time() - main) / n,
+                               (workers_page_faults() - faults) / n))
+    print("the worker path step by step (training crops, one worker; CPU ms per image worker + main process "
+          "receiving, not normalising; worker page faults per image):")
+    for step in FLOOR:
+        worker, main, faults = (statistics.median(v[i] for v in seen[step]) for i in range(3))
+        print(f"  {step:<44} {worker * 1e3:5.2f} + {main * 1e3:4.2f}   faults {faults:6.1f}")
 
 
 def auto_path(files: List[Path], size: int, device: torch.device) -> Tuple[str, str]:
@@ -239,6 +306,7 @@ def main() -> None:
                     assert n == args.images, f"{path} {kind} delivered {n} of {args.images} images"
                     runs[(kind, path)].append((worker, main, wall))
         del passes
+        measure_floor(files, size, args.batch_size, device, args.rounds)
     print(f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (rates per CPU-second; "
           f"wall-clock ratios beside)")
 
