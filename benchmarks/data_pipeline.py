@@ -21,8 +21,8 @@ hits them alike; a ratio is the median of per-round ratios.
 The headline is the path 'auto' takes on this machine: off CUDA the worker path (untimed, as a run
 decides); on CUDA the faster of the two as a run times them (probes.classification.pipeline.image_paths).
 A second table builds the worker path's training loader up step by step (decode; + crop; + the batch in
-fresh shared memory; + a lent slot, the real path; the real path without Pillow keeping its blocks), each
-a one-worker loader: CPU ms per image and the worker's page faults per image (from /proc).
+fresh shared memory; + a lent slot, the real path; the real path in a spawned worker, with and without
+Pillow keeping its blocks), each a one-worker loader: CPU ms and the worker's page faults per image (/proc).
 
     python benchmarks/data_pipeline.py --quick        # ~3 min on 2 CPU cores
     python benchmarks/data_pipeline.py --images 256 --rounds 9
@@ -34,6 +34,7 @@ path 'auto' picks on this machine).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import sys
@@ -212,22 +213,30 @@ def _received(loader: DataLoader) -> int:
 
 
 FLOOR = ("decode", "decode + RandomResizedCrop", "+ the batch, fresh shared memory",
-         "+ the batch, a lent slot (the worker path)", "the worker path, Pillow keeping no blocks")
+         "+ the batch, a lent slot (the worker path)", "the worker path, fresh process (spawn)",
+         "the same, Pillow keeping no blocks")
 
 
 def floor_loaders(files: List[Path], size: int, batch: int, device: torch.device) -> Dict[str, DataLoader]:
-    """The worker path's training loader built up step by step, each step a one-worker loader of a run's kind."""
+    """The worker path's training loader built up step by step, each step a one-worker loader of a run's kind.
+
+    The last two start their worker by spawn: a forked worker inherits the main process's allocator, whose
+    reuse of freed memory depends on what the main process did before; a spawned one starts as a run's
+    first epoch may, so Pillow's block cache (`keep_pillow_blocks`) is compared there.
+    """
     crop = build_train_transform(size)
+    spawn = multiprocessing.get_context("spawn")
 
-    def run_loader(transform: Callable, collate_fn: Callable) -> DataLoader:
+    def run_loader(transform: Callable, collate_fn: Callable, **kw) -> DataLoader:
         return data_loader(ImageFiles(files, [0] * len(files), transform), batch, None, False, collate_fn, 1,
-                           device, persistent=True)
+                           device, persistent=True, **kw)
 
-    plain = DataLoader(ImageFiles(files, [0] * len(files), crop), batch_size=batch, num_workers=1,
-                       collate_fn=lending(collate, ring_for(batch, size, workers=1)), persistent_workers=True,
-                       prefetch_factor=PREFETCH)   # no worker set-up: Pillow's default of no blocks kept
+    def lent(context=None) -> Callable:
+        return lending(collate, ring_for(batch, size, workers=1, context=context))
+
     steps = (run_loader(_as_decoded, _count), run_loader(crop, _count), run_loader(crop, collate),
-             run_loader(crop, lending(collate, ring_for(batch, size, workers=1))), plain)
+             run_loader(crop, lent()), run_loader(crop, lent(spawn), context=spawn),
+             run_loader(crop, lent(spawn), context=spawn, pillow_blocks=False))
     return dict(zip(FLOOR, steps))
 
 

@@ -42,10 +42,11 @@ _WIDE_GRAY = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
 def keep_pillow_blocks(blocks: int) -> None:
     """Let Pillow keep up to ``blocks`` freed image blocks for reuse (its ``PILLOW_BLOCKS_MAX``), unless the user set it.
 
-    Pillow keeps none by default, so every decoded, cropped, resized or split image takes fresh memory from
-    the allocator: ~190 page faults per 448 px crop in a DataLoader worker on the VM of benchmarks/RESULTS.md
-    (~2 µs each there), ~2 with blocks kept. Where the blocks live changes no pixel. A worker keeps at
-    most what one batch has alive at once (its crops and a few intermediates).
+    Pillow keeps none by default, so each decoded, cropped or resized image may take fresh pages from the
+    allocator: ~120 page faults per 448 px training crop in a freshly started worker on the VM of
+    benchmarks/RESULTS.md, under one with blocks kept (``benchmarks/data_pipeline.py``'s step table). Where the
+    blocks live changes no pixel. A worker keeps at most what one batch has alive at once (its crops and a
+    few intermediates).
     """
     if "PILLOW_BLOCKS_MAX" not in os.environ and hasattr(Image.core, "set_blocks_max"):
         Image.core.set_blocks_max(max(int(blocks), Image.core.get_blocks_max()))
@@ -149,9 +150,9 @@ def _chw(crop: Crop) -> Tuple[int, int, int]:
 def _bands(img: Image.Image) -> List[np.ndarray]:
     """Each channel of a Pillow image as an (H, W) uint8 array.
 
-    For RGB and L, Pillow's raw packer writes one channel's bytes straight from the image (0.11 ms for a
-    448 px RGB crop on the VM of benchmarks/RESULTS.md, against 0.20 ms through ``split()`` and
-    ``np.asarray``, which makes three images and copies each twice more); other modes go through ``split()``.
+    For RGB and L, Pillow's raw packer writes one channel's bytes straight from the image, about half the
+    time of ``split()`` + ``np.asarray``, which makes three images and copies each twice more (timed once on
+    the VM of benchmarks/RESULTS.md: 0.11 against 0.20 ms for a 448 px crop); other modes use ``split()``.
     """
     shape = (img.height, img.width)
     if img.mode in ("RGB", "L"):

@@ -32,15 +32,18 @@ def _start_worker(pillow_blocks: int, worker_id: int) -> None:
 
 
 def data_loader(dataset, batch: int, sampler, drop_last: bool, collate_fn: Optional[Callable],
-                workers: Optional[int], device: torch.device, persistent: bool = False) -> DataLoader:
+                workers: Optional[int], device: torch.device, persistent: bool = False,
+                context: Optional[BaseContext] = None, pillow_blocks: bool = True) -> DataLoader:
     """A DataLoader with the run's workers (None: the cores available, see `default_workers`).
 
     Each worker lets Pillow reuse the memory of a batch's images (`keep_pillow_blocks`: a batch's crops
-    plus a few intermediates). ``persistent``: workers kept across passes (benchmarks read their CPU time).
+    plus a few intermediates). ``persistent``: workers kept across passes; ``context``: their start method;
+    ``pillow_blocks=False``: Pillow's default (benchmarks read the workers' CPU time and compare).
     """
     workers = loader_workers(workers)
     return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=drop_last,
-                      num_workers=workers, collate_fn=collate_fn, worker_init_fn=partial(_start_worker, batch + 8),
+                      num_workers=workers, collate_fn=collate_fn, multiprocessing_context=context if workers else None,
+                      worker_init_fn=partial(_start_worker, batch + 8) if pillow_blocks else None,
                       pin_memory=device.type == "cuda", persistent_workers=persistent and workers > 0,
                       prefetch_factor=PREFETCH if workers else None)
 
