@@ -258,6 +258,28 @@ def measure_floor(files: List[Path], size: int, batch: int, device: torch.device
     for step in FLOOR:
         worker, main, faults = (statistics.median(v[i] for v in seen[step]) for i in range(3))
         print(f"  {step:<44} {worker * 1e3:5.2f} + {main * 1e3:4.2f}   faults {faults:6.1f}")
+    batches = [b["images"] for b in loaders[FLOOR[2]]]   # fresh memory: the batches stay valid
+    print("the consumer's normalisation alone on those batches (CPU ms per image, into reused memory): " + ", ".join(
+        f"{backend} {ms:.2f}" for backend, ms in normalisation_times(batches, rounds).items()))
+
+
+def normalisation_times(batches: List[torch.Tensor], rounds: int) -> Dict[str, float]:
+    """CPU ms per image of the CPU table look-up with OpenCV (where installed) and with numpy (median of rounds)."""
+    out = {tuple(b.shape): torch.empty(b.shape, dtype=torch.float32) for b in batches}
+    images = sum(len(b) for b in batches)
+    times = {}
+    for use_opencv in (True, False):
+        table = PixelTable(MEAN, STD, use_opencv=use_opencv)
+        if table.backend in times:
+            continue   # no OpenCV here: one backend
+        seen = []
+        for _ in range(rounds + 1):
+            start = time.process_time()
+            for b in batches:
+                table(b, out[tuple(b.shape)])
+            seen.append(time.process_time() - start)
+        times[table.backend] = statistics.median(seen[1:]) / images * 1e3
+    return times
 
 
 def auto_path(files: List[Path], size: int, device: torch.device) -> Tuple[str, str]:
