@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
     plan = plan_from_options(args.config, overrides_from_args(args))
     if args.print_config:
-        from probes.classification.print_config import describe_plan
+        from probes.classification.plan import describe_plan
 
         print(describe_plan(plan, args.print_config))
         return 0

@@ -15,12 +15,12 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from probes.classification.config import BASE_CONFIG, ClassifyConfig, load_config, published_config_for
 from probes.classification.pipeline import Preprocessing
 from probes.classification.sweep import head_specs
-from probes.config_files import config_dir
+from probes.config_files import config_dir, dump_config
 from probes.encoders.resolved import ResolvedEncoder, resolve_encoder
 from probes.errors import ConfigError
 from probes.protocol import ProtocolWords, number_shaping, protocol_words, recipe_changes
 from probes.results import CACHED_PROTOCOL
-from probes.run_identity import make_run_id
+from probes.run_identity import make_run_id, plan_json
 from probes.runtime import device_type
 
 
@@ -191,6 +191,14 @@ def plan_classify(cfg: ClassifyConfig, encoder: Optional[ResolvedEncoder] = None
                                       tuple(pre["std"])),
                         blocks, layers, tuple(s.key for s in specs), data_root, data_paths,
                         config_file, published_config, values, words, run_id)
+
+
+def describe_plan(plan: ClassifyPlan, fmt: str = "py") -> str:
+    """`--print-config`: the run's plan (resolved config, encoder, preprocessing, heads, run id, protocol) as py or json."""
+    from mmengine.config import Config
+
+    values = plan.as_dict()
+    return plan_json(values).rstrip("\n") if fmt == "json" else dump_config(Config(values), fmt)
 
 
 def plan_from_options(name: Optional[str], options: Mapping[str, Any]) -> ClassifyPlan:
