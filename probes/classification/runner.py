@@ -14,7 +14,7 @@ from torch import nn
 from probes.classification import datasets as ds
 from probes.classification.baselines import baseline_tables
 from probes.classification.cache import cached_source
-from probes.classification.config import ClassifyConfig, DataSpec, EncoderSpec
+from probes.classification.config import ClassifyConfig, DataSpec
 from probes.classification.distributed import DistInfo, init_distributed
 from probes.classification.live import LiveSource
 from probes.classification.metrics import Top1Table
@@ -24,8 +24,9 @@ from probes.classification.predictions import kept_heads, write_run_predictions
 from probes.classification.rows import RunFacts, baseline_rows, head_rows, is_published, select_heads
 from probes.classification.sweep import HeadBank, SweepTrainer, head_specs
 from probes.classification.training import LoopSettings, evaluate_sweep, fingerprint, train_sweep
-from probes.encoders import load_encoder, parse_source
+from probes.encoders import load_encoder
 from probes.encoders.checkpoint import stored_float_dtypes
+from probes.encoders.resolved import ResolvedEncoder
 from probes.errors import ConfigError, DatasetError
 from probes.interrupts import Interrupt, RunInterrupted, SignalGuard, signal_of
 from probes.io import write_atomic
@@ -66,21 +67,18 @@ def load_data(data: DataSpec, seed: int, cache_per_class: Optional[int] = None) 
     return Data(train, heldout, tests)
 
 
-def storage_dtype(spec: EncoderSpec, precision: str, device: torch.device, source: Any = None,
-                  checkpoint: Any = None) -> Any:
+def storage_dtype(dtype: Optional[str], precision: str, device: torch.device, encoder: ResolvedEncoder) -> Any:
     """The frozen encoder's weight dtype: never a lossy cast of the checkpoint's values.
 
     fp16 (the official protocol) keeps fp32 weights under fp16 autocast, as the official run; bf16 stores
-    bf16 on GPU (half the memory) unless the checkpoint holds fp16 values, which bf16 would round (then
-    fp32); fp32 stores fp32. `encoder.dtype` in the config wins.
+    bf16 on GPU (half the memory) unless the checkpoint the plan found holds fp16 values, which bf16 would
+    round (then fp32); fp32 stores fp32. `encoder.dtype` in the config (``dtype``) wins.
     """
-    if spec.dtype is not None:
-        return spec.dtype
+    if dtype is not None:
+        return dtype
     if precision != "bf16" or device.type != "cuda":
         return "float32"
-    if source is None:
-        source = parse_source(str(spec.source), version=spec.version, weights=spec.weights, revision=spec.revision)
-    return "float32" if torch.float16 in stored_float_dtypes(source, checkpoint) else "bfloat16"
+    return "float32" if torch.float16 in stored_float_dtypes(encoder.checkpoint) else "bfloat16"
 
 
 def load_probe_encoder(plan: ClassifyPlan, dtype: Any, device: torch.device) -> nn.Module:
@@ -127,7 +125,7 @@ def run_classify(cfg: ClassifyConfig, plan: Optional[ClassifyPlan] = None) -> Li
     precision = plan.precision
     if dist.device.type != plan.device:
         raise ConfigError(f"the plan was made for {plan.device} but the run is on {dist.device.type}")
-    dtype = storage_dtype(cfg.encoder, precision, dist.device, plan.encoder.source, plan.encoder.checkpoint)
+    dtype = storage_dtype(cfg.encoder.dtype, precision, dist.device, plan.encoder)
     encoder = load_probe_encoder(plan, dtype, dist.device)
     specs = head_specs(cfg.probe.probes, cfg.probe.head_lrs, plan.extra_layers, cfg.probe.published_lr,
                        cfg.train.seeds)

@@ -124,9 +124,9 @@ def checkpoint_spec(source: EncoderSource, with_weights: bool = True) -> Checkpo
     return resolve_checkpoint(source.path, source.version, with_weights=with_weights)
 
 
-def stored_float_dtypes(source: EncoderSource, spec: Optional[CheckpointSpec] = None) -> set:
-    """The floating dtypes a checkpoint stores (read from safetensors headers; empty when unknown)."""
-    if not source.names_checkpoint:
+def stored_float_dtypes(spec: Optional[CheckpointSpec]) -> set:
+    """The floating dtypes a checkpoint stores (read from safetensors headers; empty when unknown or none)."""
+    if spec is None:
         return set()
-    files = [f for f in (spec or checkpoint_spec(source)).files if f.suffix == ".safetensors"]
+    files = [f for f in spec.files if f.suffix == ".safetensors"]
     return {info.dtype for f in files for info in SafetensorsFile(f).tensors.values() if info.dtype.is_floating_point}

@@ -292,7 +292,7 @@ def test_any_timm_model_without_class_token_can_be_probed(tiny_cfg):
 
 
 def test_an_fp16_checkpoint_is_never_cast_to_bf16(tmp_path):
-    from probes.classification.config import EncoderSpec
+    from probes.encoders.resolved import resolve_encoder
     from probes.testing.checkpoints import random_internvit, save_hf_folder, tiny_config
 
     cfg = tiny_config("300m")
@@ -300,11 +300,12 @@ def test_an_fp16_checkpoint_is_never_cast_to_bf16(tmp_path):
     half = save_hf_folder({k: v.half() for k, v in weights.items()}, cfg, tmp_path / "half")
     full = save_hf_folder(weights, cfg, tmp_path / "full")
     gpu = torch.device("cuda")
-    spec = lambda path: EncoderSpec(str(path), None, None, None, None, None)  # noqa: E731
-    assert runner.storage_dtype(spec(half), "bf16", gpu) == "float32"     # bf16 would round fp16 values
-    assert runner.storage_dtype(spec(full), "bf16", gpu) == "bfloat16"
-    assert runner.storage_dtype(spec(half), "fp16", gpu) == "float32"     # the official: fp32 under fp16 autocast
-    assert runner.storage_dtype(spec(full), "bf16", torch.device("cpu")) == "float32"
+    half, full = resolve_encoder(str(half)), resolve_encoder(str(full))
+    assert runner.storage_dtype(None, "bf16", gpu, half) == "float32"     # bf16 would round fp16 values
+    assert runner.storage_dtype(None, "bf16", gpu, full) == "bfloat16"
+    assert runner.storage_dtype(None, "fp16", gpu, half) == "float32"     # the official: fp32 under fp16 autocast
+    assert runner.storage_dtype(None, "bf16", torch.device("cpu"), full) == "float32"
+    assert runner.storage_dtype("bfloat16", "bf16", gpu, half) == "bfloat16"   # encoder.dtype in the config wins
 
 
 def test_per_layer_heads_ride_on_the_same_backbone_pass(tiny_cfg, monkeypatch, tmp_path):
