@@ -142,19 +142,21 @@ class _BlocksSeen(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return 2
 
-    def __getitem__(self, i: int) -> int:
-        return Image.core.get_blocks_max()
+    def __getitem__(self, i: int) -> tuple:
+        return Image.core.get_blocks_max(), Image.core.get_block_size()
 
 
 def test_run_loader_workers_let_pillow_keep_a_batch_of_blocks(monkeypatch):
     from probes.classification.pipeline.loaders import data_loader
 
     monkeypatch.delenv("PILLOW_BLOCKS_MAX", raising=False)
-    seen = list(data_loader(_BlocksSeen(), 2, None, False, None, 1, torch.device("cpu")))
-    assert seen[0].tolist() == [10, 10]   # the batch (2) and 8 for intermediates
-    monkeypatch.setenv("PILLOW_BLOCKS_MAX", "3")   # the user's setting wins (Pillow read it at import)
-    seen = list(data_loader(_BlocksSeen(), 2, None, False, None, 1, torch.device("cpu")))
-    assert seen[0].tolist() == [Image.core.get_blocks_max()] * 2
+    monkeypatch.delenv("PILLOW_BLOCK_SIZE", raising=False)
+    (blocks, size), = list(data_loader(_BlocksSeen(), 2, None, False, None, 1, torch.device("cpu")))
+    assert blocks.tolist() == [10, 10] and size.tolist() == [1 << 20] * 2   # the batch (2) + 8; 1 MiB each
+    monkeypatch.setenv("PILLOW_BLOCKS_MAX", "3")   # the user's settings win (Pillow read them at import)
+    monkeypatch.setenv("PILLOW_BLOCK_SIZE", "4m")
+    (blocks, size), = list(data_loader(_BlocksSeen(), 2, None, False, None, 1, torch.device("cpu")))
+    assert blocks.tolist() == [Image.core.get_blocks_max()] * 2 and size.tolist() == [Image.core.get_block_size()] * 2
 
 
 def test_a_run_lends_each_pass_of_worker_crops_its_own_ring(tmp_path, tiny_cfg):

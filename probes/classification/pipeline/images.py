@@ -39,16 +39,24 @@ _INTERPOLATION = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.Interpol
 _WIDE_GRAY = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
+PILLOW_BLOCK_BYTES = 1 << 20   # a 448 px RGB crop (0.8 MB) is one block; a large photo, several
+
+
 def keep_pillow_blocks(blocks: int) -> None:
-    """Let Pillow keep up to ``blocks`` freed image blocks for reuse (its ``PILLOW_BLOCKS_MAX``), unless the user set it.
+    """Let Pillow keep up to ``blocks`` freed 1 MiB image blocks for reuse (its ``PILLOW_BLOCKS_MAX`` and
+    ``PILLOW_BLOCK_SIZE``), unless the user set them.
 
     Pillow keeps none by default, so each decoded, cropped or resized image may take fresh pages from the
     allocator: ~120 page faults per 448 px training crop in a freshly started worker on the VM of
     benchmarks/RESULTS.md, under one with blocks kept (``benchmarks/data_pipeline.py``'s step table). Where the
-    blocks live changes no pixel. A worker keeps at most what one batch has alive at once (its crops and a
-    few intermediates).
+    blocks live changes no pixel. Blocks of 1 MiB (Pillow's default is 16) bound what a worker keeps to
+    ``blocks`` MiB whatever the photos' sizes: about what one batch of crops holds at once anyway.
     """
-    if "PILLOW_BLOCKS_MAX" not in os.environ and hasattr(Image.core, "set_blocks_max"):
+    if not hasattr(Image.core, "set_blocks_max"):
+        return
+    if "PILLOW_BLOCK_SIZE" not in os.environ:
+        Image.core.set_block_size(PILLOW_BLOCK_BYTES)
+    if "PILLOW_BLOCKS_MAX" not in os.environ:
         Image.core.set_blocks_max(max(int(blocks), Image.core.get_blocks_max()))
 
 
