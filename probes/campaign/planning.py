@@ -81,12 +81,9 @@ def _swap(argv: List[str], flag: str, value: Optional[str]) -> List[str]:
 
 def resolve_run(argv: List[str], version: str, has_data: bool) -> Planned:
     """Plan a run as it will run; when the weights or data are missing, plan its architecture (no run id)."""
-    from probes.encoders.resolved import resolve_encoder
-
     with _offline():
         try:
-            resolve_encoder(argv[argv.index("--encoder") + 1])   # cheap: is the encoder there to describe?
-            plan = plan_argv(argv, check_data=has_data)
+            plan = plan_argv(argv, check_data=has_data)   # resolves the encoder first: one that is not there fails
         except ProbeError as exc:
             reason = str(exc).splitlines()[0]
             try:   # the cost needs the architecture only: the published version's, data unchecked

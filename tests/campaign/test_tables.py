@@ -138,3 +138,15 @@ def test_a_segment_run_id_is_the_one_the_job_computes(tiny_encoders, tmp_path) -
     assert planned.run_id and planned.run_id.startswith("encA_ade20k_head_")
     job_argv = [*argv[:cut], "--allow-subset", "--resume", "--launcher", "pytorch", *argv[cut + 1:]]
     assert plan_argv(job_argv).run_id == planned.run_id
+
+
+def test_a_missing_encoder_is_the_reason_and_the_architecture_is_still_planned(tmp_path, count_calls):
+    import probes.classification.plan  # noqa: F401 (loaded, so its resolve_encoder is counted too)
+    from probes.campaign.planning import resolve_run
+
+    calls = count_calls("probes.encoders.resolved", "resolve_encoder")
+    argv = ["classify", "--encoder", str(tmp_path / "no-such-ckpt"), "--data", str(tmp_path / "no-data")]
+    planned = resolve_run(argv, "InternViT-300M-448px", has_data=True)
+    assert planned.run_id is None and "no-such-ckpt" in planned.note and "does not exist" in planned.note
+    assert planned.plan is not None and planned.plan.encoder.version_label == "InternViT-300M-448px"
+    assert len(calls) == 2   # the missing source once, the published architecture once
