@@ -150,3 +150,13 @@ def test_a_missing_encoder_is_the_reason_and_the_architecture_is_still_planned(t
     assert planned.run_id is None and "no-such-ckpt" in planned.note and "does not exist" in planned.note
     assert planned.plan is not None and planned.plan.encoder.version_label == "InternViT-300M-448px"
     assert len(calls) == 2   # the missing source once, the published architecture once
+
+
+def test_a_run_whose_encoder_is_there_is_planned_with_one_resolution(tiny_encoders, count_calls):
+    import probes.classification.plan  # noqa: F401 (loaded, so its resolve_encoder is counted too)
+    from probes.campaign.planning import resolve_run
+
+    calls = count_calls("probes.encoders.resolved", "resolve_encoder")
+    planned = resolve_run(["classify", "--encoder", str(tiny_encoders[0])], "custom", has_data=False)
+    assert planned.plan is not None and planned.note.startswith("no data folder")
+    assert len(calls) == 1
