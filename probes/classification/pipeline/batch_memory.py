@@ -105,14 +105,15 @@ class BufferPool:
 class BatchRing:
     """Slots of shared memory the main process lends its DataLoader workers, one uint8 batch each, reused.
 
-    Why: fresh shared memory for every batch (:func:`shared_bytes`) cost ~0.8 ms per 448 px image on the
-    VM of benchmarks/RESULTS.md (allocating it, faulting its pages, the main process mapping and freeing
-    it); a slot's pages are faulted once per ring (a run makes one per pass over a set). Safety: a worker writes only a slot it took while it was free
-    (under a lock shared with every worker), and only the one :class:`LentBatch` the main process received
-    for that slot frees it, after the bytes were copied out of it. When no slot is free, or a batch does
-    not fit, the worker takes fresh shared memory as before: a ring too small is slower, never wrong.
-    The ring is made in the main process before the workers start (they inherit or unpickle it), with
-    the start method of the DataLoader's workers.
+    Why: fresh shared memory for every batch (:func:`shared_bytes`) cost a worker ~150 page faults and
+    0.2-0.5 ms of CPU per 448 px image on the VM of benchmarks/RESULTS.md (``benchmarks/data_pipeline.py``'s
+    step table), plus the main process mapping and freeing it; a slot's pages are faulted once per ring (a
+    run makes one per pass over a set). Safety: a worker writes only a slot it took while it was free (under
+    a lock shared with every worker), and only the one :class:`LentBatch` the main process received for
+    that slot frees it, after the bytes were copied out of it. When no slot is free, or a batch does not
+    fit, the worker takes fresh shared memory as before: a ring too small is slower, never wrong. The ring
+    is made in the main process before the workers start (they inherit or unpickle it), with the start
+    method of the DataLoader's workers.
     """
 
     def __init__(self, slots: int, slot_bytes: int, context: Optional[BaseContext] = None) -> None:
@@ -161,7 +162,7 @@ class BatchRing:
     def counts(self) -> Dict[str, int]:
         """Batches written into slots, batches that took fresh memory, slots lent out now."""
         return {"lent": int(self.state[self.slots]), "fresh": int(self.state[self.slots + 1]),
-                    "out": int(self.state[:self.slots].sum())}
+                "out": int(self.state[:self.slots].sum())}
 
 
 # The rings this process made, by token: a LentBatch arriving from a worker finds its slot's memory here.
