@@ -40,6 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
@@ -60,7 +61,7 @@ from probes.classification.pipeline.device_crops import (  # noqa: E402
     DeviceCrops, EvalCropPlans, TrainCropPlans, collate_plans)
 from probes.classification.pipeline.images import (  # noqa: E402
     ImageFiles, build_eval_transform, build_train_transform, collate, decode_rgb)
-from probes.classification.pipeline.loaders import PREFETCH, data_loader, lending, ring_for  # noqa: E402
+from probes.classification.pipeline.loaders import PREFETCH, data_loader, ring_for  # noqa: E402
 from probes.classification.pipeline.normalisation import PixelTable  # noqa: E402
 from probes.runtime import resolve_device  # noqa: E402
 
@@ -232,7 +233,7 @@ def floor_loaders(files: List[Path], size: int, batch: int, device: torch.device
                            device, persistent=True, **kw)
 
     def lent(context=None) -> Callable:
-        return lending(collate, ring_for(batch, size, workers=1, context=context))
+        return partial(collate, ring=ring_for(batch, size, workers=1, context=context))
 
     steps = (run_loader(_as_decoded, _count), run_loader(crop, _count), run_loader(crop, collate),
              run_loader(crop, lent()), run_loader(crop, lent(spawn), context=spawn),
@@ -310,7 +311,7 @@ def main() -> None:
     # The worker path writes into slots of shared memory the main process lends, as a run's loader does. A run
     # makes one ring per pass (an epoch); the persistent loader here keeps one for all its passes, so the
     # figures leave out a ring's first page faults (~0.4 s per GiB here, once per epoch of a run).
-    lent = lending(collate, ring_for(args.batch_size, size, workers=1))
+    lent = partial(collate, ring=ring_for(args.batch_size, size, workers=1))
     collates = {"float": float_collate, "worker": lent, "device": collate_plans}
     hooks = {"float": None, "worker": None, "device": DeviceCrops(device)}
     runs = {(k, p): [] for k in KINDS for p in PATHS}   # (worker CPU, main CPU, wall) per pass

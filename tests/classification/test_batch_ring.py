@@ -3,6 +3,7 @@ while the main process has not read it."""
 from __future__ import annotations
 
 import multiprocessing
+from functools import partial
 from pathlib import Path
 from typing import List
 
@@ -15,7 +16,7 @@ from torch.utils.data import DataLoader
 from probes.classification.pipeline.batch_memory import BatchRing, LentBatch
 from probes.classification.pipeline.device_batches import DeviceBatches
 from probes.classification.pipeline.images import ImageFiles, build_eval_transform, collate
-from probes.classification.pipeline.loaders import lending, ring_for
+from probes.classification.pipeline.loaders import ring_for
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SIZE, BATCH = 16, 2
@@ -39,7 +40,7 @@ def _expected(dataset: ImageFiles) -> List[torch.Tensor]:
 
 def _loader(dataset, ring, workers: int = 2, prefetch: int = 2, **kw) -> DataLoader:
     return DataLoader(dataset, batch_size=BATCH, num_workers=workers, prefetch_factor=prefetch,
-                      collate_fn=lending(collate, ring), **kw)
+                      collate_fn=partial(collate, ring=ring), **kw)
 
 
 def test_device_batches_through_lent_slots_equal_those_through_fresh_memory(tmp_path):

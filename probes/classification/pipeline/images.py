@@ -2,8 +2,7 @@
 
 Workers only decode and crop with Pillow; :func:`collate` writes each crop's channels straight into
 one uint8 NCHW batch (shared memory in a worker, see :mod:`.batch_memory`), mirroring the crops the
-flip drew (:class:`MirrorLater`). With
-``data.crop_on='device'`` the resize is left to the accelerator
+flip drew (:class:`MirrorLater`). With ``data.crop_on='device'`` the resize is left to the accelerator
 (:mod:`probes.classification.pipeline.device_crops`). Conversion to float and the mean/std
 normalisation happen in the consumer (:mod:`probes.classification.pipeline.device_batches`); in a
 worker they, and moving 4x the bytes, took about 40% of its time (benchmarks/data_pipeline.py).

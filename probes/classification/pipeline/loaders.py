@@ -59,11 +59,6 @@ def ring_for(batch: int, image_size: int, workers: int, prefetch: int = PREFETCH
     return BatchRing(prefetch * workers + 1, batch * 3 * image_size * image_size, context)
 
 
-def lending(collate_fn: Callable, ring: Optional[BatchRing]) -> Callable:
-    """``collate_fn`` writing into ``ring``'s slots where it is the worker crops' collate (others unchanged)."""
-    return partial(collate, ring=ring) if ring is not None and collate_fn is collate else collate_fn
-
-
 class GroupedMixup:
     """timm's Mixup/CutMix applied to each group of `group` images of a batch, in place.
 
@@ -114,8 +109,9 @@ class ImagePipeline:
         once per pass (about a second per 2.5 GB on the VM of benchmarks/RESULTS.md).
         """
         workers = loader_workers(self.workers)
-        ring = ring_for(batch, self.pre.size, workers) if workers and collate_fn is collate else None
-        return data_loader(dataset, batch, sampler, drop_last, lending(collate_fn, ring), workers, self.dist.device)
+        if workers and collate_fn is collate:   # worker crops: the other ways hand over other batches
+            collate_fn = partial(collate, ring=ring_for(batch, self.pre.size, workers))
+        return data_loader(dataset, batch, sampler, drop_last, collate_fn, workers, self.dist.device)
 
     def device_batches(self, name: str, loader: DataLoader, mixup: Optional[GroupedMixup], min_images: int,
                        decode: Optional[Callable] = None) -> DeviceBatches:
