@@ -19,11 +19,12 @@ untimed (a CPU resamples slower with float64 products than Pillow does).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -159,13 +160,11 @@ def crop_paths(pre: Preprocessing, recipe: TrainRecipe, data: DataSpec, device: 
     device = torch.device(device)
     spec = CropSpec(pre.size, pre.interpolation, pre.crop_pct, tuple(recipe.scale), tuple(recipe.ratio), recipe.hflip)
     worker = worker_crops(spec)
-    built: Dict[str, Tuple[SetCrops, SetCrops]] = {}
 
+    @functools.cache   # built once: for the timing, then for the run when it wins
     def on_device() -> Tuple[SetCrops, SetCrops]:
         # 'auto' keeps a padding evaluation crop in the workers; data.crop_on='device' refuses it.
-        if "device" not in built:
-            built["device"] = crops_on_device(spec, device, None if data.crop_on == "device" else worker[1])
-        return built["device"]
+        return crops_on_device(spec, device, None if data.crop_on == "device" else worker[1])
 
     def measure() -> CropTiming:
         if sample is None:

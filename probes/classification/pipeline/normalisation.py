@@ -4,10 +4,10 @@ The arithmetic is ToTensor + Normalize's three float32 steps, one rounding each 
 A uint8 channel has only 256 values, so a table of those steps' results for each (:class:`PixelTable`)
 gives the same floats bit for bit, in one pass instead of four (tests/classification/test_device_batches.py
 checks every value). The look-up is OpenCV's ``cv2.LUT`` where OpenCV is installed (the ``seg`` extra
-brings it), else numpy's ``take``: the same values either way. Per 448 px image, with batches arriving
-from a worker into reused memory, on the 2-core VM of benchmarks/RESULTS.md: cv2.LUT 0.49-0.55 ms,
-numpy 0.76-0.84 ms, the arithmetic 1.22 ms (best of 6 passes over 8 batches; a table of float pairs
-read 16 bits at a time was no faster there, 0.78 ms).
+brings it), else numpy's ``take``: the same values either way. Per 448 px image into reused memory, on the
+2-core VM of benchmarks/RESULTS.md: cv2.LUT 0.41-0.53 ms, numpy 0.74-0.76 ms (``benchmarks/data_pipeline.py``
+times both); the arithmetic took 1.22 ms and a table of float pairs read 16 bits at a time 0.78 ms when
+timed once there.
 """
 from __future__ import annotations
 
