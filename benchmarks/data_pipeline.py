@@ -310,7 +310,7 @@ def main() -> None:
     decoders = {"float": pillow_decode, "worker": decode_rgb, "device": decode_rgb}
     # The worker path writes into slots of shared memory the main process lends, as a run's loader does. A run
     # makes one ring per pass (an epoch); the persistent loader here keeps one for all its passes, so the
-    # figures leave out a ring's first page faults (~0.4 s per GiB here, once per epoch of a run).
+    # figures leave out a ring's first page faults (~0.4 s per GiB here, timed once; once per epoch of a run).
     lent = partial(collate, ring=ring_for(args.batch_size, size, workers=1))
     collates = {"float": float_collate, "worker": lent, "device": collate_plans}
     hooks = {"float": None, "worker": None, "device": DeviceCrops(device)}

@@ -106,7 +106,8 @@ class ImagePipeline:
 
         Each loader (one pass: an epoch, or one evaluation set) has its own ring, freed with it: at most
         the memory of the batches a pass can have in flight, as with fresh memory, and its pages are faulted
-        once per pass (about a second per 2.5 GB on the VM of benchmarks/RESULTS.md).
+        once per pass (first-touching 1 GiB of shared memory took 0.37 s, timed once on the VM of
+        benchmarks/RESULTS.md: about a second per 2.5 GB).
         """
         workers = loader_workers(self.workers)
         if workers and collate_fn is collate:   # worker crops: the other ways hand over other batches
